@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# What CI runs: set up (scripts/setup.sh), then ruff, mypy and pytest. Arguments go to pytest,
+# e.g. `scripts/test.sh tests/infra -x`. All three run; the script fails if any of them failed.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+scripts/setup.sh
+# Tools, `python3` and `jupyter` started by the tests come from the venv.
+export PATH="$PWD/.venv/bin:$PATH" VIRTUAL_ENV="$PWD/.venv"
+
+failed=()
+echo "== ruff check ."
+ruff check . || failed+=(ruff)
+echo "== mypy (chopsticks_nb)"
+mypy || failed+=(mypy)
+echo "== pytest $*"
+python -m pytest "$@" || failed+=("pytest (exit $?)")
+
+if ((${#failed[@]})); then
+  echo "FAILED: ${failed[*]}" >&2
+  exit 1
+fi
