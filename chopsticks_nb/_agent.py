@@ -1,0 +1,783 @@
+"""The chopsticks_nb agent: the only code sent to a remote host when a tunnel connects.
+
+It is compiled on the far side from source, so it must stay one self-contained, stdlib-only
+module whose syntax is valid on the oldest remote Python supported (3.6). The controller
+imports this same file for the frame format and the codec: the protocol is written once.
+
+Wire format: every message is a frame, a fixed header followed by ``length`` payload bytes.
+Payloads are raw bytes, a pickle (controller -> agent only) or a value in the closed codec
+below. The agent runs calls in its main thread, one at a time, so a cancel can interrupt them
+with SIGINT; a reader thread serves imports, files and cancels meanwhile.
+"""
+
+import contextlib
+import hashlib
+import io
+import os
+import pickle
+import queue
+import select
+import signal
+import struct
+import sys
+import tempfile
+import threading
+import traceback
+
+PROTOCOL_VERSION = 1
+
+#: Frame header: kind (1 byte), request id (4 bytes), payload length (4 bytes), big-endian.
+HEADER = struct.Struct(">BII")
+
+#: Written by the agent just before its first frame, so that noise a login shell prints on
+#: stdout before the agent starts can be skipped instead of breaking the stream.
+MAGIC = b"\x00chopsticks_nb\x01"
+
+#: Depth of tunnelling of this process: 0 on a controller, 1 in an agent it started, ...
+DEPTH = 0
+
+#: Source of this module, set by the stage-1 bootstrap on a remote (no file there).
+SOURCE = None
+
+PICKLE_PROTOCOL = 4  # the highest every supported remote (3.6+) reads
+CHUNK_SIZE = 512 * 1024  # file data per frame
+
+
+class Msg(object):
+    """Message kinds, and the payload each carries."""
+
+    # controller -> agent
+    CONFIG = 1  # codec dict: depth, host, idle_timeout
+    CALL = 2  # pickle of (callable, args, kwargs)
+    CANCEL = 3  # empty: interrupt or drop the call with this id
+    REPLY = 4  # codec: answer to the agent's IMPORT / GET_DATA with this id
+    PUT_OPEN = 5  # codec dict: path (or None for a temporary file), mode
+    PUT_DATA = 6  # raw file bytes
+    PUT_CLOSE = 7  # codec dict: size, sha1
+    FETCH = 8  # codec dict: path
+    PING = 9  # empty: the controller is alive
+
+    # agent -> controller
+    HELLO = 20  # codec dict describing the remote interpreter
+    RESULT = 21  # codec value
+    ERROR = 22  # codec dict: type, msg, tb, kind
+    STDOUT = 23  # raw bytes printed while call `id` ran
+    STDERR = 24  # raw bytes
+    IMPORT = 25  # codec str: a dotted module name
+    GET_DATA = 26  # codec str: a file path inside a served package
+    FETCH_DATA = 27  # raw file bytes
+
+
+# ---------------------------------------------------------------------------------------------
+# The codec: a closed set of types, so that decoding can never run code.
+
+
+class CodecError(ValueError):
+    """Base of the codec's errors."""
+
+
+class EncodeError(CodecError):
+    """A value holds something the codec cannot carry."""
+
+
+class DecodeError(CodecError):
+    """Bytes that are not a valid encoding, or that exceed a limit."""
+
+
+class Op(object):
+    """One-byte opcodes of the codec."""
+
+    NONE = 0x00
+    TRUE = 0x01
+    FALSE = 0x02
+    INT = 0x03  # 8-byte signed
+    BIGINT = 0x04  # u32 length + signed big-endian bytes
+    FLOAT = 0x05  # 8-byte IEEE double
+    STR = 0x06  # u32 length + UTF-8 (surrogates passed through)
+    BYTES = 0x07  # u32 length + bytes
+    LIST = 0x08  # u32 count + items
+    TUPLE = 0x09
+    DICT = 0x0A  # u32 count + key, value pairs
+    SET = 0x0B
+    FROZENSET = 0x0C
+
+
+CODEC_VERSION = 1
+MAX_DEPTH = 100
+MAX_ITEMS = 10 * 1000 * 1000
+
+_U32 = struct.Struct(">I")
+_I64 = struct.Struct(">q")
+_F64 = struct.Struct(">d")
+_INT_MIN = -(1 << 63)
+_INT_MAX = (1 << 63) - 1
+
+
+def encode(value):
+    # type: (object) -> bytes
+    """Encode ``value`` to bytes; raise EncodeError naming any type the codec cannot carry."""
+    out = [bytes(bytearray([CODEC_VERSION]))]
+    _encode(value, out, 0)
+    return b"".join(out)
+
+
+def _encode(value, out, depth):
+    if depth > MAX_DEPTH:
+        raise EncodeError("value nested deeper than %d levels" % MAX_DEPTH)
+    t = type(value)
+    if t not in _ENCODERS:
+        t = _base_type(value)
+    _ENCODERS[t](value, out, depth + 1)
+
+
+def _base_type(value):
+    """The codec type a subclass (a namedtuple, an OrderedDict, an IntEnum) travels as."""
+    for base in (bool, int, float, str, bytes, tuple, list, dict, frozenset, set):
+        if isinstance(value, base):
+            return base
+    cls = type(value)
+    raise EncodeError(
+        "cannot encode a value of type %s.%s"
+        % (cls.__module__, getattr(cls, "__qualname__", cls.__name__))
+    )
+
+
+def _enc_int(value, out, depth):
+    if _INT_MIN <= value <= _INT_MAX:
+        out.append(bytes(bytearray([Op.INT])) + _I64.pack(value))
+    else:
+        data = int(value).to_bytes((value.bit_length() + 8) // 8, "big", signed=True)
+        out.append(bytes(bytearray([Op.BIGINT])) + _U32.pack(len(data)))
+        out.append(data)
+
+
+def _enc_bytes(op):
+    def enc(value, out, depth):
+        out.append(bytes(bytearray([op])) + _U32.pack(len(value)))
+        out.append(bytes(value))
+
+    return enc
+
+
+def _enc_str(value, out, depth):
+    _enc_bytes(Op.STR)(str(value).encode("utf-8", "surrogatepass"), out, depth)
+
+
+def _enc_items(op):
+    def enc(value, out, depth):
+        out.append(bytes(bytearray([op])) + _U32.pack(len(value)))
+        for item in value:
+            _encode(item, out, depth)
+
+    return enc
+
+
+def _enc_dict(value, out, depth):
+    out.append(bytes(bytearray([Op.DICT])) + _U32.pack(len(value)))
+    for key, item in value.items():
+        _encode(key, out, depth)
+        _encode(item, out, depth)
+
+
+_ENCODERS = {
+    type(None): lambda v, out, d: out.append(b"\x00"),
+    bool: lambda v, out, d: out.append(b"\x01" if v else b"\x02"),
+    int: _enc_int,
+    float: lambda v, out, d: out.append(bytes(bytearray([Op.FLOAT])) + _F64.pack(v)),
+    str: _enc_str,
+    bytes: _enc_bytes(Op.BYTES),
+    bytearray: _enc_bytes(Op.BYTES),
+    list: _enc_items(Op.LIST),
+    tuple: _enc_items(Op.TUPLE),
+    dict: _enc_dict,
+    set: _enc_items(Op.SET),
+    frozenset: _enc_items(Op.FROZENSET),
+}
+
+
+class _Decoder(object):
+    """Reads one encoded value; every length is checked against the bytes actually present."""
+
+    def __init__(self, data):
+        self.data = memoryview(data)
+        self.pos = 0
+        self.items = 0
+
+    def take(self, n):
+        end = self.pos + n
+        if end > len(self.data):
+            raise DecodeError(
+                "truncated value: need %d bytes at offset %d, have %d"
+                % (n, self.pos, len(self.data) - self.pos)
+            )
+        chunk = self.data[self.pos : end]
+        self.pos = end
+        return chunk
+
+    def count(self):
+        n = _U32.unpack(self.take(4))[0]
+        self.items += n
+        # Every item takes at least one byte: a count beyond the bytes left is a lie.
+        if n > len(self.data) - self.pos or self.items > MAX_ITEMS:
+            raise DecodeError(
+                "item count %d at offset %d exceeds the data or the limit" % (n, self.pos - 4)
+            )
+        return n
+
+    def value(self, depth):
+        if depth > MAX_DEPTH:
+            raise DecodeError(
+                "value nested deeper than %d levels at offset %d" % (MAX_DEPTH, self.pos)
+            )
+        op = self.take(1)[0]
+        if op == Op.NONE:
+            return None
+        if op == Op.TRUE:
+            return True
+        if op == Op.FALSE:
+            return False
+        if op == Op.INT:
+            return _I64.unpack(self.take(8))[0]
+        if op == Op.FLOAT:
+            return _F64.unpack(self.take(8))[0]
+        if op in (Op.STR, Op.BYTES, Op.BIGINT):
+            raw = self.take(_U32.unpack(self.take(4))[0])
+            if op == Op.BYTES:
+                return raw.tobytes()
+            if op == Op.STR:
+                try:
+                    return str(raw, "utf-8", "surrogatepass")
+                except UnicodeDecodeError as exc:
+                    message = "invalid UTF-8 in string at offset %d: %s" % (self.pos, exc)
+                    raise DecodeError(message) from None
+            return int.from_bytes(raw, "big", signed=True)
+        if op in (Op.LIST, Op.TUPLE, Op.SET, Op.FROZENSET):
+            items = [self.value(depth + 1) for _ in range(self.count())]
+            if op == Op.LIST:
+                return items
+            if op == Op.TUPLE:
+                return tuple(items)
+            try:
+                return set(items) if op == Op.SET else frozenset(items)
+            except TypeError as exc:
+                raise DecodeError("unhashable set member: %s" % exc) from None
+        if op == Op.DICT:
+            result = {}
+            for _ in range(self.count()):
+                key = self.value(depth + 1)
+                try:
+                    result[key] = self.value(depth + 1)
+                except TypeError as exc:
+                    raise DecodeError("unhashable dict key: %s" % exc) from None
+            return result
+        raise DecodeError(
+            "unknown opcode 0x%02x at offset %d: corrupt stream?" % (op, self.pos - 1)
+        )
+
+
+def decode(data):
+    # type: (bytes) -> object
+    """Decode bytes made by :func:`encode`; raise DecodeError on anything else."""
+    if len(data) < 1 or data[0] != CODEC_VERSION:
+        raise DecodeError("unsupported codec version %r" % (bytes(data[:1]),))
+    decoder = _Decoder(data)
+    decoder.pos = 1
+    value = decoder.value(0)
+    if decoder.pos != len(decoder.data):
+        raise DecodeError("%d unexpected bytes after the value" % (len(decoder.data) - decoder.pos))
+    return value
+
+
+def frame(kind, req_id, payload=b""):
+    # type: (int, int, bytes) -> bytes
+    """One message as bytes."""
+    return HEADER.pack(kind, req_id, len(payload)) + payload
+
+
+# ---------------------------------------------------------------------------------------------
+# The agent runtime (only ever runs on the remote side).
+
+
+class _Channel(object):
+    """The protocol pipes of the agent: a locked writer and a frame reader."""
+
+    def __init__(self, rfd, wfd, idle_timeout):
+        self.rfd = rfd
+        self.wfd = wfd
+        self.idle_timeout = idle_timeout
+        self.lock = threading.Lock()
+        self.buf = bytearray()
+
+    def send(self, kind, req_id, payload=b""):
+        header = HEADER.pack(kind, req_id, len(payload))
+        data = [header + payload] if len(payload) < 65536 else [header, payload]
+        with self.lock:
+            for chunk in data:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(self.wfd, view) :]
+
+    def read_frame(self):
+        """The next (kind, req_id, payload); None at EOF or when the controller went quiet."""
+        while True:
+            if len(self.buf) >= HEADER.size:
+                kind, req_id, length = HEADER.unpack_from(self.buf)
+                end = HEADER.size + length
+                if len(self.buf) >= end:
+                    payload = bytes(self.buf[HEADER.size : end])
+                    del self.buf[:end]
+                    return kind, req_id, payload
+            if self.idle_timeout and not select.select([self.rfd], [], [], self.idle_timeout)[0]:
+                return None
+            data = os.read(self.rfd, 1 << 20)
+            if not data:
+                return None
+            self.buf += data
+
+
+class _OutputStream(io.TextIOBase):
+    """sys.stdout / sys.stderr on the agent: text becomes frames, tagged with the running call.
+
+    Complete lines are sent at once; a partial line waits for its newline, a flush, or the end of
+    the call, so output stays ordered before the call's result.
+    """
+
+    def __init__(self, agent, kind, name):
+        self.agent = agent
+        self.kind = kind
+        self.name = name
+        self.pending = b""
+        self.lock = threading.Lock()
+        self.buffer = _BinaryOutput(self)
+
+    def writable(self):
+        return True
+
+    @property
+    def encoding(self):
+        return "utf-8"
+
+    @property
+    def errors(self):
+        return "surrogateescape"
+
+    def write(self, text):
+        if not isinstance(text, str):
+            raise TypeError("write() argument must be str, not %s" % type(text).__name__)
+        self.write_bytes(text.encode("utf-8", "surrogateescape"))
+        return len(text)
+
+    def write_bytes(self, data):
+        with self.lock:
+            data = self.pending + data
+            cut = data.rfind(b"\n") + 1
+            if len(data) > 65536:
+                cut = len(data)
+            self.pending = data[cut:]
+            if cut:
+                self.agent.send_output(self.kind, data[:cut])
+
+    def flush(self):
+        with self.lock:
+            data, self.pending = self.pending, b""
+        if data:
+            self.agent.send_output(self.kind, data)
+
+    def isatty(self):
+        return False
+
+    def fileno(self):
+        raise io.UnsupportedOperation("the agent's %s is relayed to the controller" % self.name)
+
+
+class _BinaryOutput(object):
+    """``sys.stdout.buffer`` for code that writes bytes."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, data):
+        self.stream.write_bytes(bytes(data))
+        return len(data)
+
+    def flush(self):
+        self.stream.flush()
+
+
+class _RemoteModuleFinder(object):
+    """A meta path finder, after the remote's own, that imports modules from the controller."""
+
+    def __init__(self, agent):
+        self.agent = agent
+        self.records = {}  # name -> module record, or None when the controller has not got it
+        self.lock = threading.Lock()
+
+    def find_spec(self, fullname, path=None, target=None):
+        import importlib.util
+
+        record = self.lookup(fullname)
+        if record is None:
+            return None
+        loader = _RemoteModuleLoader(self.agent, record)
+        spec = importlib.util.spec_from_loader(
+            fullname, loader, origin=record["origin"], is_package=record["is_pkg"]
+        )
+        if record["is_pkg"]:
+            spec.submodule_search_locations = list(record["path"])
+        spec.has_location = record["origin"] is not None
+        return spec
+
+    def lookup(self, fullname):
+        with self.lock:
+            if fullname in self.records:
+                return self.records[fullname]
+        answer = self.agent.ask(Msg.IMPORT, fullname)
+        with self.lock:
+            for record in answer:
+                self.records.setdefault(record["name"], record)
+            return self.records.setdefault(fullname, None)
+
+
+class _RemoteModuleLoader(object):
+    """Loads one module record: source text, or an empty namespace package."""
+
+    def __init__(self, agent, record):
+        self.agent = agent
+        self.record = record
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        source = self.record["source"]
+        if source is None:  # a namespace package
+            return
+        if self.record["origin"]:
+            module.__file__ = self.record["origin"]
+        code = compile(
+            source, self.record["origin"] or self.record["name"], "exec", dont_inherit=True
+        )
+        exec(code, module.__dict__)
+
+    def is_package(self, fullname):
+        return self.record["is_pkg"]
+
+    def get_source(self, fullname):
+        import importlib.util
+
+        source = self.record["source"]
+        return None if source is None else importlib.util.decode_source(source)
+
+    def get_data(self, path):
+        """Resource bytes (``pkgutil.get_data``); the controller serves only package files."""
+        data = self.agent.ask(Msg.GET_DATA, path)
+        if data is None:
+            raise IOError(2, "not served by the controller", path)
+        return data
+
+
+class _Upload(object):
+    """A file written by PUT frames under a temporary name beside the target, renamed at the end."""
+
+    def __init__(self, path, mode):
+        if path is None:
+            fd, self.path = tempfile.mkstemp(prefix="chopsticks-put-")
+            os.close(fd)
+            directory = os.path.dirname(self.path)
+        else:
+            self.path = os.path.abspath(os.path.expanduser(path))
+            directory = os.path.dirname(self.path)
+        self.mode = mode
+        self.fd, self.tmp = tempfile.mkstemp(
+            dir=directory, prefix="." + os.path.basename(self.path) + ".", suffix=".part"
+        )
+        self.sha1 = hashlib.sha1()
+        self.size = 0
+
+    def write(self, data):
+        self.sha1.update(data)
+        self.size += len(data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+
+    def finish(self, size, sha1):
+        os.close(self.fd)
+        self.fd = None
+        if size != self.size or sha1 != self.sha1.hexdigest():
+            self.abort()
+            raise IOError(
+                "checksum mismatch: sent %d bytes sha1 %s, received %d bytes sha1 %s"
+                % (size, sha1, self.size, self.sha1.hexdigest())
+            )
+        os.chmod(self.tmp, self.mode)
+        os.rename(self.tmp, self.path)
+        return {"remote_path": self.path, "size": self.size, "sha1sum": sha1}
+
+    def abort(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        with contextlib.suppress(OSError):
+            os.unlink(self.tmp)
+
+
+class Agent(object):
+    """The remote end of one tunnel."""
+
+    def __init__(self, channel):
+        self.channel = channel
+        self.calls = queue.Queue()
+        self.current = 0  # id of the call running in the main thread
+        self.cancelling = 0
+        self.dropped = set()
+        self.replies = {}  # request id -> [event, answer]
+        self.next_request = 0
+        self.uploads = {}
+        self.fetches = {}  # request id -> threading.Event that stops the stream
+        self.state_lock = threading.Lock()
+        self.finder = _RemoteModuleFinder(self)
+
+    # -- outgoing --------------------------------------------------------------------------------
+
+    def send_output(self, kind, data):
+        self.channel.send(kind, self.current, data)
+
+    def ask(self, kind, arg):
+        """Send a request to the controller and wait for its REPLY."""
+        with self.state_lock:
+            self.next_request += 1
+            req_id = self.next_request
+            slot = self.replies[req_id] = [threading.Event(), None]
+        self.channel.send(kind, req_id, encode(arg))
+        slot[0].wait()
+        return slot[1]
+
+    def send_error(self, req_id, exc, kind="exception"):
+        tb = exc.__traceback__
+        if tb is not None and tb.tb_frame.f_code is Agent.run_call.__code__:
+            tb = tb.tb_next  # the user's frames are what help, not the agent's
+        record = {
+            "type": _qualified_name(type(exc)),
+            "msg": _safe_str(exc),
+            "tb": "".join(traceback.format_exception(type(exc), exc, tb)),
+            "kind": kind,
+        }
+        self.channel.send(Msg.ERROR, req_id, encode(record))
+
+    # -- the reader thread -------------------------------------------------------------------------
+
+    def read_loop(self):
+        handlers = {
+            Msg.CALL: self.on_call,
+            Msg.CANCEL: self.on_cancel,
+            Msg.REPLY: self.on_reply,
+            Msg.PUT_OPEN: self.on_put_open,
+            Msg.PUT_DATA: self.on_put_data,
+            Msg.PUT_CLOSE: self.on_put_close,
+            Msg.FETCH: self.on_fetch,
+            Msg.PING: lambda req_id, payload: None,
+        }
+        try:
+            while True:
+                message = self.channel.read_frame()
+                if message is None:
+                    break
+                kind, req_id, payload = message
+                handler = handlers.get(kind)
+                if handler is None:
+                    raise DecodeError("unknown message kind %d" % kind)
+                handler(req_id, payload)
+        finally:
+            # The controller is gone: nothing we do can be reported any more.
+            for upload in list(self.uploads.values()):
+                upload.abort()
+            os._exit(0)
+
+    def on_call(self, req_id, payload):
+        self.calls.put((req_id, payload))
+
+    def on_cancel(self, req_id, payload):
+        with self.state_lock:
+            if req_id == self.current:
+                self.cancelling = req_id
+                os.kill(os.getpid(), signal.SIGINT)
+            else:
+                self.dropped.add(req_id)
+            stop = self.fetches.get(req_id)
+        if stop is not None:
+            stop.set()
+
+    def on_reply(self, req_id, payload):
+        with self.state_lock:
+            slot = self.replies.pop(req_id, None)
+        if slot is not None:
+            slot[1] = decode(payload)
+            slot[0].set()
+
+    def on_put_open(self, req_id, payload):
+        args = decode(payload)
+        try:
+            self.uploads[req_id] = _Upload(args["path"], args["mode"])
+        except Exception as exc:
+            self.uploads[req_id] = None  # swallow the data frames already on their way
+            self.send_error(req_id, exc)
+
+    def on_put_data(self, req_id, payload):
+        upload = self.uploads.get(req_id)
+        if upload is None:
+            return
+        try:
+            upload.write(payload)
+        except Exception as exc:
+            upload.abort()
+            self.uploads[req_id] = None
+            self.send_error(req_id, exc)
+
+    def on_put_close(self, req_id, payload):
+        upload = self.uploads.pop(req_id, None)
+        if upload is None:
+            return
+        args = decode(payload)
+        try:
+            result = upload.finish(args["size"], args["sha1"])
+        except Exception as exc:
+            self.send_error(req_id, exc)
+        else:
+            self.channel.send(Msg.RESULT, req_id, encode(result))
+
+    def on_fetch(self, req_id, payload):
+        path = decode(payload)["path"]
+        stop = self.fetches[req_id] = threading.Event()
+        thread = threading.Thread(
+            target=self.stream_file, args=(req_id, path, stop), name="fetch-%d" % req_id
+        )
+        thread.daemon = True
+        thread.start()
+
+    def stream_file(self, req_id, path, stop):
+        try:
+            path = os.path.abspath(os.path.expanduser(path))
+            sha1 = hashlib.sha1()
+            size = 0
+            with open(path, "rb") as f:
+                while not stop.is_set():
+                    chunk = f.read(CHUNK_SIZE)
+                    if not chunk:
+                        break
+                    sha1.update(chunk)
+                    size += len(chunk)
+                    self.channel.send(Msg.FETCH_DATA, req_id, chunk)
+            result = {"remote_path": path, "size": size, "sha1sum": sha1.hexdigest()}
+            self.channel.send(Msg.RESULT, req_id, encode(result))
+        except Exception as exc:
+            self.send_error(req_id, exc)
+        finally:
+            self.fetches.pop(req_id, None)
+
+    # -- the main thread ---------------------------------------------------------------------------
+
+    def on_sigint(self, signum, frame):
+        # A SIGINT sent by on_cancel may land after its call ended: only the target is interrupted.
+        if self.cancelling and self.cancelling == self.current:
+            raise KeyboardInterrupt("cancelled by the controller")
+
+    def run_calls(self):
+        while True:
+            req_id, payload = self.calls.get()
+            with self.state_lock:
+                if req_id in self.dropped:
+                    self.dropped.discard(req_id)
+                    continue
+                self.current = req_id
+            self.run_call(req_id, payload)
+
+    def run_call(self, req_id, payload):
+        kind = "exception"
+        cancelled = False
+        try:
+            try:
+                func, args, kwargs = pickle.loads(payload)
+                value = func(*args, **kwargs)
+                kind = "encode"
+                data = encode(value)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                with self.state_lock:
+                    cancelled = self.cancelling == req_id
+                    self.current = self.cancelling = 0
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt) and cancelled:
+                kind = "cancelled"
+            self.send_error(req_id, exc, kind)
+        else:
+            self.channel.send(Msg.RESULT, req_id, data)
+
+
+def _qualified_name(cls):
+    module = getattr(cls, "__module__", "builtins")
+    name = getattr(cls, "__qualname__", cls.__name__)
+    return name if module in ("builtins", "exceptions") else module + "." + name
+
+
+def _safe_str(exc):
+    try:
+        return str(exc)
+    except Exception:
+        return "<unprintable %s>" % type(exc).__name__
+
+
+def _read_config(channel):
+    message = channel.read_frame()
+    if message is None or message[0] != Msg.CONFIG:
+        os._exit(3)
+    return decode(message[2])
+
+
+def _hello(config):
+    import importlib.util
+    import socket
+
+    return {
+        "protocol": PROTOCOL_VERSION,
+        "version": list(sys.version_info[:3]),
+        "implementation": sys.implementation.name,
+        "pid": os.getpid(),
+        "executable": sys.executable,
+        "platform": sys.platform,
+        "hostname": socket.gethostname(),
+        "depth": DEPTH,
+        "cloudpickle": importlib.util.find_spec("cloudpickle") is not None,
+    }
+
+
+def serve():
+    """Run the agent on the protocol pipes (fd 0 and 1), until the controller goes away."""
+    global DEPTH
+    # Keep the real pipes for the protocol; user code writing to fd 1 lands on stderr instead.
+    rfd, wfd = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+    sys.stdin = open(os.devnull)  # noqa: SIM115 - lives as long as the process
+
+    channel = _Channel(rfd, wfd, None)
+    config = _read_config(channel)
+    DEPTH = config["depth"]
+    channel.idle_timeout = config.get("idle_timeout")
+    hello = encode(_hello(config))  # before the import hook: nothing may ask the controller yet
+    agent = Agent(channel)
+    sys.stdout = _OutputStream(agent, Msg.STDOUT, "stdout")
+    sys.stderr = _OutputStream(agent, Msg.STDERR, "stderr")
+    sys.meta_path.append(agent.finder)
+    signal.signal(signal.SIGINT, agent.on_sigint)
+
+    with channel.lock:
+        os.write(wfd, MAGIC)
+    channel.send(Msg.HELLO, 0, hello)
+    reader = threading.Thread(target=agent.read_loop, name="chopsticks-reader")
+    reader.daemon = True
+    reader.start()
+    agent.run_calls()

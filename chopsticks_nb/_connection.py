@@ -1,0 +1,626 @@
+"""One live agent: its process, its pipes, and the requests in flight.
+
+Callers' threads write frames directly when the pipe has room (no thread hop on the way out);
+everything else (reading, slow writes, file producers, timers) happens on the broker thread.
+The controller never unpickles what the agent sends: replies go through the closed codec.
+"""
+
+from __future__ import annotations
+
+import codecs
+import concurrent.futures
+import contextlib
+import fcntl
+import itertools
+import os
+import signal
+import subprocess
+import threading
+from collections import deque
+from typing import Any, Callable, Optional, Protocol
+
+from . import _agent, _bootstrap
+from ._agent import HEADER, MAGIC, Msg
+from ._broker import BROKER, TimerHandle
+from ._modserver import ModuleServer
+from ._output import OutputHandler
+from .errors import (
+    CallCancelled,
+    CallTimeout,
+    ChopsticksError,
+    ConnectError,
+    ConnectionLost,
+    ConnectTimeout,
+    ProtocolError,
+    RemoteException,
+    SerializationError,
+    TunnelClosed,
+)
+
+#: Largest frame accepted from an agent, and largest raw data frame (output, file chunks).
+MAX_FRAME = 512 * 1024 * 1024
+MAX_DATA_FRAME = 8 * 1024 * 1024
+#: Noise tolerated on stdout before the handshake (a login shell's banner).
+MAX_NOISE = 64 * 1024
+#: File producers stop adding data while this much waits to be written.
+LOW_WATER = 1024 * 1024
+READ_SIZE = 1024 * 1024
+STDERR_TAIL_LINES = 20
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
+ErrorFactory = Callable[[], ChopsticksError]
+ExitExplainer = Callable[[Optional[int], str], str]
+
+
+class Producer(Protocol):
+    """Feeds a stream of frames (a put) as the pipe drains, on the broker thread."""
+
+    def produce(self) -> bool:
+        """Send the next frame; False when there is nothing more to send."""
+
+    def close(self) -> None:
+        """The connection ended: release what the producer holds."""
+
+
+class RemoteFuture(concurrent.futures.Future[Any]):
+    """The pending answer of one remote operation.
+
+    ``cancel()`` also stops the remote work; ``result(timeout)`` cancels it when the time is up
+    (raising :class:`CallTimeout`) and when the waiting thread is interrupted.
+    """
+
+    def __init__(self, host: str) -> None:
+        super().__init__()
+        self.host = host
+        self._on_cancel: Callable[[], None] | None = None
+
+    def cancel(self) -> bool:
+        return self._fail(CallCancelled("cancelled", self.host))
+
+    def result(self, timeout: float | None = None) -> Any:
+        try:
+            return super().result(timeout)
+        except concurrent.futures.TimeoutError:
+            if self._fail(CallTimeout(f"no answer within {timeout:g} s; cancelled", self.host)):
+                raise CallTimeout(f"no answer within {timeout:g} s; cancelled", self.host) from None
+            return super().result()
+        except KeyboardInterrupt:
+            self.cancel()
+            raise
+
+    def _fail(self, exc: ChopsticksError) -> bool:
+        """Fail the future and stop the remote work; False if it had already finished."""
+        if not _settle(self, exc=exc):
+            return False
+        if self._on_cancel is not None:
+            self._on_cancel()
+        return True
+
+
+def _settle(
+    future: concurrent.futures.Future[Any], *, value: Any = None, exc: BaseException | None = None
+) -> bool:
+    """Complete ``future`` unless it already is; True if this call completed it."""
+    try:
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(value)
+    except concurrent.futures.InvalidStateError:
+        return False
+    return True
+
+
+class Request:
+    """An operation awaiting the agent's answer. Subclasses handle data frames and results."""
+
+    def __init__(self, conn: Connection, req_id: int, output: OutputHandler | None = None) -> None:
+        self.conn = conn
+        self.req_id = req_id
+        self.output = output
+        self.future = RemoteFuture(conn.host)
+        self.future._on_cancel = self.cancel
+
+    def on_result(self, value: object) -> None:
+        _settle(self.future, value=value)
+
+    def on_error(self, record: dict[str, Any]) -> None:
+        _settle(self.future, exc=self.conn.error_from_record(record))
+
+    def on_data(self, payload: bytes) -> None:
+        raise ProtocolError(f"unexpected data frame for request {self.req_id}", self.conn.host)
+
+    def fail(self, exc: ChopsticksError) -> None:
+        _settle(self.future, exc=exc)
+
+    def cancel(self) -> None:
+        """The future failed early (cancel, timeout): forget it and stop the remote work."""
+        if self.conn.forget(self.req_id):
+            with contextlib.suppress(ChopsticksError):
+                self.conn.send(Msg.CANCEL, self.req_id)
+
+
+class Connection:
+    """Starts an agent through ``argv`` and speaks the protocol with it."""
+
+    def __init__(
+        self,
+        host: str,
+        argv: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        connect_timeout: float,
+        keepalive: float | None,
+        depth: int,
+        output: OutputHandler,
+        modserver: ModuleServer,
+        explain_exit: ExitExplainer,
+    ) -> None:
+        self.host = host
+        self.argv = argv
+        self.env = env
+        self.connect_timeout = connect_timeout
+        self.keepalive = keepalive
+        self.depth = depth
+        self.output = output
+        self.modserver = modserver
+        self.explain_exit = explain_exit
+        self.hello: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
+        self.remote: dict[str, Any] = {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._requests: dict[int, Request] = {}
+        self._wlock = threading.Lock()
+        self._out: deque[bytes | memoryview] = deque()
+        self._out_bytes = 0
+        self._writer_watched = False
+        self._producers: deque[Producer] = deque()
+        self._rbuf = bytearray()
+        self._synced = False
+        self._noise = b""
+        self._decoders = {
+            k: codecs.getincrementaldecoder("utf-8")("replace") for k in ("stdout", "stderr")
+        }
+        self._stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+        self._stderr_eof = False
+        self._dead: ErrorFactory | None = None
+        self._timers: list[TimerHandle] = []
+        self._fds: dict[str, int] = {}
+
+    # -- life cycle (caller's thread) -------------------------------------------------------------
+
+    def start(self) -> None:
+        """Spawn the process and send the agent; the handshake completes ``hello`` later."""
+        try:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=self.env,
+                start_new_session=True,
+                bufsize=0,
+            )
+        except OSError as exc:
+            raise ConnectError(
+                f"cannot run {self.argv[0]!r}: {exc.strerror or exc}", self.host
+            ) from None
+        assert self.proc.stdin and self.proc.stdout and self.proc.stderr
+        self._fds = {
+            "stdin": self.proc.stdin.fileno(),
+            "stdout": self.proc.stdout.fileno(),
+            "stderr": self.proc.stderr.fileno(),
+        }
+        for fd in self._fds.values():
+            os.set_blocking(fd, False)
+        for name in ("stdin", "stdout"):
+            with contextlib.suppress(OSError):  # bigger pipes: fewer wake-ups for bulk data
+                fcntl.fcntl(self._fds[name], F_SETPIPE_SZ, 1024 * 1024)
+        config = {"depth": self.depth + 1, "host": self.host, "idle_timeout": self._idle_timeout()}
+        self._queue_bytes(_bootstrap.first_bytes(config))
+        BROKER.call_soon(self._register)
+
+    def _idle_timeout(self) -> float | None:
+        # The agent exits when it hears nothing for this long: a cut link leaves no orphan.
+        return None if not self.keepalive else self.keepalive * 6
+
+    def close(self, wait: bool = True, timeout: float = 5.0) -> None:
+        """End the agent: EOF on its stdin, then signals if it lingers. Idempotent."""
+        self._kill_with(lambda: TunnelClosed("the tunnel was closed", self.host), signal_now=False)
+        proc = self.proc
+        if proc is None:
+            return
+        if not wait:
+            self._reap_later()
+            return
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._signal(signal.SIGTERM)
+            try:
+                proc.wait(1.0)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+                proc.wait()
+        self._close_pipes()
+
+    @property
+    def alive(self) -> bool:
+        return self._dead is None
+
+    # -- requests (any thread) --------------------------------------------------------------------
+
+    def submit(
+        self, request_factory: Callable[[int], Request], kind: int, payload: bytes
+    ) -> RemoteFuture:
+        """Register a request made by ``request_factory(req_id)`` and send its first frame."""
+        req_id = next(self._ids)
+        request = request_factory(req_id)
+        with self._lock:
+            if self._dead is not None:
+                request.fail(self._dead())
+                return request.future
+            self._requests[req_id] = request
+        try:
+            self.send(kind, req_id, payload)
+        except ChopsticksError as exc:
+            request.fail(exc)
+        return request.future
+
+    def call(self, payload: bytes, output: OutputHandler | None = None) -> RemoteFuture:
+        """Run a pickled ``(callable, args, kwargs)`` remotely."""
+        return self.submit(lambda req_id: Request(self, req_id, output), Msg.CALL, payload)
+
+    def forget(self, req_id: int) -> bool:
+        with self._lock:
+            return self._requests.pop(req_id, None) is not None
+
+    def add_producer(self, producer: Producer) -> None:
+        def add() -> None:
+            if self._dead is not None:
+                producer.close()
+                return
+            self._producers.append(producer)
+            self._watch_writer()
+
+        BROKER.call_soon(add)
+
+    def send(self, kind: int, req_id: int, payload: bytes = b"") -> None:
+        header = HEADER.pack(kind, req_id, len(payload))
+        if len(payload) < 65536:
+            self._queue_bytes(header + payload)
+        else:
+            self._queue_bytes(header, payload)
+
+    def _queue_bytes(self, *chunks: bytes) -> None:
+        with self._wlock:
+            if self._dead is not None:
+                raise self._dead()
+            for chunk in chunks:
+                self._out.append(chunk)
+                self._out_bytes += len(chunk)
+            if self._writer_watched:
+                return
+            self._flush_locked()
+            if self._out:
+                self._writer_watched = True
+                BROKER.call_soon(self._watch_writer)
+
+    def _flush_locked(self) -> None:
+        fd = self._fds.get("stdin", -1)
+        while self._out and fd >= 0:
+            try:
+                written = os.writev(fd, list(itertools.islice(self._out, 64)))
+            except BlockingIOError:
+                return
+            except OSError:  # the agent is gone; the reader will notice EOF and say why
+                self._out.clear()
+                self._out_bytes = 0
+                return
+            self._out_bytes -= written
+            while written:
+                first = self._out[0]
+                if len(first) <= written:
+                    written -= len(first)
+                    self._out.popleft()
+                else:
+                    self._out[0] = memoryview(first)[written:]
+                    written = 0
+
+    # -- broker thread ---------------------------------------------------------------------------
+
+    def _register(self) -> None:
+        if self._dead is not None:
+            return
+        BROKER.watch(self._fds["stdout"], False, self._on_stdout)
+        BROKER.watch(self._fds["stderr"], False, self._on_stderr)
+        self._timers.append(BROKER.call_later(self.connect_timeout, self._on_connect_timeout))
+
+    def _watch_writer(self) -> None:
+        if self._dead is None and "stdin" in self._fds:
+            self._writer_watched = True
+            BROKER.watch(self._fds["stdin"], True, self._on_writable)
+
+    def _on_writable(self) -> None:
+        while True:
+            with self._wlock:
+                self._flush_locked()
+                if self._out_bytes >= LOW_WATER or not self._producers:
+                    if not self._out and not self._producers and "stdin" in self._fds:
+                        BROKER.unwatch(self._fds["stdin"])
+                        self._writer_watched = False
+                    return
+            if not self._producers[0].produce():
+                self._producers.popleft().close()
+
+    def _on_stdout(self) -> None:
+        fd = self._fds.get("stdout")
+        if fd is None:
+            return
+        try:
+            data = os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._on_eof()
+            return
+        self._rbuf += data
+        try:
+            if not self._synced and not self._find_magic():
+                return
+            self._read_frames()
+        except ChopsticksError as exc:
+            self._die_of_protocol_error(exc.message)
+        except _agent.CodecError as exc:
+            self._die_of_protocol_error(f"undecodable message: {exc}")
+
+    def _die_of_protocol_error(self, message: str) -> None:
+        self._die(lambda: ProtocolError(message, self.host))
+
+    def _find_magic(self) -> bool:
+        at = self._rbuf.find(MAGIC)
+        if at < 0:
+            if len(self._rbuf) > MAX_NOISE:
+                raise ProtocolError(
+                    "no chopsticks_nb handshake in the first 64 KiB of output", self.host
+                )
+            return False
+        self._noise = bytes(self._rbuf[:at])
+        if self._noise:
+            self._deliver_output("stdout", self._noise, None)
+        del self._rbuf[: at + len(MAGIC)]
+        self._synced = True
+        return True
+
+    def _read_frames(self) -> None:
+        buf = self._rbuf
+        while len(buf) >= HEADER.size and self._dead is None:
+            kind, req_id, length = HEADER.unpack_from(buf)
+            limit = (
+                MAX_DATA_FRAME if kind in (Msg.STDOUT, Msg.STDERR, Msg.FETCH_DATA) else MAX_FRAME
+            )
+            if length > limit:
+                raise ProtocolError(
+                    f"frame of {length} bytes (kind {kind}) exceeds the {limit}-byte limit",
+                    self.host,
+                )
+            end = HEADER.size + length
+            if len(buf) < end:
+                return
+            payload = bytes(buf[HEADER.size : end])
+            del buf[:end]
+            self._dispatch(kind, req_id, payload)
+
+    def _dispatch(self, kind: int, req_id: int, payload: bytes) -> None:
+        if kind in (Msg.STDOUT, Msg.STDERR):
+            self._deliver_output("stdout" if kind == Msg.STDOUT else "stderr", payload, req_id)
+        elif kind in (Msg.RESULT, Msg.ERROR):
+            with self._lock:
+                request = self._requests.pop(req_id, None)
+            value = _agent.decode(payload)
+            if request is None:
+                return  # cancelled or timed out meanwhile
+            if kind == Msg.RESULT:
+                request.on_result(value)
+            else:
+                request.on_error(_error_record(value, self.host))
+        elif kind == Msg.FETCH_DATA:
+            with self._lock:
+                request = self._requests.get(req_id)
+            if request is not None:
+                request.on_data(payload)
+        elif kind == Msg.IMPORT:
+            self.send(
+                Msg.REPLY, req_id, _agent.encode(self.modserver.modules(_agent.decode(payload)))
+            )
+        elif kind == Msg.GET_DATA:
+            self.send(Msg.REPLY, req_id, _agent.encode(self.modserver.data(_agent.decode(payload))))
+        elif kind == Msg.HELLO and not self.hello.done():
+            self._on_hello(_agent.decode(payload))
+        else:
+            raise ProtocolError(f"unexpected message kind {kind}", self.host)
+
+    def _on_hello(self, info: object) -> None:
+        if not isinstance(info, dict) or info.get("protocol") != _agent.PROTOCOL_VERSION:
+            raise ProtocolError(f"handshake with an unknown protocol: {info!r:.200}", self.host)
+        self.remote = info
+        for timer in self._timers:
+            timer.cancel()
+        self._timers = []
+        if self.keepalive:
+            self._timers.append(BROKER.call_later(self.keepalive, self._ping))
+        _settle(self.hello, value=info)
+
+    def _ping(self) -> None:
+        if self._dead is None and self.keepalive:
+            with contextlib.suppress(ChopsticksError):
+                self.send(Msg.PING, 0)
+            self._timers = [BROKER.call_later(self.keepalive, self._ping)]
+
+    def _deliver_output(self, stream: str, data: bytes, req_id: int | None) -> None:
+        text = self._decoders[stream].decode(data)
+        if not text:
+            return
+        handler = self._output_handler(req_id)
+        handler(stream, text)
+
+    def _output_handler(self, req_id: int | None) -> OutputHandler:
+        with self._lock:
+            request = self._requests.get(req_id) if req_id else None
+            if request is None and req_id is None:
+                # Output outside the agent's relay (a child process): the oldest call owns it.
+                request = next((r for r in self._requests.values() if r.output is not None), None)
+        if request is not None and request.output is not None:
+            return request.output
+        return self.output
+
+    def _on_stderr(self) -> None:
+        fd = self._fds.get("stderr")
+        if fd is None:
+            return
+        try:
+            data = os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            BROKER.unwatch(fd)
+            self._stderr_eof = True
+            return
+        text = data.decode("utf-8", "replace")
+        self._stderr_tail.extend(line for line in text.splitlines() if line.strip())
+        self._deliver_output("stderr", data, None)
+
+    def _on_connect_timeout(self) -> None:
+        if not self.hello.done():
+            tail = self.stderr_tail()
+            message = f"no answer from the agent within {self.connect_timeout:g} s"
+            self._die(
+                lambda: ConnectTimeout(message + (f"; stderr: {tail}" if tail else ""), self.host)
+            )
+
+    def _on_eof(self) -> None:
+        """The agent's stdout closed: wait briefly for its exit status and stderr, then report."""
+        BROKER.unwatch(self._fds["stdout"])
+        if self._dead is not None:
+            return
+        deadline = [40]  # polls, 25 ms apart
+
+        def check() -> None:
+            assert self.proc is not None
+            deadline[0] -= 1
+            if (self.proc.poll() is None or not self._stderr_eof) and deadline[0] > 0:
+                self._timers.append(BROKER.call_later(0.025, check))
+                return
+            returncode = self.proc.poll()
+            if not self.hello.done():
+                message = self.explain_exit(returncode, self.stderr_tail())
+                self._die(lambda: ConnectError(message, self.host))
+            else:
+                tail = self.stderr_tail()
+                message = f"the agent exited (status {returncode})" + (
+                    f"; stderr: {tail}" if tail else ""
+                )
+                self._die(lambda: ConnectionLost(message, self.host))
+
+        check()
+
+    def stderr_tail(self) -> str:
+        return " | ".join(self._stderr_tail)[-2000:]
+
+    def _die(self, factory: ErrorFactory) -> None:
+        """End the connection from the broker thread: kill the agent, fail every request."""
+        self._kill_with(factory, signal_now=True)
+        self._reap_later()
+
+    def _kill_with(self, factory: ErrorFactory, signal_now: bool) -> None:
+        with self._wlock:
+            if self._dead is not None:
+                return
+            self._dead = factory
+            self._out.clear()
+            self._out_bytes = 0
+        BROKER.run_and_wait(self._unwatch_all)
+        with self._lock:
+            requests = list(self._requests.values())
+            self._requests.clear()
+        for request in requests:
+            request.fail(factory())
+        _settle(self.hello, exc=factory())
+        if self.proc is not None:
+            if self.proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    self.proc.stdin.close()
+                self.proc.stdin = None
+            self._fds.pop("stdin", None)
+            if signal_now:
+                self._signal(signal.SIGKILL)
+
+    def _unwatch_all(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers = []
+        while self._producers:
+            self._producers.popleft().close()
+        for fd in self._fds.values():
+            BROKER.unwatch(fd)
+
+    def _signal(self, signum: int) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                os.killpg(self.proc.pid, signum)
+
+    def _reap_later(self, polls: int = 200) -> None:
+        """Collect the exit status without blocking (no zombie), killing the agent if it lingers."""
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            BROKER.call_soon(self._close_pipes)
+            return
+        if polls == 40:
+            self._signal(signal.SIGTERM)
+        elif polls == 0:
+            self._signal(signal.SIGKILL)
+        BROKER.call_later(0.05, lambda: self._reap_later(max(polls - 1, 0)))
+
+    def _close_pipes(self) -> None:
+        BROKER.run_and_wait(self._unwatch_all)
+        assert self.proc is not None
+        for name in ("stdout", "stderr"):
+            stream = getattr(self.proc, name)
+            if stream is not None:
+                stream.close()
+                setattr(self.proc, name, None)
+        self._fds.clear()
+
+    # -- errors ---------------------------------------------------------------------------------
+
+    def error_from_record(self, record: dict[str, Any]) -> ChopsticksError:
+        kind = record["kind"]
+        if kind == "cancelled":
+            return CallCancelled("cancelled", self.host)
+        if kind == "encode":
+            return SerializationError(f"the result cannot be sent back: {record['msg']}", self.host)
+        return RemoteException(record["msg"], self.host, record["type"], record["tb"])
+
+
+def _error_record(value: object, host: str) -> dict[str, Any]:
+    """Check that an ERROR payload has the fields we use, with the types we expect."""
+    if not isinstance(value, dict):
+        raise ProtocolError(f"malformed error record: {value!r:.200}", host)
+    record = {
+        "kind": value.get("kind", "exception"),
+        "type": value.get("type", "Exception"),
+        "msg": value.get("msg", ""),
+        "tb": value.get("tb"),
+    }
+    for key in ("kind", "type", "msg"):
+        if not isinstance(record[key], str):
+            raise ProtocolError(f"malformed error record field {key!r}", host)
+    if record["tb"] is not None and not isinstance(record["tb"], str):
+        raise ProtocolError("malformed error record field 'tb'", host)
+    return record

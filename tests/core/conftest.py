@@ -1,0 +1,50 @@
+"""Fixtures for the core tests: real local agents."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chopsticks_nb.tunnel import Local, SubprocessTunnel
+
+HERE = Path(__file__).parent
+
+
+class Captured:
+    """An output handler that keeps what the remote printed."""
+
+    def __init__(self) -> None:
+        self.chunks: list[tuple[str, str]] = []
+
+    def __call__(self, stream: str, text: str) -> None:
+        self.chunks.append((stream, text))
+
+    def text(self, stream: str) -> str:
+        return "".join(t for s, t in self.chunks if s == stream)
+
+
+class Relayed(SubprocessTunnel):
+    """A local agent whose stdin arrives through relay.py in chunks of ``chunk`` bytes."""
+
+    python3 = sys.executable
+
+    def __init__(self, name: str, chunk: int, **options: object) -> None:
+        super().__init__(name, **options)  # type: ignore[arg-type]
+        self.chunk = chunk
+
+    def cmd_args(self) -> list[str]:
+        return [sys.executable, str(HERE / "relay.py"), str(self.chunk), *self.python_args()]
+
+
+@pytest.fixture
+def captured() -> Captured:
+    return Captured()
+
+
+@pytest.fixture
+def local(captured: Captured) -> Iterator[Local]:
+    with Local("local1", output=captured) as tunnel:
+        yield tunnel

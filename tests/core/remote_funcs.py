@@ -1,0 +1,109 @@
+"""Functions the core tests call remotely. Stdlib only and valid on Python 3.6: every remote
+Python imports this file from the controller through the import hook."""
+
+import os
+import sys
+import time
+
+
+def version():
+    return tuple(sys.version_info[:3])
+
+
+def echo(*args, **kwargs):
+    return [list(args), kwargs]
+
+
+def boom(message):
+    raise RuntimeError(message)
+
+
+def noisy(lines):
+    for i in range(lines):
+        print(f"out line {i}")
+        sys.stderr.write(f"err line {i}\n")
+    return lines
+
+
+def write_fd(fd, data):
+    """Write straight to a file descriptor, bypassing the relayed sys.stdout/sys.stderr."""
+    os.write(fd, data)
+    return len(data)
+
+
+def flood_stderr(nbytes):
+    chunk = b"x" * 1023 + b"\n"
+    for _ in range(nbytes // len(chunk)):
+        os.write(2, chunk)
+    return nbytes
+
+
+def sleep(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def sleep_then_report(seconds):
+    try:
+        time.sleep(seconds)
+    except KeyboardInterrupt:
+        return "interrupted"
+    return "slept"
+
+
+def die(status):
+    os._exit(status)
+
+
+def unencodable():
+    return object()
+
+
+def import_and_sum(name):
+    import importlib
+
+    return importlib.import_module(name).total()
+
+
+def read_resource(package, resource):
+    import pkgutil
+
+    return pkgutil.get_data(package, resource)
+
+
+def read_via_loader(module_name, path):
+    import importlib
+
+    module = importlib.import_module(module_name)
+    return module.__loader__.get_data(path)
+
+
+def module_file(name):
+    import importlib
+
+    return importlib.import_module(name).__file__
+
+
+def getpid():
+    return os.getpid()
+
+
+def uid():
+    return os.getuid()
+
+
+def nested_call(depth_to_go):
+    """Open a Local tunnel from the remote side and recurse through it."""
+    from chopsticks_nb.tunnel import Local
+
+    with Local(f"level-{depth_to_go}") as tunnel:
+        if depth_to_go <= 1:
+            return tunnel.call(getpid)
+        return tunnel.call(nested_call, depth_to_go - 1)
+
+
+def forever_recursive():
+    from chopsticks_nb.tunnel import Local
+
+    with Local("again") as tunnel:
+        return tunnel.call(forever_recursive)

@@ -1,0 +1,119 @@
+"""put and fetch: streamed, checksummed, and whole or not at all."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from chopsticks_nb import errors
+from chopsticks_nb.tunnel import Local
+
+
+def write_random(path: Path, size: int) -> str:
+    data = os.urandom(size)
+    path.write_bytes(data)
+    return hashlib.sha1(data).hexdigest()
+
+
+def test_put_then_fetch_round_trip_with_checksums(tmp_path: Path) -> None:
+    source = tmp_path / "source.bin"
+    sha1 = write_random(source, 3 * 1024 * 1024 + 17)
+    with Local("files") as tunnel:
+        put = tunnel.put(str(source), str(tmp_path / "remote.bin"), mode=0o600)
+        fetched = tunnel.fetch(str(tmp_path / "remote.bin"), str(tmp_path / "back.bin"))
+    assert put == {
+        "local_path": str(source),
+        "remote_path": str(tmp_path / "remote.bin"),
+        "size": 3 * 1024 * 1024 + 17,
+        "sha1sum": sha1,
+    }
+    assert os.stat(tmp_path / "remote.bin").st_mode & 0o777 == 0o600
+    assert fetched["sha1sum"] == sha1 and fetched["local_path"] == str(tmp_path / "back.bin")
+    assert (tmp_path / "back.bin").read_bytes() == source.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["back.bin", "remote.bin", "source.bin"]
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    (tmp_path / "empty").write_bytes(b"")
+    with Local("files") as tunnel:
+        assert tunnel.put(str(tmp_path / "empty"), str(tmp_path / "r"))["size"] == 0
+        assert tunnel.fetch(str(tmp_path / "r"), str(tmp_path / "l"))["size"] == 0
+
+
+def test_put_and_fetch_without_paths_use_temporary_files(tmp_path: Path) -> None:
+    source = tmp_path / "source.bin"
+    write_random(source, 1000)
+    with Local("files") as tunnel:
+        remote = tunnel.put(str(source))["remote_path"]
+        local = tunnel.fetch(remote)["local_path"]
+    try:
+        assert Path(local).read_bytes() == source.read_bytes()
+    finally:
+        os.unlink(remote)
+        os.unlink(local)
+
+
+def test_fetch_of_missing_file_is_a_transfer_error_and_leaves_nothing(tmp_path: Path) -> None:
+    with (
+        Local("files") as tunnel,
+        pytest.raises(errors.TransferError, match=r"files: fetch failed.*FileNotFoundError"),
+    ):
+        tunnel.fetch(str(tmp_path / "absent"), str(tmp_path / "dest"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_put_into_missing_directory_fails_cleanly(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"data")
+    with Local("files") as tunnel:
+        with pytest.raises(errors.TransferError, match="put to the remote failed"):
+            tunnel.put(str(tmp_path / "f"), str(tmp_path / "nodir" / "f"))
+        assert tunnel.call(os.getpid) > 0  # the tunnel is still usable
+
+
+def test_missing_local_file_raises_before_anything_is_sent(tmp_path: Path) -> None:
+    with Local("files") as tunnel, pytest.raises(FileNotFoundError):
+        tunnel.put(str(tmp_path / "absent"), str(tmp_path / "x"))
+
+
+def test_concurrent_puts_to_one_path_leave_one_whole_file(tmp_path: Path) -> None:
+    sources = []
+    for i in range(4):
+        path = tmp_path / f"src{i}"
+        path.write_bytes(bytes([i]) * (2 * 1024 * 1024))
+        sources.append(path)
+    target = tmp_path / "target"
+    tunnels = [Local(f"put{i}") for i in range(4)]
+    try:
+        threads = [
+            threading.Thread(target=t.put, args=(str(src), str(target)))
+            for t, src in zip(tunnels, sources)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for tunnel in tunnels:
+            tunnel.close()
+    data = target.read_bytes()
+    assert len(data) == 2 * 1024 * 1024 and len(set(data)) == 1  # one writer's file, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["target", *(s.name for s in sources)]
+    )
+
+
+def test_put_interrupted_by_agent_death_leaves_old_file(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    target.write_bytes(b"old contents")
+    source = tmp_path / "big"
+    write_random(source, 64 * 1024 * 1024)
+    tunnel = Local("dying")
+    future = tunnel.submit_put(str(source), str(target))
+    tunnel.close()  # kills the agent mid-stream
+    with pytest.raises(errors.ChopsticksError):
+        future.result(10)
+    assert target.read_bytes() == b"old contents"

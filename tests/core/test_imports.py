@@ -1,0 +1,130 @@
+"""The import hook: remote code imports pure-Python modules from the controller, nothing else."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import remote_funcs as rf
+
+from chopsticks_nb import errors
+from chopsticks_nb._modserver import ModuleServer
+from chopsticks_nb.tunnel import Local
+
+
+def make_package(root: Path, name: str, modules: int) -> None:
+    """A package whose __init__ imports ``modules`` submodules, one of which imports another."""
+    pkg = root / name
+    pkg.mkdir()
+    for i in range(modules):
+        (pkg / f"mod{i}.py").write_text(f"from . import helper\nVALUE = {i}\n")
+    (pkg / "helper.py").write_text("X = 1\n")
+    imports = "\n".join(f"from . import mod{i}" for i in range(modules))
+    total = " + ".join(f"mod{i}.VALUE" for i in range(modules)) or "0"
+    (pkg / "__init__.py").write_text(f"{imports}\n\ndef total():\n    return {total}\n")
+    (pkg / "data").mkdir()
+    (pkg / "data" / "greeting.txt").write_bytes(b"hello \xff resource")
+
+
+@pytest.fixture
+def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A directory on the controller's sys.path that the remote has not got."""
+    root = tmp_path / "served"
+    root.mkdir()
+    monkeypatch.syspath_prepend(str(root))
+    yield root
+    for name in [m for m in sys.modules if m.startswith(("genpkg", "nspkg"))]:
+        del sys.modules[name]
+
+
+def test_package_of_fifty_modules_arrives_in_one_round_trip(served: Path) -> None:
+    make_package(served, "genpkg", 50)
+    with Local("imp") as tunnel:
+        assert tunnel.call(rf.import_and_sum, "genpkg") == sum(range(50))
+        assert tunnel._conn is not None
+        assert tunnel._conn.modserver.requests <= 2
+        assert "genpkg" not in sys.modules  # serving did not import it on the controller
+
+
+def test_remote_sees_the_controller_path_as_module_file(served: Path) -> None:
+    make_package(served, "genpkg", 1)
+    with Local("imp") as tunnel:
+        assert tunnel.call(rf.module_file, "genpkg.mod0") == str(served / "genpkg" / "mod0.py")
+
+
+def test_namespace_package_and_its_modules(served: Path) -> None:
+    (served / "nspkg" / "inner").mkdir(parents=True)
+    (served / "nspkg" / "inner" / "leaf.py").write_text("def total():\n    return 7\n")
+    with Local("ns") as tunnel:
+        assert tunnel.call(rf.import_and_sum, "nspkg.inner.leaf") == 7
+
+
+def test_pkgutil_get_data_reads_package_resources(served: Path) -> None:
+    make_package(served, "genpkg", 1)
+    with Local("res") as tunnel:
+        assert (
+            tunnel.call(rf.read_resource, "genpkg", "data/greeting.txt") == b"hello \xff resource"
+        )
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/etc/passwd",
+        "{pkg}/../../secret.txt",
+        "{pkg}/link-out",
+        "relative/path",
+        "{pkg}/missing.txt",
+    ],
+)
+def test_resource_reads_outside_a_served_package_are_refused(served: Path, path: str) -> None:
+    make_package(served, "genpkg", 1)
+    (served.parent / "secret.txt").write_text("controller secret")
+    os.symlink(served.parent / "secret.txt", served / "genpkg" / "link-out")
+    with Local("sneaky") as tunnel, pytest.raises(errors.RemoteException) as info:
+        tunnel.call(rf.read_via_loader, "genpkg", path.format(pkg=served / "genpkg"))
+    assert info.value.remote_type in ("OSError", "FileNotFoundError")
+    assert "controller secret" not in str(info.value)
+
+
+def test_module_server_answers_only_dotted_module_names() -> None:
+    server = ModuleServer()
+    for bad in [
+        "../etc/passwd",
+        "/etc/passwd",
+        "os.path/../x",
+        "",
+        "a..b",
+        42,
+        None,
+        "__main__",
+        "x" * 600,
+    ]:
+        assert server.modules(bad) == []
+    assert server.modules("no_such_module_anywhere") == []
+    assert server.modules("json") == []  # the remote's own standard library is the one to use
+    assert server.data("/etc/passwd") is None  # nothing served yet, so no directory is open
+
+
+def test_module_server_allow_and_deny_lists(served: Path) -> None:
+    make_package(served, "genpkg", 1)
+    assert ModuleServer(deny=["genpkg"]).modules("genpkg") == []
+    assert ModuleServer(allow=["other"]).modules("genpkg") == []
+    assert next(r["name"] for r in ModuleServer(allow=["genpkg"]).modules("genpkg")) == "genpkg"
+
+
+def test_remote_own_modules_win_over_served_ones() -> None:
+    # json is on both sides: the remote must use its own (the stdlib is never served anyway).
+    with Local("own") as tunnel:
+        assert tunnel.call(rf.module_file, "json").startswith(os.path.dirname(os.__file__))
+        assert tunnel._conn is not None
+        assert "json" not in tunnel._conn.modserver.sent
+
+
+def test_missing_module_is_a_clean_remote_import_error() -> None:
+    with Local("missing") as tunnel, pytest.raises(errors.RemoteException) as info:
+        tunnel.call(rf.import_and_sum, "no_such_module_anywhere")
+    assert info.value.remote_type == "ModuleNotFoundError"
