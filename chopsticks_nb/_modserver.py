@@ -178,7 +178,7 @@ def find_record(name: str) -> ModuleRecord | None:
         )
     if not origin or not origin.endswith(".py") or not os.path.isfile(origin) or _is_stdlib(origin):
         return None
-    if not isinstance(loader, importlib.machinery.SourceFileLoader):
+    if isinstance(loader, importlib.machinery.ExtensionFileLoader):
         return None
     stat = os.stat(origin)
     source, imports = _read_source(

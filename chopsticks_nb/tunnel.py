@@ -42,6 +42,7 @@ __all__ = [
 
 _NAME = re.compile(r"[A-Za-z0-9_\[][A-Za-z0-9_.:%@\[\]-]*\Z")
 _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
+_IMAGE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/@-]*\Z")
 
 
 def _check(kind: str, value: str, pattern: re.Pattern[str] = _NAME) -> str:
@@ -437,7 +438,7 @@ class Docker(SubprocessTunnel):
         **options: Any,
     ) -> None:
         super().__init__(_check("container name", name), **options)
-        self.image = _check("image", image)
+        self.image = _check("image", image, _IMAGE)
         self.rm = rm
         self.docker_options = list(docker_options)
 

@@ -107,3 +107,11 @@ def forever_recursive():
 
     with Local("again") as tunnel:
         return tunnel.call(forever_recursive)
+
+
+def sudo_uid(user):
+    """Open a Sudo tunnel from the remote side and return the uid it runs as."""
+    from chopsticks_nb.tunnel import Sudo
+
+    with Sudo(user) as inner:
+        return inner.call(uid)

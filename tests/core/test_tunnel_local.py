@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import remote_funcs as rf
@@ -245,3 +248,28 @@ def _wait_until(predicate: object, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+def test_connect_timeout_when_the_far_side_never_answers() -> None:
+    class Silent(Local):
+        def cmd_args(self) -> list[str]:
+            return ["sleep", "30"]  # reads nothing, answers nothing, like a hung login
+
+    started = time.monotonic()
+    with pytest.raises(errors.ConnectTimeout, match="silent: no answer from the agent within 1 s"):
+        Silent("silent", connect_timeout=1).connect()
+    assert time.monotonic() - started < 3
+
+
+def test_interpreter_exit_closes_open_tunnels(tmp_path: Path) -> None:
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import os, sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parents[2])!r})\n"
+        "from chopsticks_nb.tunnel import Local\n"
+        "t = Local('exit')\n"
+        "print(t.call(os.getpid), flush=True)\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert _wait_until(lambda: not _process_alive(int(out.stdout)))
