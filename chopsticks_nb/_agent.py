@@ -715,6 +715,93 @@ class Agent(object):
             self.channel.send(Msg.RESULT, req_id, data)
 
 
+# ---------------------------------------------------------------------------------------------
+# Rebuilding functions and classes that the controller sent as source (see _serialize.py).
+# The pickle calls make_* to create the object, then fill_* with its globals and closure, so
+# that functions referring to each other (or to themselves) can be rebuilt.
+
+
+def _compile_source(source, filename, firstlineno):
+    import __future__
+
+    import linecache
+
+    # Pad so tracebacks show the controller's line numbers, and let linecache show the lines.
+    padded = "\n" * (firstlineno - 1) + source
+    linecache.cache[filename] = (len(padded), None, padded.splitlines(True), filename)
+    flags = getattr(getattr(__future__, "annotations", None), "compiler_flag", 0)
+    return compile(padded, filename, "exec", flags, dont_inherit=True)
+
+
+def make_function(source, filename, firstlineno, name, freevars, creation_globals):
+    """Create a function from its source (with the globals its default values need at creation);
+    its other globals and its closure cells are filled in later."""
+    namespace = {"__builtins__": __builtins__, "__name__": "__main__"}
+    namespace.update(creation_globals)
+    if freevars:
+        # An outer function whose parameters are the free variables recreates the closure cells.
+        indented = "".join(
+            "    " + line if line.strip() else line for line in source.splitlines(True)
+        )
+        source = "def __chopsticks_outer__(%s):\n%s\n    return %s\n" % (
+            ", ".join(freevars),
+            indented,
+            name,
+        )
+        firstlineno -= 1
+    exec(_compile_source(source, filename, max(firstlineno, 1)), namespace)
+    if freevars:
+        return namespace.pop("__chopsticks_outer__")(*[None] * len(freevars))
+    return namespace[name]
+
+
+def fill_function(func, state):
+    globals_, closure, defaults, kwdefaults, qualname, module, attributes = state
+    func.__globals__.update(globals_)
+    for cell, value in zip(func.__closure__ or (), closure):
+        _set_cell(cell, value)
+    func.__defaults__ = defaults
+    func.__kwdefaults__ = kwdefaults
+    func.__qualname__ = qualname
+    func.__module__ = module
+    func.__dict__.update(attributes)
+
+
+def _set_cell(cell, value):
+    try:
+        cell.cell_contents = value
+    except AttributeError:  # Python 3.6: cells are read-only from Python
+        import ctypes
+
+        ctypes.pythonapi.PyCell_Set(ctypes.py_object(cell), ctypes.py_object(value))
+
+
+def make_definition(source, filename, firstlineno, name, creation_globals):
+    """Run a class (or decorated function) definition with the globals it needs at creation."""
+    namespace = {"__builtins__": __builtins__, "__name__": "__main__"}
+    namespace.update(creation_globals)
+    exec(_compile_source(source, filename, firstlineno), namespace)
+    return namespace[name]
+
+
+def fill_class(cls, method_globals):
+    """Give the class's methods the remaining globals they refer to."""
+    for value in vars(cls).values():
+        func = getattr(value, "__func__", getattr(value, "fget", value))
+        if hasattr(func, "__globals__"):
+            func.__globals__.update(method_globals)
+            return
+
+
+# Pickles name these helpers by a top-level alias of this module: unpickling
+# "chopsticks_nb._agent.X" would import the whole chopsticks_nb package on the remote first.
+ALIAS = "_chopsticks_nb_agent"
+if __name__ in sys.modules:  # not when loaded by path for a test
+    sys.modules.setdefault(ALIAS, sys.modules[__name__])
+for _helper in (make_function, fill_function, make_definition, fill_class):
+    _helper.__module__ = ALIAS
+
+
 def _qualified_name(cls):
     module = getattr(cls, "__module__", "builtins")
     name = getattr(cls, "__qualname__", cls.__name__)
@@ -735,8 +822,23 @@ def _read_config(channel):
     return decode(message[2])
 
 
-def _hello(config):
+def _cloudpickle_version():
+    """The remote's cloudpickle version, read without importing it (None if absent)."""
     import importlib.util
+    import re
+
+    spec = importlib.util.find_spec("cloudpickle")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    try:
+        with open(os.path.join(list(spec.submodule_search_locations)[0], "__init__.py")) as f:
+            found = re.search(r"__version__\s*=\s*[\"']([^\"']+)", f.read())
+    except (IOError, OSError):
+        return None
+    return found.group(1) if found else None
+
+
+def _hello(config):
     import socket
 
     return {
@@ -748,7 +850,7 @@ def _hello(config):
         "platform": sys.platform,
         "hostname": socket.gethostname(),
         "depth": DEPTH,
-        "cloudpickle": importlib.util.find_spec("cloudpickle") is not None,
+        "cloudpickle": _cloudpickle_version(),
     }
 
 

@@ -65,13 +65,6 @@ class Broker:
             self._wake_locked()
         return handle
 
-    def call_here_or_soon(self, callback: Callback) -> None:
-        """Run ``callback`` now if on the broker thread, else soon there."""
-        if self.in_broker_thread():
-            callback()
-        else:
-            self.call_soon(callback)
-
     def run_and_wait(self, callback: Callback, timeout: float = 10.0) -> None:
         """Run ``callback`` on the broker thread and wait until it has run."""
         if self.in_broker_thread():

@@ -138,6 +138,10 @@ class Request:
         if self.conn.forget(self.req_id):
             with contextlib.suppress(ChopsticksError):
                 self.conn.send(Msg.CANCEL, self.req_id)
+        self.abandon()
+
+    def abandon(self) -> None:
+        """Release what the request holds locally (a fetch's partial file)."""
 
 
 class Connection:

@@ -1,24 +1,348 @@
 """Controller -> agent pickling of calls. Pickle only ever flows this way.
 
-Importable callables travel by reference; the remote imports them (through the import hook if
-it has not got them).
+Importable callables travel by reference (the remote imports them, through the import hook if
+it has not got them). Functions and classes the remote cannot import, those defined in
+``__main__``, in a notebook cell or inside another function, travel as *source* with the
+globals they refer to, so they work whatever the remote's Python version: pickled bytecode is
+only valid for the exact Python that made it. Bytecode by value (cloudpickle) is the fallback
+when there is no source, and only if the remote's Python and cloudpickle match ours exactly.
+
+The pickler is the stdlib's, not cloudpickle's: cloudpickle's own reducers refer to cloudpickle,
+which a remote without it would have to import from here, and which old remotes cannot run.
 """
 
 from __future__ import annotations
 
+import ast
+import builtins
+import importlib
+import io
+import linecache
 import pickle
+import sys
+import textwrap
+import types
+from collections.abc import Sequence
 from typing import Any, Callable
 
+from . import _agent
 from ._agent import PICKLE_PROTOCOL
 from .errors import SerializationError
 
+RemoteInfo = Callable[[], dict[str, Any]]
+_PLAIN = (type(None), bool, int, float, str, bytes)
+
 
 def dumps_call(
-    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], host: str
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    host: str,
+    remote_info: RemoteInfo | None = None,
 ) -> bytes:
     """Pickle ``(func, args, kwargs)`` for the agent; SerializationError names what failed."""
+    call = (func, args, kwargs)
+    if _importable(func) and _plain(args) and _plain(kwargs):
+        return pickle.dumps(call, protocol=PICKLE_PROTOCOL)  # the common case, kept fast
+    return dumps(call, host, remote_info)
+
+
+def dumps(obj: object, host: str, remote_info: RemoteInfo | None = None) -> bytes:
+    """Pickle ``obj``, shipping notebook and ``__main__`` functions and classes as source."""
+    buffer = io.BytesIO()
     try:
-        return pickle.dumps((func, args, kwargs), protocol=PICKLE_PROTOCOL)
-    except (pickle.PicklingError, TypeError, AttributeError) as exc:
-        name = getattr(func, "__qualname__", repr(func))
-        raise SerializationError(f"cannot send the call to {name}: {exc}", host) from None
+        _SourcePickler(buffer, host, remote_info).dump(obj)
+    except SerializationError:
+        raise
+    except (pickle.PicklingError, TypeError, AttributeError, ValueError) as exc:
+        raise SerializationError(f"cannot send {_describe(obj)}: {exc}", host) from None
+    return buffer.getvalue()
+
+
+def _describe(obj: object) -> str:
+    if isinstance(obj, tuple) and len(obj) == 3 and callable(obj[0]):
+        obj = obj[0]
+    return f"{getattr(obj, '__qualname__', type(obj).__name__)}"
+
+
+def _plain(value: object, depth: int = 0) -> bool:
+    """Only builtin data, shallow: no object inside can need shipping by value."""
+    if isinstance(value, _PLAIN):
+        return True
+    if depth > 2 or type(value) not in (tuple, list, dict):
+        return False
+    assert isinstance(value, (tuple, list, dict))
+    if len(value) >= 64:
+        return False
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    return all(_plain(k, depth + 1) and _plain(v, depth + 1) for k, v in items)
+
+
+def _importable(obj: object) -> bool:
+    """Can the remote import ``obj`` by its module and qualified name?"""
+    module = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", "")
+    if not module or module == "__main__" or "<" in qualname:
+        return False
+    return sys.modules.get(module) is not None
+
+
+def _needs_value(obj: Any) -> bool:
+    """True unless the remote can import ``obj`` by name and would find this very object."""
+    if _importable(obj):
+        try:
+            found: Any = importlib.import_module(obj.__module__)
+            for part in obj.__qualname__.split("."):
+                found = getattr(found, part)
+            return found is not obj
+        except (ImportError, AttributeError):
+            return True
+    return True
+
+
+class _SourcePickler(pickle.Pickler):
+    def __init__(self, file: io.BytesIO, host: str, remote_info: RemoteInfo | None) -> None:
+        super().__init__(file, protocol=PICKLE_PROTOCOL)
+        self.host = host
+        self.remote_info = remote_info
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, types.ModuleType):
+            return _reduce_module(obj, self.host)
+        if isinstance(obj, types.MethodType):
+            return getattr, (obj.__self__, obj.__func__.__name__)
+        if isinstance(obj, types.FunctionType) and _needs_value(obj):
+            return _reduce_function(obj) or self._by_bytecode(obj)
+        if isinstance(obj, type) and obj.__module__ != "builtins" and _needs_value(obj):
+            return _reduce_class(obj) or self._by_bytecode(obj)
+        wrapped = getattr(obj, "__wrapped__", None)
+        if isinstance(wrapped, types.FunctionType) and callable(obj) and _needs_value(obj):
+            return _reduce_decorated(wrapped) or self._by_bytecode(obj)
+        return NotImplemented
+
+    def _by_bytecode(self, obj: Any) -> Any:
+        why = _bytecode_refusal(self.remote_info)
+        if why:
+            name = getattr(obj, "__qualname__", repr(obj))
+            raise SerializationError(
+                f"cannot send {name!r}: no source is available and {why}", self.host
+            )
+        import cloudpickle
+
+        return pickle.loads, (cloudpickle.dumps(obj, protocol=PICKLE_PROTOCOL),)
+
+
+def _bytecode_refusal(remote_info: RemoteInfo | None) -> str | None:
+    """Why bytecode cannot go by value to this remote, or None if it can."""
+    import cloudpickle
+
+    if remote_info is None:
+        return "the remote interpreter is unknown"
+    info = remote_info()
+    remote = ".".join(map(str, info.get("version", ())[:2]))
+    here = "{}.{}".format(*sys.version_info[:2])
+    if remote != here:
+        return f"bytecode only runs on the Python that made it (remote {remote}, here {here})"
+    theirs, ours = info.get("cloudpickle"), cloudpickle.__version__
+    if theirs != ours:
+        return f"the remote cloudpickle ({theirs}) is not ours ({ours})"
+    return None
+
+
+def _reduce_module(module: types.ModuleType, host: str) -> Any:
+    if module.__name__ == "__main__" or module.__name__ not in sys.modules:
+        raise SerializationError(
+            f"cannot send the module {module.__name__!r}: it cannot be imported", host
+        )
+    return importlib.import_module, (module.__name__,)
+
+
+# -- finding a definition's source ----------------------------------------------------------------
+
+
+def _definition(
+    filename: str, firstlineno: int, match: Callable[[ast.AST], bool], decorators: bool = False
+) -> tuple[str, int] | None:
+    """The source text and first line of the definition in ``filename`` that ``match`` picks."""
+    lines = linecache.getlines(filename)
+    if not lines:
+        return None
+    text = "".join(lines)
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return None
+    found = [node for node in ast.walk(tree) if match(node)]
+    if len(found) != 1:
+        return None
+    node = found[0]
+    assert isinstance(node, (ast.Lambda, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+    if isinstance(node, ast.Lambda):
+        segment = ast.get_source_segment(text, node)
+        return None if segment is None else (f"__chopsticks_lambda__ = ({segment})\n", node.lineno)
+    start, end = node.lineno, node.end_lineno or node.lineno  # the def line: decorators left out
+    if decorators and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        start = min([start, *(d.lineno for d in node.decorator_list)])
+    return textwrap.dedent("".join(lines[start - 1 : end])), start
+
+
+def _function_source(
+    func: types.FunctionType, decorators: bool = False
+) -> tuple[str, int, str] | None:
+    code = func.__code__
+    if func.__name__ == "<lambda>":
+        argnames = code.co_varnames[: code.co_argcount]
+
+        def match(node: ast.AST) -> bool:
+            return (
+                isinstance(node, ast.Lambda)
+                and node.lineno == code.co_firstlineno
+                and tuple(a.arg for a in node.args.args) == argnames
+            )
+
+        name = "__chopsticks_lambda__"
+    else:
+
+        def match(node: ast.AST) -> bool:
+            if (
+                not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                or node.name != code.co_name
+            ):
+                return False
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            return code.co_firstlineno in (node.lineno, first)
+
+        name = func.__name__
+    found = _definition(code.co_filename, code.co_firstlineno, match, decorators)
+    return None if found is None else (found[0], found[1], name)
+
+
+def _class_source(cls: type) -> tuple[str, int] | None:
+    """A class's source, found through the code of one of its methods (works in notebooks)."""
+    for value in vars(cls).values():
+        func = getattr(value, "__func__", getattr(value, "fget", value))
+        code = getattr(func, "__code__", None)
+        if code is None:
+            continue
+        line = code.co_firstlineno
+
+        def match(node: ast.AST, line: int = line) -> bool:
+            return (
+                isinstance(node, ast.ClassDef)
+                and node.name == cls.__name__
+                and node.lineno <= line <= (node.end_lineno or node.lineno)
+            )
+
+        return _definition(code.co_filename, line, match)
+    return None
+
+
+# -- what a definition refers to ---------------------------------------------------------------
+
+
+def _loaded_names(nodes: Sequence[ast.AST]) -> set[str]:
+    return {
+        node.id
+        for tree in nodes
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)
+    }
+
+
+def _globals_for(names: set[str], namespace: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: namespace[name]
+        for name in sorted(names)
+        if name in namespace
+        and not (hasattr(builtins, name) and namespace[name] is getattr(builtins, name))
+    }
+
+
+def _reduce_function(func: types.FunctionType) -> Any:
+    found = _function_source(func)
+    if found is None:
+        return None
+    source, firstlineno, name = found
+    freevars = func.__code__.co_freevars
+    closure = tuple(cell.cell_contents for cell in func.__closure__ or ())
+    tree = ast.parse(source)
+    names = _loaded_names([tree]) - set(freevars)
+    defaults = [
+        d
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+        for d in [*node.args.defaults, *node.args.kw_defaults]
+        if d is not None
+    ]
+    creation = _globals_for(_loaded_names(defaults) - set(freevars), func.__globals__)
+    state = (
+        _globals_for(names, func.__globals__),
+        closure,
+        func.__defaults__,
+        func.__kwdefaults__,
+        func.__qualname__,
+        func.__module__,
+        dict(func.__dict__),
+    )
+    make = (source, func.__code__.co_filename, firstlineno, name, freevars, creation)
+    return _agent.make_function, make, state, None, None, _agent.fill_function
+
+
+def _reduce_class(cls: type) -> Any:
+    found = _class_source(cls)
+    if found is None:
+        return None
+    source, firstlineno = found
+    module = sys.modules.get(cls.__module__)
+    namespace = vars(module) if module is not None else {}
+    node = ast.parse(source).body[0]
+    assert isinstance(node, ast.ClassDef)
+    functions = [n for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    at_creation = [*node.bases, *node.keywords, *node.decorator_list]
+    at_creation += [n for n in node.body if n not in functions]
+    at_creation += [d for f in functions for d in [*f.decorator_list, *f.args.defaults]]
+    creation = _globals_for(_loaded_names(at_creation) - {cls.__name__}, namespace)
+    later = _globals_for(_loaded_names(functions), namespace)
+    later.update(_enclosing_values(cls))
+    make = (source, _class_filename(cls), firstlineno, cls.__name__, creation)
+    return _agent.make_definition, make, later, None, None, _agent.fill_class
+
+
+def _reduce_decorated(wrapped: types.FunctionType) -> Any:
+    """A decorated function that is not a plain function (``functools.lru_cache``...): its whole
+    definition is run remotely, decorators and all."""
+    found = _function_source(wrapped, decorators=True)
+    if found is None:
+        return None
+    source, firstlineno, name = found
+    names = _loaded_names([ast.parse(source)]) - {name}
+    make = (
+        source,
+        wrapped.__code__.co_filename,
+        firstlineno,
+        name,
+        _globals_for(names, wrapped.__globals__),
+    )
+    return _agent.make_definition, make
+
+
+def _enclosing_values(cls: type) -> dict[str, Any]:
+    """Variables a class's methods take from an enclosing function: globals, once rebuilt."""
+    values: dict[str, Any] = {}
+    for value in vars(cls).values():
+        func = getattr(value, "__func__", getattr(value, "fget", value))
+        code = getattr(func, "__code__", None)
+        for name, cell in zip(
+            code.co_freevars if code else (), getattr(func, "__closure__", None) or ()
+        ):
+            if name != "__class__":
+                values[name] = cell.cell_contents
+    return values
+
+
+def _class_filename(cls: type) -> str:
+    for value in vars(cls).values():
+        code = getattr(getattr(value, "__func__", getattr(value, "fget", value)), "__code__", None)
+        if code is not None:
+            return str(code.co_filename)
+    return "<chopsticks_nb class>"

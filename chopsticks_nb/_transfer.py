@@ -126,8 +126,11 @@ class Download(Request):
         self.fail(TransferError(f"fetch failed: {record['type']}: {record['msg']}", self.conn.host))
 
     def fail(self, exc: ChopsticksError) -> None:
+        self.abandon()  # before the waiter wakes: a failed fetch leaves no file behind
         super().fail(exc)
-        BROKER.call_here_or_soon(self._discard)  # the broker thread may be writing this file
+
+    def abandon(self) -> None:
+        BROKER.run_and_wait(self._discard)  # the broker thread may be writing this file
 
     def _discard(self) -> None:
         if self.fd >= 0:

@@ -231,7 +231,7 @@ class BaseTunnel:
         output: OutputHandler | None = None,
     ) -> RemoteFuture:
         """The explicit form of :meth:`submit`, with a per-call ``output`` handler."""
-        payload = dumps_call(callable, args, kwargs or {}, self.host)
+        payload = dumps_call(callable, args, kwargs or {}, self.host, lambda: self.remote_info)
         return self._start(lambda conn: conn.call(payload, output))
 
     async def call_async(self, callable: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,17 @@ def test_put_interrupted_by_agent_death_leaves_old_file(tmp_path: Path) -> None:
     with pytest.raises(errors.ChopsticksError):
         future.result(10)
     assert target.read_bytes() == b"old contents"
+
+
+def test_cancelled_fetch_leaves_no_partial_file(tmp_path: Path) -> None:
+    source = tmp_path / "big"
+    write_random(source, 128 * 1024 * 1024)
+    target = tmp_path / "dest"
+    with Local("files") as tunnel:
+        future = tunnel.submit_fetch(str(source), str(target))
+        deadline = time.monotonic() + 10
+        while not list(tmp_path.glob(".dest.*.part")) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert future.cancel()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["big"]  # at once, not eventually
+        assert tunnel.call(os.getpid) > 0

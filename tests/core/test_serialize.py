@@ -1,0 +1,88 @@
+"""Functions and classes the remote cannot import travel as source, to any remote Python."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import remote_funcs as rf
+
+from chopsticks_nb import errors
+from chopsticks_nb._serialize import dumps
+from chopsticks_nb.tunnel import Local
+from fixtures.pythons import RemotePython
+
+ROOT = Path(__file__).parents[2]
+PROGRAM = Path(__file__).parent / "programs" / "main_functions.py"
+EXPECTED = "6 120 True 6 81 18 7 [1, 3, [1, 2]] 7 1 2"
+
+
+def test_main_program_functions_run_on_every_remote_python(remote_python: RemotePython) -> None:
+    """Closures, recursion, mutual recursion, lambdas, classes with super() and properties,
+    defaults, annotations the remote cannot evaluate, and lru_cache, all from __main__."""
+    out = subprocess.run(
+        [sys.executable, str(PROGRAM), str(ROOT), str(remote_python.path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == EXPECTED
+
+
+def test_nested_functions_and_classes_travel_from_a_test_body() -> None:
+    offset = 10
+
+    class Box:
+        def __init__(self, value: int) -> None:
+            self.value = value
+
+        def opened(self) -> int:
+            return self.value + offset
+
+    def unbox(box: Box) -> int:
+        return box.opened()
+
+    with Local("nested") as tunnel:
+        assert tunnel.call(unbox, Box(5)) == 15
+        assert tunnel.call(lambda: offset * 2) == 20
+
+
+def test_source_function_errors_keep_remote_line_numbers() -> None:
+    def fails() -> None:
+        raise ValueError("from a nested function")
+
+    with Local("lines") as tunnel, pytest.raises(errors.RemoteException) as info:
+        tunnel.call(fails)
+    line = fails.__code__.co_firstlineno + 1
+    assert f"line {line}, in fails" in (info.value.remote_traceback or "")
+    assert 'raise ValueError("from a nested function")' in (info.value.remote_traceback or "")
+
+
+def test_no_source_and_another_python_is_refused_naming_the_object() -> None:
+    namespace: dict[str, object] = {}
+    exec("def generated():\n    return 1\n", namespace)  # no file, no linecache entry
+    with pytest.raises(errors.SerializationError, match=r"'generated'.*no source.*3\.6.*3\.11"):
+        dumps(namespace["generated"], "old", lambda: {"version": [3, 6, 15], "cloudpickle": None})
+
+
+def test_no_source_goes_as_bytecode_to_the_same_python_and_cloudpickle() -> None:
+    namespace: dict[str, object] = {}
+    exec("def generated(x):\n    return x * 2\n", namespace)
+    with Local("same") as tunnel:
+        assert tunnel.remote_info["cloudpickle"] is not None
+        assert tunnel.call(namespace["generated"], 21) == 42  # type: ignore[arg-type]
+
+
+def test_unpicklable_argument_is_named() -> None:
+    with pytest.raises(errors.SerializationError, match=r"cannot send.*echo"):
+        dumps((rf.echo, (iter([]).__class__,), {}), "h")
+    with Local("gen") as tunnel, pytest.raises(errors.SerializationError, match="generator"):
+        tunnel.call(rf.echo, (i for i in range(3)))
+
+
+def test_importable_functions_still_go_by_reference() -> None:
+    assert b"remote_funcs" in dumps((rf.echo, (), {}), "h")
+    assert b"def echo" not in dumps((rf.echo, (), {}), "h")
