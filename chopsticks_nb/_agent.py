@@ -555,7 +555,7 @@ class Agent(object):
 
     def send_error(self, req_id, exc, kind="exception"):
         tb = exc.__traceback__
-        if tb is not None and tb.tb_frame.f_code is Agent.run_call.__code__:
+        while tb is not None and tb.tb_frame.f_globals is globals() and tb.tb_next is not None:
             tb = tb.tb_next  # the user's frames are what help, not the agent's
         record = {
             "type": _qualified_name(type(exc)),
@@ -793,12 +793,34 @@ def fill_class(cls, method_globals):
             return
 
 
+#: The persistent namespace of code run with run_cell (a notebook's %%remote cells).
+CELL_NAMESPACE = {"__name__": "__main__"}
+
+
+def run_cell(source, filename, names):
+    """Run ``source`` in CELL_NAMESPACE, after binding ``names`` there (values sent along with
+    the cell); return the value of its last line if that is an expression, else None."""
+    import ast
+    import linecache
+
+    CELL_NAMESPACE.update(names)
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    tree = ast.parse(source, filename)
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = ast.Expression(tree.body.pop().value)
+    exec(compile(tree, filename, "exec"), CELL_NAMESPACE)
+    if last is not None:
+        return eval(compile(last, filename, "eval"), CELL_NAMESPACE)
+    return None
+
+
 # Pickles name these helpers by a top-level alias of this module: unpickling
 # "chopsticks_nb._agent.X" would import the whole chopsticks_nb package on the remote first.
 ALIAS = "_chopsticks_nb_agent"
 if __name__ in sys.modules:  # not when loaded by path for a test
     sys.modules.setdefault(ALIAS, sys.modules[__name__])
-for _helper in (make_function, fill_function, make_definition, fill_class):
+for _helper in (make_function, fill_function, make_definition, fill_class, run_cell):
     _helper.__module__ = ALIAS
 
 

@@ -234,6 +234,26 @@ class BaseTunnel:
         payload = dumps_call(callable, args, kwargs or {}, self.host, lambda: self.remote_info)
         return self._start(lambda conn: conn.call(payload, output))
 
+    def exec(self, code: str, names: dict[str, Any] | None = None) -> Any:
+        """Run Python source on the remote host in the tunnel's persistent namespace.
+
+        ``names`` are bound there first (functions and classes travel as source). Returns the
+        value of the last line if it is an expression, like a notebook cell. The namespace
+        lasts as long as the connection.
+        """
+        return self.submit_exec(code, names).result(self.call_timeout)
+
+    def submit_exec(
+        self,
+        code: str,
+        names: dict[str, Any] | None = None,
+        *,
+        filename: str = "<remote-cell>",
+        output: OutputHandler | None = None,
+    ) -> RemoteFuture:
+        """Like :meth:`exec`, but return a future at once; ``filename`` names it in tracebacks."""
+        return self.submit_call(_agent.run_cell, (code, filename, names or {}), output=output)
+
     async def call_async(self, callable: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``await tunnel.call_async(f, ...)``: the asyncio face of :meth:`call`."""
         return await asyncio.wrap_future(self.submit(callable, *args, **kwargs))

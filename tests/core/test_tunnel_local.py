@@ -273,3 +273,33 @@ def test_interpreter_exit_closes_open_tunnels(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert _wait_until(lambda: not _process_alive(int(out.stdout)))
+
+
+def test_exec_runs_code_in_a_persistent_namespace(local: Local, captured: Captured) -> None:
+    assert local.exec("x = 20\nprint('side effect')\nx + 1") == 21
+    assert local.exec("x * 2") == 40  # the namespace persists across cells
+    assert local.exec("y = 1") is None  # no trailing expression, no value
+    assert "side effect\n" in captured.text("stdout")
+
+
+def test_exec_binds_names_including_local_functions(local: Local) -> None:
+    def double(v: int) -> int:
+        return v * 2
+
+    assert local.exec("double(n)", {"double": double, "n": 21}) == 42
+
+
+def test_exec_errors_point_at_the_cell_line(local: Local) -> None:
+    with pytest.raises(errors.RemoteException) as info:
+        local.submit_exec("a = 1\nb = a / 0\n", filename="<cell-7>").result()
+    tb = info.value.remote_traceback or ""
+    assert info.value.remote_type == "ZeroDivisionError"
+    assert 'File "<cell-7>", line 2' in tb and "b = a / 0" in tb
+    assert "_agent.py" not in tb
+
+
+def test_exec_after_reconnect_starts_a_fresh_namespace(local: Local) -> None:
+    local.exec("state = 'kept'")
+    local.close()
+    with pytest.raises(errors.RemoteException, match="NameError"):
+        local.exec("state")
