@@ -1,0 +1,96 @@
+"""Helpers shared by the benchmark scripts: timing, statistics, physical floors, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+RESULTS = Path(__file__).parent / "results"
+
+ECHO_SERVER = """
+import os, struct, sys
+r, w = 0, 1
+while True:
+    head = os.read(r, 4)
+    if not head:
+        break
+    n = struct.unpack('>I', head)[0]
+    data = bytearray()
+    while len(data) < n:
+        data += os.read(r, n - len(data))
+    os.write(w, head + bytes(data))
+"""
+
+
+def median_spread(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "median": statistics.median(ordered),
+        "min": ordered[0],
+        "max": ordered[-1],
+        "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+    }
+
+
+def timed(func: Callable[[], Any], repeat: int) -> list[float]:
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        func()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def bare_starts(n: int, python: str = sys.executable) -> float:
+    """Seconds to start and reap ``n`` bare ``python -c pass`` at once: the floor of connecting."""
+    start = time.perf_counter()
+    procs = [subprocess.Popen([python, "-c", "pass"]) for _ in range(n)]
+    for proc in procs:
+        proc.wait()
+    return time.perf_counter() - start
+
+
+class PipeEcho:
+    """A raw length-prefixed echo over a subprocess pipe: the floor of a round trip."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", ECHO_SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0
+        )
+        assert self.proc.stdin and self.proc.stdout
+        self.w = self.proc.stdin.fileno()
+        self.r = self.proc.stdout.fileno()
+
+    def echo(self, data: bytes) -> None:
+        message = len(data).to_bytes(4, "big") + data
+        view = memoryview(message)
+        while view:
+            view = view[os.write(self.w, view) :]
+        got = 0
+        while got < len(message):
+            got += len(os.read(self.r, len(message) - got))
+
+    def close(self) -> None:
+        assert self.proc.stdin
+        self.proc.stdin.close()
+        self.proc.wait()
+        assert self.proc.stdout
+        self.proc.stdout.close()
+
+
+def write_results(name: str, figures: dict[str, Any]) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    document = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()},
+        "figures": figures,
+    }
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return path
