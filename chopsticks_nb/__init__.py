@@ -2,28 +2,14 @@
 
 Nothing needs installing on the far side but a Python interpreter (3.6 or newer): the agent is
 sent over the tunnel's pipe when it connects. ``%load_ext chopsticks_nb`` adds the notebook magics.
+
+This file must stay valid, and cheap, on every remote Python: a remote that imports
+``chopsticks_nb.facts`` from the controller runs it first. So the public names are imported on
+first use (PEP 562) rather than here.
 """
 
-from __future__ import annotations
-
-from typing import Any
-
-from .errors import (
-    CallCancelled,
-    CallTimeout,
-    ChopsticksError,
-    ConnectError,
-    ConnectionLost,
-    ConnectTimeout,
-    DepthLimitExceeded,
-    NotCompleted,
-    ProtocolError,
-    RemoteException,
-    SerializationError,
-    TransferError,
-    TunnelClosed,
-)
-from .tunnel import BaseTunnel, Docker, Local, Podman, SSHTunnel, SubprocessTunnel, Sudo, Tunnel
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -31,8 +17,40 @@ __version__ = "0.1.0"
 #: from remote code, which would undo the limit.
 DEPTH_LIMIT = 2
 
+_EXPORTS = {
+    "AsyncResult": "queue",
+    "BaseTunnel": "tunnel",
+    "CallCancelled": "errors",
+    "CallTimeout": "errors",
+    "ChopsticksError": "errors",
+    "ConnectError": "errors",
+    "ConnectTimeout": "errors",
+    "ConnectionLost": "errors",
+    "DepthLimitExceeded": "errors",
+    "Docker": "tunnel",
+    "ErrorResult": "group",
+    "Group": "group",
+    "GroupError": "group",
+    "GroupInterrupted": "group",
+    "GroupResult": "group",
+    "Local": "tunnel",
+    "NotCompleted": "errors",
+    "Podman": "tunnel",
+    "ProtocolError": "errors",
+    "Queue": "queue",
+    "RemoteException": "errors",
+    "SSHTunnel": "tunnel",
+    "SerializationError": "errors",
+    "SubprocessTunnel": "tunnel",
+    "Sudo": "tunnel",
+    "TransferError": "errors",
+    "Tunnel": "tunnel",
+    "TunnelClosed": "errors",
+}
+
 __all__ = [
     "DEPTH_LIMIT",
+    "AsyncResult",
     "BaseTunnel",
     "CallCancelled",
     "CallTimeout",
@@ -42,10 +60,16 @@ __all__ = [
     "ConnectionLost",
     "DepthLimitExceeded",
     "Docker",
+    "ErrorResult",
+    "Group",
+    "GroupError",
+    "GroupInterrupted",
+    "GroupResult",
     "Local",
     "NotCompleted",
     "Podman",
     "ProtocolError",
+    "Queue",
     "RemoteException",
     "SSHTunnel",
     "SerializationError",
@@ -57,6 +81,35 @@ __all__ = [
     "__version__",
 ]
 
+if TYPE_CHECKING:
+    from .errors import (
+        CallCancelled,
+        CallTimeout,
+        ChopsticksError,
+        ConnectError,
+        ConnectionLost,
+        ConnectTimeout,
+        DepthLimitExceeded,
+        NotCompleted,
+        ProtocolError,
+        RemoteException,
+        SerializationError,
+        TransferError,
+        TunnelClosed,
+    )
+    from .group import ErrorResult, Group, GroupError, GroupInterrupted, GroupResult
+    from .queue import AsyncResult, Queue
+    from .tunnel import BaseTunnel, Docker, Local, Podman, SSHTunnel, SubprocessTunnel, Sudo, Tunnel
+
 
 def __getattr__(name: str) -> Any:
-    raise AttributeError(f"module 'chopsticks_nb' has no attribute {name!r}")
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError("module 'chopsticks_nb' has no attribute " + repr(name))
+    value = getattr(importlib.import_module("." + module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> "list[str]":
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -11,7 +11,6 @@ with SIGINT; a reader thread serves imports, files and cancels meanwhile.
 """
 
 import contextlib
-import hashlib
 import io
 import os
 import pickle
@@ -20,9 +19,10 @@ import select
 import signal
 import struct
 import sys
-import tempfile
 import threading
-import traceback
+
+# hashlib, tempfile, traceback and socket are imported where used: every module imported here
+# delays the first call of every connection (see bench/bench_core.py, "first call").
 
 PROTOCOL_VERSION = 1
 
@@ -480,6 +480,9 @@ class _Upload(object):
     """A file written by PUT frames under a temporary name beside the target, renamed at the end."""
 
     def __init__(self, path, mode):
+        import hashlib
+        import tempfile
+
         if path is None:
             fd, self.path = tempfile.mkstemp(prefix="chopsticks-put-")
             os.close(fd)
@@ -554,6 +557,8 @@ class Agent(object):
         return slot[1]
 
     def send_error(self, req_id, exc, kind="exception"):
+        import traceback
+
         tb = exc.__traceback__
         while tb is not None and tb.tb_frame.f_globals is globals() and tb.tb_next is not None:
             tb = tb.tb_next  # the user's frames are what help, not the agent's
@@ -656,6 +661,8 @@ class Agent(object):
         thread.start()
 
     def stream_file(self, req_id, path, stop):
+        import hashlib
+
         try:
             path = os.path.abspath(os.path.expanduser(path))
             sha1 = hashlib.sha1()
@@ -861,8 +868,6 @@ def _cloudpickle_version():
 
 
 def _hello(config):
-    import socket
-
     return {
         "protocol": PROTOCOL_VERSION,
         "version": list(sys.version_info[:3]),
@@ -870,7 +875,7 @@ def _hello(config):
         "pid": os.getpid(),
         "executable": sys.executable,
         "platform": sys.platform,
-        "hostname": socket.gethostname(),
+        "hostname": os.uname()[1],
         "depth": DEPTH,
         "cloudpickle": _cloudpickle_version(),
     }

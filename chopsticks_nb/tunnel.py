@@ -173,13 +173,27 @@ class BaseTunnel:
         self.submit_connect().result()
 
     def submit_connect(self) -> concurrent.futures.Future[dict[str, Any]]:
-        """Start connecting without waiting; the future gives :attr:`remote_info` (or an error)."""
+        """Start connecting without waiting; the future gives :attr:`remote_info` (or an error).
+
+        It is a future of its own: cancelling it does not touch the connection.
+        """
+        future: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
         try:
-            return self._connection().hello
+            hello = self._connection().hello
         except ChopsticksError as exc:
-            future: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
             future.set_exception(exc)
             return future
+
+        def relay(done: concurrent.futures.Future[dict[str, Any]]) -> None:
+            if future.set_running_or_notify_cancel():
+                exc = done.exception()
+                if exc is None:
+                    future.set_result(done.result())
+                else:
+                    future.set_exception(exc)
+
+        hello.add_done_callback(relay)
+        return future
 
     def close(self) -> None:
         """Stop the agent; calls in flight fail with TunnelClosed. The tunnel can connect again."""
@@ -310,19 +324,19 @@ class BaseTunnel:
 
         return Group([self])
 
-    def __add__(self, other: Any) -> Group:
+    def __add__(self, other: Group | BaseTunnel) -> Group:
         return self._as_group() + other
 
-    def __or__(self, other: Any) -> Group:
+    def __or__(self, other: Group | BaseTunnel) -> Group:
         return self._as_group() | other
 
-    def __and__(self, other: Any) -> Group:
+    def __and__(self, other: Group | BaseTunnel) -> Group:
         return self._as_group() & other
 
-    def __sub__(self, other: Any) -> Group:
+    def __sub__(self, other: Group | BaseTunnel) -> Group:
         return self._as_group() - other
 
-    def __xor__(self, other: Any) -> Group:
+    def __xor__(self, other: Group | BaseTunnel) -> Group:
         return self._as_group() ^ other
 
 
