@@ -14,18 +14,21 @@ from typing import Any, Callable
 
 RESULTS = Path(__file__).parent / "results"
 
+# Reads a length-prefixed message into a reused buffer and answers with its first REPLY bytes
+# (a call with a big argument returns a small value): the physical floor of a round trip.
 ECHO_SERVER = """
 import os, struct, sys
-r, w = 0, 1
+reply = int(sys.argv[1])
+buf = bytearray(1 << 21)
+view = memoryview(buf)
 while True:
-    head = os.read(r, 4)
-    if not head:
+    got = os.readv(0, [view[:4]])
+    if not got:
         break
-    n = struct.unpack('>I', head)[0]
-    data = bytearray()
-    while len(data) < n:
-        data += os.read(r, n - len(data))
-    os.write(w, head + bytes(data))
+    n = struct.unpack('>I', buf[:4])[0]
+    while got < 4 + n:
+        got += os.readv(0, [view[got:4 + n]])
+    os.write(1, bytes(view[:4 + min(n, reply)]))
 """
 
 
@@ -60,9 +63,13 @@ def bare_starts(n: int, python: str = sys.executable) -> float:
 class PipeEcho:
     """A raw length-prefixed echo over a subprocess pipe: the floor of a round trip."""
 
-    def __init__(self) -> None:
+    def __init__(self, reply: int = 1 << 30) -> None:
+        self.reply = reply
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", ECHO_SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0
+            [sys.executable, "-c", ECHO_SERVER, str(reply)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
         )
         assert self.proc.stdin and self.proc.stdout
         self.w = self.proc.stdin.fileno()
@@ -73,9 +80,10 @@ class PipeEcho:
         view = memoryview(message)
         while view:
             view = view[os.write(self.w, view) :]
+        expected = 4 + min(len(data), self.reply)
         got = 0
-        while got < len(message):
-            got += len(os.read(self.r, len(message) - got))
+        while got < expected:
+            got += len(os.read(self.r, expected - got))
 
     def close(self) -> None:
         assert self.proc.stdin
@@ -88,9 +96,7 @@ class PipeEcho:
 def write_results(name: str, figures: dict[str, Any]) -> Path:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
-    document = {
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()},
-        "figures": figures,
-    }
+    machine = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    document = {"machine": dict(machine, platform=platform.platform()), "figures": figures}
     path.write_text(json.dumps(document, indent=2) + "\n")
     return path

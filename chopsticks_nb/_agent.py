@@ -276,7 +276,7 @@ class _Decoder(object):
 
 
 def decode(data):
-    # type: (bytes) -> object
+    # type: (object) -> object
     """Decode bytes made by :func:`encode`; raise DecodeError on anything else."""
     if len(data) < 1 or data[0] != CODEC_VERSION:
         raise DecodeError("unsupported codec version %r" % (bytes(data[:1]),))
@@ -306,7 +306,8 @@ class _Channel(object):
         self.wfd = wfd
         self.idle_timeout = idle_timeout
         self.lock = threading.Lock()
-        self.buf = bytearray()
+        self.buf = bytearray(1 << 20)  # reused for every read: no allocation per chunk of a put
+        self.start = self.end = 0
 
     def send(self, kind, req_id, payload=b""):
         header = HEADER.pack(kind, req_id, len(payload))
@@ -318,21 +319,40 @@ class _Channel(object):
                     view = view[os.write(self.wfd, view) :]
 
     def read_frame(self):
-        """The next (kind, req_id, payload); None at EOF or when the controller went quiet."""
+        """The next (kind, req_id, payload); None at EOF or when the controller went quiet.
+
+        The payload is a view into the read buffer, valid until the next call.
+        """
+        needed = HEADER.size
         while True:
-            if len(self.buf) >= HEADER.size:
-                kind, req_id, length = HEADER.unpack_from(self.buf)
-                end = HEADER.size + length
-                if len(self.buf) >= end:
-                    payload = bytes(self.buf[HEADER.size : end])
-                    del self.buf[:end]
-                    return kind, req_id, payload
+            available = self.end - self.start
+            if available >= HEADER.size:
+                kind, req_id, length = HEADER.unpack_from(self.buf, self.start)
+                needed = HEADER.size + length
+                if available >= needed:
+                    begin = self.start + HEADER.size
+                    self.start += needed
+                    return kind, req_id, memoryview(self.buf)[begin : begin + length]
+            self._make_room(needed)
             if self.idle_timeout and not select.select([self.rfd], [], [], self.idle_timeout)[0]:
                 return None
-            data = os.read(self.rfd, 1 << 20)
-            if not data:
+            with memoryview(self.buf) as view:
+                count = os.readv(self.rfd, [view[self.end :]])
+            if not count:
                 return None
-            self.buf += data
+            self.end += count
+
+    def _make_room(self, needed):
+        """Room to read a frame of ``needed`` bytes from ``start``: move the partial frame to
+        the front, or grow the buffer (a new one: views handed out stay valid)."""
+        kept = self.end - self.start
+        if self.start and (len(self.buf) - self.end < 65536 or len(self.buf) - self.start < needed):
+            self.buf[:kept] = self.buf[self.start : self.end]
+            self.start, self.end = 0, kept
+        if len(self.buf) - self.start < max(needed, kept + 65536):
+            grown = bytearray(max(needed, kept + 65536, 2 * len(self.buf)))
+            grown[:kept] = self.buf[self.start : self.end]
+            self.buf, self.start, self.end = grown, 0, kept
 
 
 class _OutputStream(io.TextIOBase):
@@ -431,6 +451,8 @@ class _RemoteModuleFinder(object):
         with self.lock:
             if fullname in self.records:
                 return self.records[fullname]
+        if threading.current_thread() is self.agent.reader:
+            return None  # the answer could only be read by this very thread: never wait for it
         answer = self.agent.ask(Msg.IMPORT, fullname)
         with self.lock:
             for record in answer:
@@ -540,6 +562,7 @@ class Agent(object):
         self.fetches = {}  # request id -> threading.Event that stops the stream
         self.state_lock = threading.Lock()
         self.finder = _RemoteModuleFinder(self)
+        self.reader = None  # the thread running read_loop
 
     # -- outgoing --------------------------------------------------------------------------------
 
@@ -600,7 +623,7 @@ class Agent(object):
             os._exit(0)
 
     def on_call(self, req_id, payload):
-        self.calls.put((req_id, payload))
+        self.calls.put((req_id, bytes(payload)))  # the view dies with the next read
 
     def on_cancel(self, req_id, payload):
         with self.state_lock:
@@ -906,7 +929,7 @@ def serve():
     with channel.lock:
         os.write(wfd, MAGIC)
     channel.send(Msg.HELLO, 0, hello)
-    reader = threading.Thread(target=agent.read_loop, name="chopsticks-reader")
-    reader.daemon = True
-    reader.start()
+    agent.reader = threading.Thread(target=agent.read_loop, name="chopsticks-reader")
+    agent.reader.daemon = True
+    agent.reader.start()
     agent.run_calls()

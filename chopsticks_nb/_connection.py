@@ -52,6 +52,44 @@ ErrorFactory = Callable[[], ChopsticksError]
 ExitExplainer = Callable[[Optional[int], str], str]
 
 
+class InputBuffer:
+    """Bytes read from an agent, parsed where they lie: one reusable buffer, so streaming a
+    file costs no allocation per read. Views handed out are valid until the next read."""
+
+    def __init__(self) -> None:
+        self.data = bytearray(READ_SIZE)
+        self.start = self.end = 0
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def read_from(self, fd: int) -> int:
+        if self.start == self.end:
+            self.start = self.end = 0
+            if len(self.data) > 2 * READ_SIZE:
+                self.data = bytearray(READ_SIZE)  # give back what one huge frame took
+        elif len(self.data) - self.end < READ_SIZE // 4:
+            self.reserve(len(self.data) - self.start)
+        with memoryview(self.data) as view:
+            count = os.readv(fd, [view[self.end :]])
+        self.end += count
+        return count
+
+    def reserve(self, size: int) -> None:
+        """Make room for ``size`` bytes from the current start (moving or growing the buffer)."""
+        kept = self.end - self.start
+        if size > len(self.data):
+            data = bytearray(size)
+            data[:kept] = self.data[self.start : self.end]
+            self.data = data
+        else:
+            self.data[:kept] = self.data[self.start : self.end]
+        self.start, self.end = 0, kept
+
+    def view(self, offset: int, size: int) -> memoryview:
+        return memoryview(self.data)[self.start + offset : self.start + offset + size]
+
+
 class Producer(Protocol):
     """Feeds a stream of frames (a put) as the pipe drains, on the broker thread."""
 
@@ -127,7 +165,7 @@ class Request:
     def on_error(self, record: dict[str, Any]) -> None:
         _settle(self.future, exc=self.conn.error_from_record(record))
 
-    def on_data(self, payload: bytes) -> None:
+    def on_data(self, payload: memoryview) -> None:
         raise ProtocolError(f"unexpected data frame for request {self.req_id}", self.conn.host)
 
     def fail(self, exc: ChopsticksError) -> None:
@@ -180,7 +218,7 @@ class Connection:
         self._out_bytes = 0
         self._writer_watched = False
         self._producers: deque[Producer] = deque()
-        self._rbuf = bytearray()
+        self._input = InputBuffer()
         self._synced = False
         self._noise = b""
         self._decoders = {
@@ -363,15 +401,14 @@ class Connection:
         if fd is None:
             return
         try:
-            data = os.read(fd, READ_SIZE)
+            count = self._input.read_from(fd)
         except BlockingIOError:
             return
         except OSError:
-            data = b""
-        if not data:
+            count = 0
+        if not count:
             self._on_eof()
             return
-        self._rbuf += data
         try:
             if not self._synced and not self._find_magic():
                 return
@@ -385,24 +422,25 @@ class Connection:
         self._die(lambda: ProtocolError(message, self.host))
 
     def _find_magic(self) -> bool:
-        at = self._rbuf.find(MAGIC)
+        buf = self._input
+        at = buf.data.find(MAGIC, buf.start, buf.end)
         if at < 0:
-            if len(self._rbuf) > MAX_NOISE:
+            if len(buf) > MAX_NOISE:
                 raise ProtocolError(
                     "no chopsticks_nb handshake in the first 64 KiB of output", self.host
                 )
             return False
-        self._noise = bytes(self._rbuf[:at])
+        self._noise = bytes(buf.data[buf.start : at])
         if self._noise:
             self._deliver_output("stdout", self._noise, None)
-        del self._rbuf[: at + len(MAGIC)]
+        buf.start = at + len(MAGIC)
         self._synced = True
         return True
 
     def _read_frames(self) -> None:
-        buf = self._rbuf
+        buf = self._input
         while len(buf) >= HEADER.size and self._dead is None:
-            kind, req_id, length = HEADER.unpack_from(buf)
+            kind, req_id, length = HEADER.unpack_from(buf.data, buf.start)
             limit = (
                 MAX_DATA_FRAME if kind in (Msg.STDOUT, Msg.STDERR, Msg.FETCH_DATA) else MAX_FRAME
             )
@@ -413,12 +451,14 @@ class Connection:
                 )
             end = HEADER.size + length
             if len(buf) < end:
+                if end > len(buf.data) - buf.start:
+                    buf.reserve(end)
                 return
-            payload = bytes(buf[HEADER.size : end])
-            del buf[:end]
-            self._dispatch(kind, req_id, payload)
+            with buf.view(HEADER.size, length) as payload:
+                buf.start += end
+                self._dispatch(kind, req_id, payload)
 
-    def _dispatch(self, kind: int, req_id: int, payload: bytes) -> None:
+    def _dispatch(self, kind: int, req_id: int, payload: memoryview) -> None:
         if kind in (Msg.STDOUT, Msg.STDERR):
             self._deliver_output("stdout" if kind == Msg.STDOUT else "stderr", payload, req_id)
         elif kind in (Msg.RESULT, Msg.ERROR):
@@ -464,7 +504,7 @@ class Connection:
                 self.send(Msg.PING, 0)
             self._timers = [BROKER.call_later(self.keepalive, self._ping)]
 
-    def _deliver_output(self, stream: str, data: bytes, req_id: int | None) -> None:
+    def _deliver_output(self, stream: str, data: bytes | memoryview, req_id: int | None) -> None:
         text = self._decoders[stream].decode(data)
         if not text:
             return

@@ -92,7 +92,7 @@ class Download(Request):
         self.sha1 = hashlib.sha1()
         self.size = 0
 
-    def on_data(self, payload: bytes) -> None:
+    def on_data(self, payload: memoryview) -> None:
         if self.fd < 0:
             return
         self.sha1.update(payload)

@@ -115,3 +115,21 @@ def sudo_uid(user):
 
     with Sudo(user) as inner:
         return inner.call(uid)
+
+
+def import_missing_as_reader_thread():
+    """Import a module nobody has while posing as the agent's reader thread: report whether
+    the import hook asked the controller (it must not: only that thread could read the answer)."""
+    import threading
+
+    finder = next(f for f in sys.meta_path if type(f).__name__ == "_RemoteModuleFinder")
+    saved = finder.agent.reader
+    finder.agent.reader = threading.current_thread()
+    before = finder.agent.next_request
+    try:
+        __import__("module_that_is_nowhere_at_all")
+    except ImportError:
+        pass
+    finally:
+        finder.agent.reader = saved
+    return "asked" if finder.agent.next_request != before else "did not ask"

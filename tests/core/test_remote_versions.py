@@ -60,3 +60,10 @@ def test_python2_is_refused_with_a_clear_message(remote_pythons: RemotePythons) 
 
 def test_controller_version_is_supported_too() -> None:
     assert sys.version_info >= (3, 9)
+
+
+def test_imports_on_the_agent_reader_thread_never_wait_for_the_controller() -> None:
+    """The agent's I/O thread imports lazily (tempfile for a put); a module missing there
+    must fail fast instead of waiting for a reply that only that thread could read."""
+    with Local("reader") as tunnel:
+        assert tunnel.call(rf.import_missing_as_reader_thread) == "did not ask"

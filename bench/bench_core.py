@@ -1,0 +1,132 @@
+"""Core benchmarks on Local tunnels, each against a physical floor measured in the same run.
+
+(a) nothing to first completed call, vs a bare ``python -c pass`` start
+(b) trivial call round trip (median, p99), vs a raw pipe echo of the same few bytes
+(c) 1 MB bytes argument round trip, vs a raw pipe echo of 1 MB
+(e) put and fetch MB/s of a large file (SHA-1 checked), vs ``cat`` through a pipe
+(f) first call importing a generated 50-module package: import round trips and time
+
+Usage: python bench/bench_core.py [--quick]
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import PipeEcho, bare_starts, median_spread, timed, write_results
+
+from chopsticks_nb.tunnel import Local
+
+
+def first_call(repeat: int) -> dict[str, object]:
+    samples = []
+    for _ in range(repeat):
+        tunnel = Local("bench")
+        start = time.perf_counter()
+        tunnel.call(os.getpid)
+        samples.append(time.perf_counter() - start)
+        tunnel.close()
+    ours = median_spread(samples)
+    floor = median_spread([bare_starts(1) for _ in range(repeat)])
+    return {
+        "chopsticks_nb_s": ours,
+        "bare_start_s": floor,
+        "ratio": ours["median"] / floor["median"],
+    }
+
+
+def round_trip(count: int, size: int) -> dict[str, object]:
+    """A call with a ``size``-byte argument and a small result, against the same on a raw pipe."""
+    payload = b"x" * size
+    echo = PipeEcho(reply=8)
+    with Local("bench") as tunnel:
+        tunnel.call(len, payload)
+        ours = median_spread(timed(lambda: tunnel.call(len, payload), count))
+    floor = median_spread(timed(lambda: echo.echo(payload), count))
+    echo.close()
+    return {
+        "chopsticks_nb_s": ours,
+        "pipe_echo_s": floor,
+        "ratio": ours["median"] / floor["median"],
+    }
+
+
+def transfer(size_mb: int) -> dict[str, object]:
+    # On tmpfs where there is one: the measure is the transfer, not the disk's writeback.
+    where = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(dir=where) as tmp:
+        source = Path(tmp) / "source"
+        with open(source, "wb") as f:
+            for _ in range(size_mb):
+                f.write(os.urandom(1024 * 1024))
+        with Local("bench") as tunnel:
+            start = time.perf_counter()
+            tunnel.put(str(source), str(Path(tmp) / "remote"))
+            put_s = time.perf_counter() - start
+            start = time.perf_counter()
+            tunnel.fetch(str(Path(tmp) / "remote"), str(Path(tmp) / "back"))
+            fetch_s = time.perf_counter() - start
+        start = time.perf_counter()
+        with open(source, "rb") as src, open(Path(tmp) / "catted", "wb") as dst:
+            subprocess.run(["cat"], stdin=src, stdout=dst, check=True)
+        cat_s = time.perf_counter() - start
+    return {
+        "directory": where or tempfile.gettempdir(),
+        "size_mb": size_mb,
+        "put_mb_s": size_mb / put_s,
+        "fetch_mb_s": size_mb / fetch_s,
+        "cat_pipe_mb_s": size_mb / cat_s,
+    }
+
+
+def package_import(modules: int) -> dict[str, object]:
+    with tempfile.TemporaryDirectory() as tmp:
+        pkg = Path(tmp) / "benchpkg"
+        pkg.mkdir()
+        for i in range(modules):
+            (pkg / f"m{i}.py").write_text(f"VALUE = {i}\n")
+        (pkg / "__init__.py").write_text("".join(f"from . import m{i}\n" for i in range(modules)))
+        sys.path.insert(0, tmp)
+        try:
+            with Local("bench") as tunnel:
+                tunnel.call(os.getpid)
+                start = time.perf_counter()
+                tunnel.call(_import, "benchpkg")
+                elapsed = time.perf_counter() - start
+                assert tunnel._conn is not None
+                trips = tunnel._conn.modserver.requests
+        finally:
+            sys.path.remove(tmp)
+    return {"modules": modules, "first_call_s": elapsed, "import_round_trips": trips}
+
+
+def _import(name: str) -> int:
+    import importlib
+
+    return len(vars(importlib.import_module(name)))
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    figures = {
+        "a_first_call": first_call(3 if quick else 15),
+        "b_round_trip": round_trip(200 if quick else 5000, 8),
+        "c_1mb_argument": round_trip(5 if quick else 100, 1024 * 1024),
+        "e_transfer": transfer(4 if quick else 200),
+        "f_package_import": package_import(50),
+    }
+    for name, values in figures.items():
+        print(f"{name}: {values}")
+    print("written to", write_results("core-quick" if quick else "core", figures))
+
+
+if __name__ == "__main__":
+    main()
