@@ -76,43 +76,57 @@ def main() -> None:
             groups.append(elapsed)
             closes.append(closing)
         floor, group = statistics.median(floors), statistics.median(groups)
-        rows.append({
-            "n": n,
-            "floor_s": floors,
-            "group_s": groups,
-            "close_s": closes,
-            "floor_median_s": floor,
-            "group_median_s": group,
-            "close_median_s": statistics.median(closes),
-            "ratio": group / floor,
-        })
+        rows.append(
+            {
+                "n": n,
+                "floor_s": floors,
+                "group_s": groups,
+                "close_s": closes,
+                "floor_median_s": floor,
+                "group_median_s": group,
+                "close_median_s": statistics.median(closes),
+                "ratio": group / floor,
+            }
+        )
 
-    print(f"Group(Local x N): connect + one call vs N bare `{Path(python).name} -c pass` "
-          f"started at once ({args.repeats} repeats, medians; {os.cpu_count()} CPUs)")
-    print(f"{'N':>4} {'floor ms':>10} {'group ms':>10} {'ratio':>7} {'per host ms':>12} "
-          f"{'close ms':>9}")
+    print(
+        f"Group(Local x N): connect + one call vs N bare `{Path(python).name} -c pass` "
+        f"started at once ({args.repeats} repeats, medians; {os.cpu_count()} CPUs)"
+    )
+    print(
+        f"{'N':>4} {'floor ms':>10} {'group ms':>10} {'ratio':>7} {'per host ms':>12} "
+        f"{'close ms':>9}"
+    )
     for row in rows:
-        print(f"{row['n']:>4} {row['floor_median_s'] * 1e3:>10.1f} "
-              f"{row['group_median_s'] * 1e3:>10.1f} {row['ratio']:>7.2f} "
-              f"{row['group_median_s'] * 1e3 / row['n']:>12.2f} "
-              f"{row['close_median_s'] * 1e3:>9.1f}")
+        print(
+            f"{row['n']:>4} {row['floor_median_s'] * 1e3:>10.1f} "
+            f"{row['group_median_s'] * 1e3:>10.1f} {row['ratio']:>7.2f} "
+            f"{row['group_median_s'] * 1e3 / row['n']:>12.2f} "
+            f"{row['close_median_s'] * 1e3:>9.1f}"
+        )
     target = next((r for r in rows if r["n"] == TARGET_N), None)
     if target is not None:
         verdict = "meets" if target["ratio"] <= TARGET_RATIO else "MISSES"
-        print(f"N={TARGET_N}: {target['ratio']:.2f}x the floor "
-              f"({verdict} the {TARGET_RATIO}x target)")
+        print(
+            f"N={TARGET_N}: {target['ratio']:.2f}x the floor ({verdict} the {TARGET_RATIO}x target)"
+        )
 
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"bench_group-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({
-        "benchmark": "bench_group",
-        "python": sys.version,
-        "interpreter": python,
-        "machine": platform.platform(),
-        "cpus": os.cpu_count(),
-        "repeats": args.repeats,
-        "rows": rows,
-    }, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "benchmark": "bench_group",
+                "python": sys.version,
+                "interpreter": python,
+                "machine": platform.platform(),
+                "cpus": os.cpu_count(),
+                "repeats": args.repeats,
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
     print(f"raw timings: {out}")
 
 

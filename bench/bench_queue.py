@@ -70,8 +70,11 @@ def main() -> None:
             group_times.append(time.perf_counter() - start)
 
             queue = Queue()
-            results = [queue.call(tunnel, time.sleep, durations[h][t])
-                       for t in range(TASKS) for h, tunnel in enumerate(group)]
+            results = [
+                queue.call(tunnel, time.sleep, durations[h][t])
+                for t in range(TASKS)
+                for h, tunnel in enumerate(group)
+            ]
             start = time.perf_counter()
             queue.run()
             queue_times.append(time.perf_counter() - start)
@@ -82,8 +85,10 @@ def main() -> None:
         group.close()
 
     group_s, queue_s = statistics.median(group_times), statistics.median(queue_times)
-    print(f"{HOSTS} Local hosts x {TASKS} tasks of 20-300 ms (seed {args.seed}; "
-          f"{args.repeats} repeats, medians)")
+    print(
+        f"{HOSTS} Local hosts x {TASKS} tasks of 20-300 ms (seed {args.seed}; "
+        f"{args.repeats} repeats, medians)"
+    )
     print(f"{'approach':<22} {'measured s':>11} {'ideal s':>8}")
     print(f"{'Group, lock-step':<22} {group_s:>11.3f} {lockstep_ideal:>8.3f}")
     print(f"{'Queue':<22} {queue_s:>11.3f} {queue_ideal:>8.3f}")
@@ -91,16 +96,21 @@ def main() -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"bench_queue-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({
-        "benchmark": "bench_queue",
-        "python": sys.version,
-        "durations_s": durations,
-        "group_s": group_times,
-        "queue_s": queue_times,
-        "group_ideal_s": lockstep_ideal,
-        "queue_ideal_s": queue_ideal,
-        "speedup": group_s / queue_s,
-    }, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "benchmark": "bench_queue",
+                "python": sys.version,
+                "durations_s": durations,
+                "group_s": group_times,
+                "queue_s": queue_times,
+                "group_ideal_s": lockstep_ideal,
+                "queue_ideal_s": queue_ideal,
+                "speedup": group_s / queue_s,
+            },
+            indent=2,
+        )
+    )
     print(f"raw timings: {out}")
 
 

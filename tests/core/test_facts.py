@@ -137,7 +137,10 @@ def test_facts_stand_alone_on_every_remote_python(remote_python: RemotePython) -
     """The module works unchanged, stdlib only, on each supported remote interpreter."""
     proc = subprocess.run(
         [str(remote_python.path), "-I", "-S", "-c", STANDALONE, FACTS_FILE],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     found = json.loads(proc.stdout)
@@ -156,8 +159,13 @@ def test_unanswerable_fact_raises_fact_unavailable() -> None:
         + "try:\n    facts.load_average()\nexcept facts.FactUnavailable as exc:\n"
         "    print('unavailable:', exc)\n"
     )
-    proc = subprocess.run([sys.executable, "-I", "-c", script, FACTS_FILE],
-                          capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", script, FACTS_FILE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.stdout.startswith("unavailable: no load average on"), proc.stderr
 
 

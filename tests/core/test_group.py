@@ -155,8 +155,9 @@ def test_calls_run_in_parallel_without_a_thread_per_host() -> None:
         threads_before = threading.active_count()
         seen: list[int] = []
         start = time.monotonic()
-        result = group.run(helpers.stamp, ("x", 1.0),
-                           progress=lambda done: seen.append(threading.active_count()))
+        result = group.run(
+            helpers.stamp, ("x", 1.0), progress=lambda done: seen.append(threading.active_count())
+        )
         elapsed = time.monotonic() - start
     assert result.ok, result
     assert elapsed < 3.0  # six 1 s sleeps at once, not one after another
@@ -165,14 +166,16 @@ def test_calls_run_in_parallel_without_a_thread_per_host() -> None:
 
 def test_mixed_failures_in_one_call(tmp_path: Path, sleepy_python: str) -> None:
     good, raiser, sleeper = Local("good"), Local("raiser"), Local("sleeper")
-    group = Group([
-        good,
-        raiser,
-        sleeper,
-        Local("missing", python3="/nonexistent/python3"),
-        Local("refused", python3="/bin/false"),
-        Local("silent", python3=sleepy_python, connect_timeout=1.0),
-    ])
+    group = Group(
+        [
+            good,
+            raiser,
+            sleeper,
+            Local("missing", python3="/nonexistent/python3"),
+            Local("refused", python3="/bin/false"),
+            Local("silent", python3=sleepy_python, connect_timeout=1.0),
+        ]
+    )
     with contextlib.closing(group):
         pids = agent_pids(Group([good, raiser, sleeper]))
         actions = {
@@ -222,16 +225,19 @@ def test_mixed_failures_in_one_call(tmp_path: Path, sleepy_python: str) -> None:
 
 
 def test_no_host_connects_gives_errors_not_none(sleepy_python: str) -> None:
-    group = Group([
-        Local("x", python3="/nonexistent/python3"),
-        Local("y", python3="/bin/false"),
-        Local("z", python3=sleepy_python, connect_timeout=0.5),
-    ])
+    group = Group(
+        [
+            Local("x", python3="/nonexistent/python3"),
+            Local("y", python3="/bin/false"),
+            Local("z", python3=sleepy_python, connect_timeout=0.5),
+        ]
+    )
     with contextlib.closing(group):
         result = group.call(os.getpid)
         assert isinstance(result, GroupResult) and list(result) == ["x", "y", "z"]
-        assert all(isinstance(v, ErrorResult) and v.status == "unreachable"
-                   for v in result.values())
+        assert all(
+            isinstance(v, ErrorResult) and v.status == "unreachable" for v in result.values()
+        )
         connected = group.connect()
         assert not connected.ok and len(connected) == 3
 
@@ -290,14 +296,23 @@ def test_raise_failures_names_every_host_and_bounds_tracebacks() -> None:
 
 def test_error_result_and_group_result_reprs() -> None:
     plain = ErrorResult("something failed", "Traceback...\n")
-    assert (plain.msg, plain.tb, plain.exception, plain.host) == ("something failed",
-                                                                   "Traceback...\n", None, None)
+    assert (plain.msg, plain.tb, plain.exception, plain.host) == (
+        "something failed",
+        "Traceback...\n",
+        None,
+        None,
+    )
     assert repr(plain) == "ErrorResult('something failed')"
     assert plain.status == "failed" and plain.remote_type is None
 
     remote = ErrorResult.from_exception(RemoteException("bad", "h", "KeyError", "tb text"))
     assert (remote.msg, remote.tb, remote.host, remote.remote_type, remote.status) == (
-        "KeyError: bad", "tb text", "h", "KeyError", "error")
+        "KeyError: bad",
+        "tb text",
+        "h",
+        "KeyError",
+        "error",
+    )
     cancelled = ErrorResult.from_exception(CallCancelled("cancelled", "h"))
     assert cancelled.status == "cancelled"
 
@@ -322,8 +337,10 @@ def test_progress_runs_in_the_calling_thread(trio: Group) -> None:
     result = trio.run(os.getpid, progress=progress)
     assert threads == {threading.current_thread()}
     assert sorted(e.host for e in events) == ["a", "b", "c"]
-    assert all(e.value == result[e.host] and e.elapsed == pytest.approx(result.timings[e.host])
-               for e in events)
+    assert all(
+        e.value == result[e.host] and e.elapsed == pytest.approx(result.timings[e.host])
+        for e in events
+    )
 
 
 def test_output_is_routed_per_host(trio: Group, capsys: pytest.CaptureFixture[str]) -> None:
@@ -511,8 +528,9 @@ def test_fetch_defaults_to_a_temporary_file_per_host(trio: Group, tmp_path: Path
         ("a", "{host}/../../x", "leaves"),
     ],
 )
-def test_fetch_templates_cannot_escape(tmp_path: Path, name: str, template: str,
-                                       match: str) -> None:
+def test_fetch_templates_cannot_escape(
+    tmp_path: Path, name: str, template: str, match: str
+) -> None:
     group = Group([Local(name), Local("zz")])
     base = tmp_path / "base"
     base.mkdir()

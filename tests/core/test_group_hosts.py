@@ -24,8 +24,9 @@ from fixtures.sshd import SSHHosts
 
 
 def ssh_group(hosts: SSHHosts, names: list[str] | None = None) -> Group:
-    return Group([SSHTunnel(name, ssh_config=str(hosts.config_path))
-                  for name in names or hosts.names])
+    return Group(
+        [SSHTunnel(name, ssh_config=str(hosts.config_path)) for name in names or hosts.names]
+    )
 
 
 def container(image: PodmanImage, name: str) -> Docker:
@@ -59,18 +60,23 @@ def test_group_over_several_ssh_hosts(web: Group, sshd_hosts: SSHHosts, tmp_path
     try:
         fetched = web.run(helpers.read_bytes, (remote_paths["web2"],))
         assert set(fetched.values()) == {data}
-        back = Group([web["web1"], web["web4"]]).fetch(remote_paths["web1"],
-                                                       str(tmp_path / "{host}" / "copy"))
+        back = Group([web["web1"], web["web4"]]).fetch(
+            remote_paths["web1"], str(tmp_path / "{host}" / "copy")
+        )
         assert back.ok and (tmp_path / "web4" / "copy").read_bytes() == data
     finally:
         for path in remote_paths.values():
             web["web1"].call(helpers.remove, path)
 
 
-def test_mixed_group_of_ssh_local_and_container(sshd_hosts: SSHHosts,
-                                                podman_image: PodmanImage) -> None:
-    group = ssh_group(sshd_hosts, ["web1", "web2", "web3"]) + Local("here") + container(
-        podman_image, "chopsticks-nb-group-mixed")
+def test_mixed_group_of_ssh_local_and_container(
+    sshd_hosts: SSHHosts, podman_image: PodmanImage
+) -> None:
+    group = (
+        ssh_group(sshd_hosts, ["web1", "web2", "web3"])
+        + Local("here")
+        + container(podman_image, "chopsticks-nb-group-mixed")
+    )
     with contextlib.closing(group), sshd_hosts.down("web3"):
         result = group.call(facts.hostname)
         assert list(result) == ["web1", "web2", "web3", "here", "chopsticks-nb-group-mixed"]

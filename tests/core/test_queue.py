@@ -92,7 +92,8 @@ def test_group_target_gives_a_group_result_and_callbacks_run_in_the_run_thread(
     queue = Queue()
     seen: list[tuple[Any, threading.Thread]] = []
     result = queue.call(pair, os.getpid).with_callback(
-        lambda value: seen.append((value, threading.current_thread())))
+        lambda value: seen.append((value, threading.current_thread()))
+    )
     single = queue.call(pair["b"], helpers.echo, "x")
     queue.run()
     assert isinstance(result.value, GroupResult)
@@ -110,8 +111,10 @@ def test_an_error_does_not_stop_the_hosts_later_tasks(pair: Group) -> None:
     first = queue.call(pair, helpers.fail, "first task broke")
     second = queue.call(pair, os.getpid)
     queue.run()
-    assert all(isinstance(v, ErrorResult) and v.msg == "RuntimeError: first task broke"
-               for v in first.value.values())
+    assert all(
+        isinstance(v, ErrorResult) and v.msg == "RuntimeError: first task broke"
+        for v in first.value.values()
+    )
     assert second.value.ok
 
 
