@@ -8,7 +8,6 @@ import hashlib
 import operator
 import os
 import pickle
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -35,6 +34,7 @@ from chopsticks_nb.group import (
     HostDone,
 )
 from chopsticks_nb.tunnel import BaseTunnel, Local, SSHTunnel
+from fixtures.interrupts import sigint_after
 
 
 @pytest.fixture
@@ -59,22 +59,6 @@ def sleepy_python(tmp_path: Path) -> str:
     script.write_text("#!/bin/sh\nexec sleep 60\n")
     script.chmod(0o755)
     return str(script)
-
-
-@contextlib.contextmanager
-def sigint_after(delay: float) -> Iterator[None]:
-    """Deliver a real SIGINT to the main thread after ``delay`` seconds (like Ctrl-C)."""
-    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        pytest.skip("SIGINT is not handled by Python's default handler here")
-    main = threading.main_thread().ident
-    assert main is not None and threading.current_thread() is threading.main_thread()
-    timer = threading.Timer(delay, signal.pthread_kill, (main, signal.SIGINT))
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
-        timer.join()
 
 
 # -- building groups ---------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from chopsticks_nb.errors import ConnectError, NotCompleted, TunnelClosed
 from chopsticks_nb.group import ErrorResult, Group, GroupResult
 from chopsticks_nb.queue import AsyncResult, Queue
 from chopsticks_nb.tunnel import Local
+from fixtures.interrupts import sigint_after
 
 
 @pytest.fixture
@@ -28,21 +28,6 @@ def pair() -> Iterator[Group]:
         yield group
     finally:
         group.close()
-
-
-@contextlib.contextmanager
-def sigint_after(delay: float) -> Iterator[None]:
-    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        pytest.skip("SIGINT is not handled by Python's default handler here")
-    main = threading.main_thread().ident
-    assert main is not None and threading.current_thread() is threading.main_thread()
-    timer = threading.Timer(delay, signal.pthread_kill, (main, signal.SIGINT))
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
-        timer.join()
 
 
 def test_value_is_not_ready_before_run(pair: Group) -> None:
