@@ -40,7 +40,10 @@ DEPTH = 0
 SOURCE = None
 
 PICKLE_PROTOCOL = 4  # the highest every supported remote (3.6+) reads
-CHUNK_SIZE = 512 * 1024  # file data per frame
+CHUNK_SIZE = 512 * 1024  # file data (and output) per frame
+#: The largest frame the controller accepts (its MAX_FRAME): a bigger result is refused here,
+#: as a result that cannot be sent back, instead of ending the tunnel there.
+MAX_MESSAGE = 512 * 1024 * 1024
 
 
 class Msg(object):
@@ -105,6 +108,19 @@ class Op(object):
 CODEC_VERSION = 1
 MAX_DEPTH = 100
 MAX_ITEMS = 10 * 1000 * 1000
+#: Decoding one value may build at most this many bytes of Python objects per byte of its
+#: encoding (plus COST_SLACK). Without it, five bytes (an empty set) became a 216-byte object:
+#: a 10 MB message of empty sets made 460 MB of objects. Ordinary values cost 3-10x.
+MAX_COST_PER_BYTE = 16
+COST_SLACK = 1 << 20
+# Approximate CPython sizes (64-bit) charged per value: the reference to it, its object, and
+# for containers their header and per-element table.
+_COST_REF = 8
+_COST_NUMBER = 40
+_COST_BLOB = 56  # + its length
+_COST_SEQUENCE = 64
+_COST_DICT, _COST_PAIR = 72, 48
+_COST_SET, _COST_MEMBER = 224, 40
 
 _U32 = struct.Struct(">I")
 _I64 = struct.Struct(">q")
@@ -113,17 +129,35 @@ _INT_MIN = -(1 << 63)
 _INT_MAX = (1 << 63) - 1
 
 
+class _Output(list):
+    """Encoded chunks, and the item count and cost the decoder will charge for them."""
+
+    items = 0
+    cost = 0
+
+
 def encode(value):
     # type: (object) -> bytes
-    """Encode ``value`` to bytes; raise EncodeError naming any type the codec cannot carry."""
-    out = [bytes(bytearray([CODEC_VERSION]))]
+    """Encode ``value`` to bytes; raise EncodeError naming any type the codec cannot carry,
+    or if the decoder would refuse the value for its size (so that the sender learns it, not
+    the receiver)."""
+    out = _Output([bytes(bytearray([CODEC_VERSION]))])
     _encode(value, out, 0)
-    return b"".join(out)
+    data = b"".join(out)
+    if out.items > MAX_ITEMS:
+        raise EncodeError("value holds %d items; the limit is %d" % (out.items, MAX_ITEMS))
+    if out.cost > MAX_COST_PER_BYTE * len(data) + COST_SLACK:
+        raise EncodeError(
+            "value of %d bytes would decode to about %d bytes of objects: too many small "
+            "containers" % (len(data), out.cost)
+        )
+    return data
 
 
 def _encode(value, out, depth):
     if depth > MAX_DEPTH:
         raise EncodeError("value nested deeper than %d levels" % MAX_DEPTH)
+    out.cost += _COST_REF
     t = type(value)
     if t not in _ENCODERS:
         t = _base_type(value)
@@ -144,15 +178,18 @@ def _base_type(value):
 
 def _enc_int(value, out, depth):
     if _INT_MIN <= value <= _INT_MAX:
+        out.cost += _COST_NUMBER
         out.append(bytes(bytearray([Op.INT])) + _I64.pack(value))
     else:
         data = int(value).to_bytes((value.bit_length() + 8) // 8, "big", signed=True)
+        out.cost += _COST_BLOB + len(data)
         out.append(bytes(bytearray([Op.BIGINT])) + _U32.pack(len(data)))
         out.append(data)
 
 
 def _enc_bytes(op):
     def enc(value, out, depth):
+        out.cost += _COST_BLOB + len(value)
         out.append(bytes(bytearray([op])) + _U32.pack(len(value)))
         out.append(bytes(value))
 
@@ -163,8 +200,10 @@ def _enc_str(value, out, depth):
     _enc_bytes(Op.STR)(str(value).encode("utf-8", "surrogatepass"), out, depth)
 
 
-def _enc_items(op):
+def _enc_items(op, header, per_item):
     def enc(value, out, depth):
+        out.items += len(value)
+        out.cost += header + per_item * len(value)
         out.append(bytes(bytearray([op])) + _U32.pack(len(value)))
         for item in value:
             _encode(item, out, depth)
@@ -173,25 +212,32 @@ def _enc_items(op):
 
 
 def _enc_dict(value, out, depth):
+    out.items += len(value)
+    out.cost += _COST_DICT + _COST_PAIR * len(value)
     out.append(bytes(bytearray([Op.DICT])) + _U32.pack(len(value)))
     for key, item in value.items():
         _encode(key, out, depth)
         _encode(item, out, depth)
 
 
+def _enc_float(value, out, depth):
+    out.cost += _COST_NUMBER
+    out.append(bytes(bytearray([Op.FLOAT])) + _F64.pack(value))
+
+
 _ENCODERS = {
     type(None): lambda v, out, d: out.append(b"\x00"),
     bool: lambda v, out, d: out.append(b"\x01" if v else b"\x02"),
     int: _enc_int,
-    float: lambda v, out, d: out.append(bytes(bytearray([Op.FLOAT])) + _F64.pack(v)),
+    float: _enc_float,
     str: _enc_str,
     bytes: _enc_bytes(Op.BYTES),
     bytearray: _enc_bytes(Op.BYTES),
-    list: _enc_items(Op.LIST),
-    tuple: _enc_items(Op.TUPLE),
+    list: _enc_items(Op.LIST, _COST_SEQUENCE, 0),
+    tuple: _enc_items(Op.TUPLE, _COST_SEQUENCE, 0),
     dict: _enc_dict,
-    set: _enc_items(Op.SET),
-    frozenset: _enc_items(Op.FROZENSET),
+    set: _enc_items(Op.SET, _COST_SET, _COST_MEMBER),
+    frozenset: _enc_items(Op.FROZENSET, _COST_SET, _COST_MEMBER),
 }
 
 
@@ -202,6 +248,17 @@ class _Decoder(object):
         self.data = memoryview(data)
         self.pos = 0
         self.items = 0
+        self.cost = 0
+        self.budget = MAX_COST_PER_BYTE * len(self.data) + COST_SLACK
+
+    def charge(self, cost):
+        """Account for objects about to be built; refuse before building too many."""
+        self.cost += cost
+        if self.cost > self.budget:
+            raise DecodeError(
+                "a value of %d bytes that decodes to more than %d bytes of objects (at offset "
+                "%d): too many small containers" % (len(self.data), self.budget, self.pos)
+            )
 
     def take(self, n):
         end = self.pos + n
@@ -214,7 +271,7 @@ class _Decoder(object):
         self.pos = end
         return chunk
 
-    def count(self):
+    def count(self, header, per_item):
         n = _U32.unpack(self.take(4))[0]
         self.items += n
         # Every item takes at least one byte: a count beyond the bytes left is a lie.
@@ -222,6 +279,7 @@ class _Decoder(object):
             raise DecodeError(
                 "item count %d at offset %d exceeds the data or the limit" % (n, self.pos - 4)
             )
+        self.charge(header + per_item * n)
         return n
 
     def value(self, depth):
@@ -230,6 +288,7 @@ class _Decoder(object):
                 "value nested deeper than %d levels at offset %d" % (MAX_DEPTH, self.pos)
             )
         op = self.take(1)[0]
+        self.cost += _COST_REF  # the reference its container holds (checked at the next charge)
         if op == Op.NONE:
             return None
         if op == Op.TRUE:
@@ -237,11 +296,14 @@ class _Decoder(object):
         if op == Op.FALSE:
             return False
         if op == Op.INT:
+            self.charge(_COST_NUMBER)
             return _I64.unpack(self.take(8))[0]
         if op == Op.FLOAT:
+            self.charge(_COST_NUMBER)
             return _F64.unpack(self.take(8))[0]
         if op in (Op.STR, Op.BYTES, Op.BIGINT):
             raw = self.take(_U32.unpack(self.take(4))[0])
+            self.charge(_COST_BLOB + len(raw))
             if op == Op.BYTES:
                 return raw.tobytes()
             if op == Op.STR:
@@ -251,19 +313,18 @@ class _Decoder(object):
                     message = "invalid UTF-8 in string at offset %d: %s" % (self.pos, exc)
                     raise DecodeError(message) from None
             return int.from_bytes(raw, "big", signed=True)
-        if op in (Op.LIST, Op.TUPLE, Op.SET, Op.FROZENSET):
-            items = [self.value(depth + 1) for _ in range(self.count())]
-            if op == Op.LIST:
-                return items
-            if op == Op.TUPLE:
-                return tuple(items)
+        if op in (Op.LIST, Op.TUPLE):
+            items = [self.value(depth + 1) for _ in range(self.count(_COST_SEQUENCE, 0))]
+            return items if op == Op.LIST else tuple(items)
+        if op in (Op.SET, Op.FROZENSET):
+            items = [self.value(depth + 1) for _ in range(self.count(_COST_SET, _COST_MEMBER))]
             try:
                 return set(items) if op == Op.SET else frozenset(items)
             except TypeError as exc:
                 raise DecodeError("unhashable set member: %s" % exc) from None
         if op == Op.DICT:
             result = {}
-            for _ in range(self.count()):
+            for _ in range(self.count(_COST_DICT, _COST_PAIR)):
                 key = self.value(depth + 1)
                 try:
                     result[key] = self.value(depth + 1)
@@ -283,6 +344,7 @@ def decode(data):
     decoder = _Decoder(data)
     decoder.pos = 1
     value = decoder.value(0)
+    decoder.charge(0)
     if decoder.pos != len(decoder.data):
         raise DecodeError("%d unexpected bytes after the value" % (len(decoder.data) - decoder.pos))
     return value
@@ -567,7 +629,11 @@ class Agent(object):
     # -- outgoing --------------------------------------------------------------------------------
 
     def send_output(self, kind, data):
-        self.channel.send(kind, self.current, data)
+        # One frame per CHUNK_SIZE: the controller refuses output frames over 8 MiB (a
+        # protocol error that ends the tunnel), and print("x" * 10**7) is legitimate.
+        req_id = self.current
+        for start in range(0, len(data), CHUNK_SIZE):
+            self.channel.send(kind, req_id, data[start : start + CHUNK_SIZE])
 
     def ask(self, kind, arg):
         """Send a request to the controller and wait for its REPLY."""
@@ -635,6 +701,12 @@ class Agent(object):
             stop = self.fetches.get(req_id)
         if stop is not None:
             stop.set()
+        # A cancelled put sends no PUT_CLOSE: drop its temporary file now, not when the
+        # connection ends (a long-lived tunnel would collect .part files). Data frames still
+        # on their way find no upload and are ignored.
+        upload = self.uploads.pop(req_id, None)
+        if upload is not None:
+            upload.abort()
 
     def on_reply(self, req_id, payload):
         with self.state_lock:
@@ -731,6 +803,11 @@ class Agent(object):
                 value = func(*args, **kwargs)
                 kind = "encode"
                 data = encode(value)
+                if len(data) > MAX_MESSAGE:
+                    raise EncodeError(
+                        "the result takes %d bytes; one message may take %d (put and fetch "
+                        "carry files of any size)" % (len(data), MAX_MESSAGE)
+                    )
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()

@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional, Protocol
 
 from . import _agent, _bootstrap
 from ._agent import HEADER, MAGIC, Msg
-from ._broker import BROKER, TimerHandle
+from ._broker import BROKER, TimerHandle, log
 from ._modserver import ModuleServer
 from ._output import OutputHandler
 from .errors import (
@@ -38,12 +38,16 @@ from .errors import (
 )
 
 #: Largest frame accepted from an agent, and largest raw data frame (output, file chunks).
-MAX_FRAME = 512 * 1024 * 1024
+MAX_FRAME = _agent.MAX_MESSAGE
 MAX_DATA_FRAME = 8 * 1024 * 1024
 #: Noise tolerated on stdout before the handshake (a login shell's banner).
 MAX_NOISE = 64 * 1024
 #: File producers stop adding data while this much waits to be written.
 LOW_WATER = 1024 * 1024
+#: Answers to the agent's import and resource requests that it may leave unread in our queue.
+#: A real agent reads its input all the time; one that floods requests without reading the
+#: answers would otherwise make us queue them all in memory.
+MAX_UNREAD_REPLIES = 64 * 1024 * 1024
 READ_SIZE = 1024 * 1024
 STDERR_TAIL_LINES = 20
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
@@ -216,6 +220,9 @@ class Connection:
         self._wlock = threading.Lock()
         self._out: deque[bytes | memoryview] = deque()
         self._out_bytes = 0
+        self._queued_total = 0  # bytes ever queued: with _out_bytes, tells what was written
+        self._replies: deque[tuple[int, int]] = deque()  # (queued_total at its end, size)
+        self._reply_bytes = 0
         self._writer_watched = False
         self._producers: deque[Producer] = deque()
         self._input = InputBuffer()
@@ -342,6 +349,7 @@ class Connection:
             for chunk in chunks:
                 self._out.append(chunk)
                 self._out_bytes += len(chunk)
+                self._queued_total += len(chunk)
             if self._writer_watched:
                 return
             self._flush_locked()
@@ -452,7 +460,10 @@ class Connection:
             end = HEADER.size + length
             if len(buf) < end:
                 if end > len(buf.data) - buf.start:
-                    buf.reserve(end)
+                    # Grow with the bytes actually received (doubling), not to the length the
+                    # header claims: a header claiming 500 MiB followed by nothing must not
+                    # cost 500 MiB here.
+                    buf.reserve(min(end, max(READ_SIZE, 2 * len(buf))))
                 return
             with buf.view(HEADER.size, length) as payload:
                 buf.start += end
@@ -462,30 +473,54 @@ class Connection:
         if kind in (Msg.STDOUT, Msg.STDERR):
             self._deliver_output("stdout" if kind == Msg.STDOUT else "stderr", payload, req_id)
         elif kind in (Msg.RESULT, Msg.ERROR):
+            # Check the answer before taking its request out of the table: a malformed answer
+            # kills the connection, and only requests still in the table are failed by _die
+            # (a request popped first would wait for ever).
+            value = _agent.decode(payload)
+            record = _error_record(value, self.host) if kind == Msg.ERROR else None
             with self._lock:
                 request = self._requests.pop(req_id, None)
-            value = _agent.decode(payload)
             if request is None:
                 return  # cancelled or timed out meanwhile
-            if kind == Msg.RESULT:
-                request.on_result(value)
-            else:
-                request.on_error(_error_record(value, self.host))
+            try:
+                if record is None:
+                    request.on_result(value)
+                else:
+                    request.on_error(record)
+            except ChopsticksError as exc:  # a transfer result of the wrong shape
+                request.fail(ProtocolError(exc.message, self.host))
+                raise
         elif kind == Msg.FETCH_DATA:
             with self._lock:
                 request = self._requests.get(req_id)
             if request is not None:
                 request.on_data(payload)
         elif kind == Msg.IMPORT:
-            self.send(
-                Msg.REPLY, req_id, _agent.encode(self.modserver.modules(_agent.decode(payload)))
-            )
+            self._reply(req_id, self.modserver.modules(_agent.decode(payload)))
         elif kind == Msg.GET_DATA:
-            self.send(Msg.REPLY, req_id, _agent.encode(self.modserver.data(_agent.decode(payload))))
+            self._reply(req_id, self.modserver.data(_agent.decode(payload)))
         elif kind == Msg.HELLO and not self.hello.done():
             self._on_hello(_agent.decode(payload))
         else:
             raise ProtocolError(f"unexpected message kind {kind}", self.host)
+
+    def _reply(self, req_id: int, value: object) -> None:
+        """Answer an agent's request, unless it leaves too many answers unread (a flood)."""
+        payload = _agent.encode(value)
+        with self._wlock:
+            written = self._queued_total - self._out_bytes
+            while self._replies and self._replies[0][0] <= written:
+                self._reply_bytes -= self._replies.popleft()[1]
+            if self._reply_bytes + len(payload) > MAX_UNREAD_REPLIES:
+                raise ProtocolError(
+                    f"the agent left {self._reply_bytes} bytes of answers unread and asks for "
+                    "more: it does not read its input",
+                    self.host,
+                )
+        self.send(Msg.REPLY, req_id, payload)
+        with self._wlock:
+            self._replies.append((self._queued_total, len(payload)))
+            self._reply_bytes += len(payload)
 
     def _on_hello(self, info: object) -> None:
         if not isinstance(info, dict) or info.get("protocol") != _agent.PROTOCOL_VERSION:
@@ -509,7 +544,13 @@ class Connection:
         if not text:
             return
         handler = self._output_handler(req_id)
-        handler(stream, text)
+        try:
+            handler(stream, text)
+        except Exception:
+            # A failing handler (user code, a display widget) must not abandon the frames
+            # after this one in the buffer: the call's RESULT may be among them, and nothing
+            # would read it until the agent wrote again (it may never), so the call would hang.
+            log.exception("chopsticks_nb: the output handler of %s failed", self.host)
 
     def _output_handler(self, req_id: int | None) -> OutputHandler:
         with self._lock:
@@ -569,7 +610,14 @@ class Connection:
                 message = f"the agent exited (status {returncode})" + (
                     f"; stderr: {tail}" if tail else ""
                 )
-                self._die(lambda: ConnectionLost(message, self.host))
+                if len(self._input):
+                    # The stream stopped inside a frame: a truncated message is outside the
+                    # protocol, whatever the reason the sender stopped.
+                    pending = len(self._input)
+                    message = f"the stream ended inside a message ({pending} bytes); {message}"
+                    self._die(lambda: ProtocolError(message, self.host))
+                else:
+                    self._die(lambda: ConnectionLost(message, self.host))
 
         check()
 

@@ -60,7 +60,10 @@ class ModuleServer:
     def modules(self, name: object) -> list[dict[str, object]]:
         """Records for ``name`` and the modules it imports that were not sent yet; [] if none."""
         self.requests += 1
-        record = self._record(name)
+        try:
+            record = self._record(name)
+        except (OSError, ValueError):  # a file that vanished or cannot be read: not found
+            record = None
         if record is None:
             return []
         bundle = [record]
@@ -72,14 +75,21 @@ class ModuleServer:
             if dep_name in seen:
                 continue
             seen.add(dep_name)
-            dep = self._record(dep_name)
+            try:
+                dep = self._record(dep_name)
+            except (OSError, ValueError):
+                continue
             if dep is not None:
                 bundle.append(dep)
                 size += len(dep.source or b"")
                 queue.extend(sorted(dep.imports - seen))
         for sent in bundle:
             self.sent.add(sent.name)
-            if sent.is_pkg:
+            # Only a regular package (one with an __init__.py) opens its directory to resource
+            # reads. Any directory on sys.path is a namespace package (a notebook's working
+            # directory is on sys.path: ~/Documents would be one), so opening those would let
+            # a remote read almost any file there by naming the directory as a module.
+            if sent.is_pkg and sent.source is not None:
                 self.package_dirs.update(os.path.realpath(p) for p in sent.path)
         return [r.as_message() for r in bundle]
 
@@ -87,13 +97,19 @@ class ModuleServer:
         """A resource file's bytes if it lies inside a served package's directory, else None."""
         if not isinstance(path, str) or "\0" in path or not os.path.isabs(path):
             return None
-        real = os.path.realpath(path)
-        if not any(_is_within(real, d) for d in self.package_dirs) or not os.path.isfile(real):
+        try:
+            real = os.path.realpath(path)
+            if not any(_is_within(real, d) for d in self.package_dirs) or not os.path.isfile(real):
+                return None
+            if os.path.getsize(real) > MAX_RESOURCE_BYTES:
+                return None
+            with open(real, "rb") as f:
+                return f.read(MAX_RESOURCE_BYTES)
+        except (OSError, ValueError):
+            # Unreadable, vanished, or a name the file system cannot hold (a lone surrogate):
+            # "not found", rather than an exception on the broker thread that would leave the
+            # agent waiting for a reply for ever.
             return None
-        if os.path.getsize(real) > MAX_RESOURCE_BYTES:
-            return None
-        with open(real, "rb") as f:
-            return f.read()
 
     def _record(self, name: object) -> ModuleRecord | None:
         if not _is_module_name(name):

@@ -14,4 +14,5 @@ pytest_plugins = [
     "fixtures.sshd",
     "fixtures.sudo",
     "fixtures.podman",
+    "fixtures.netns",
 ]

@@ -1,0 +1,1 @@
+"""Reliability tests: faults, floods, leaks and scale (see docs/reliability.md)."""

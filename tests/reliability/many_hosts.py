@@ -1,0 +1,138 @@
+"""Many real sshd hosts on loopback addresses, for the scale test and bench/bench_scale.py.
+
+Host ``hNN`` is 127.0.0.(FIRST+NN-1), all on one free port. sshd takes at most 16
+``ListenAddress`` lines, so every 16 hosts share one sshd process; each host is still a
+distinct address with its own TCP connections, sessions and agents. The sshds daemonise (they
+are not children of the caller) and are stopped by pid from their pid files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fixtures.system import TEST_USER, ensure_user, port_accepts, run, wait_until
+
+__all__ = ["ManyHosts", "start_many_hosts"]
+
+SSHD = "/usr/sbin/sshd"
+PER_SSHD = 16  # sshd refuses more ListenAddress lines
+FIRST = 64  # 127.0.0.64 ..: clear of the sshd_hosts fixture (127.0.0.2-5)
+
+SSHD_CONFIG = """\
+# Written by chopsticks_nb's tests (tests/reliability/many_hosts.py).
+Port {port}
+{listen}
+HostKey {base}/hostkey
+PidFile {directory}/sshd.pid
+AuthorizedKeysFile {base}/authorized_keys
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+UseDNS no
+PrintMotd no
+PrintLastLog no
+MaxStartups 200:30:400
+MaxSessions 200
+LogLevel ERROR
+"""
+
+CLIENT_DEFAULTS = """\
+Host *
+  User {user}
+  IdentityFile {key}
+  IdentitiesOnly yes
+  BatchMode yes
+  StrictHostKeyChecking no
+  UserKnownHostsFile /dev/null
+  LogLevel ERROR
+  ConnectTimeout 20
+  KexAlgorithms curve25519-sha256
+"""
+
+
+@dataclass
+class ManyHosts:
+    base: Path
+    config_path: Path
+    port: int
+    addresses: dict[str, str]
+    pidfiles: list[Path] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.addresses)
+
+    def stop(self) -> None:
+        """Stop every sshd and remove the files (safe to call more than once)."""
+        for pidfile in self.pidfiles:
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(pidfile.read_text()), signal.SIGTERM)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _free_port(addresses: list[str]) -> int:
+    for port in range(2400, 2600):
+        socks = []
+        try:
+            for address in addresses:
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind((address, port))
+            return port
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError("no free port for the sshds")
+
+
+def start_many_hosts(count: int) -> ManyHosts:
+    """Start ``count`` hosts (needs root, openssh-server; makes the test user if needed)."""
+    if count > 255 - FIRST:
+        raise ValueError(f"at most {255 - FIRST} hosts")
+    ensure_user(TEST_USER)
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    base = Path(tempfile.mkdtemp(prefix="chopsticks-nb-many-"))
+    base.chmod(0o755)
+    addresses = {f"h{i + 1:02d}": f"127.0.0.{FIRST + i}" for i in range(count)}
+    port = _free_port(list(addresses.values()))
+    hosts = ManyHosts(base, base / "ssh_config", port, addresses)
+    try:
+        key = base / "id_ed25519"
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key])
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", base / "hostkey"])
+        shutil.copyfile(key.with_suffix(".pub"), base / "authorized_keys")
+        (base / "authorized_keys").chmod(0o644)
+        all_addresses = list(addresses.values())
+        for first in range(0, count, PER_SSHD):
+            directory = base / f"sshd{first // PER_SSHD}"
+            directory.mkdir()
+            listen = "\n".join(
+                f"ListenAddress {a}" for a in all_addresses[first : first + PER_SSHD]
+            )
+            config = directory / "sshd_config"
+            config.write_text(
+                SSHD_CONFIG.format(port=port, listen=listen, base=base, directory=directory)
+            )
+            hosts.pidfiles.append(directory / "sshd.pid")
+            run([SSHD, "-f", config, "-E", directory / "sshd.log"], timeout=30)
+        for address in all_addresses:
+            wait_until(lambda a=address: port_accepts(a, port), timeout=10, what=f"sshd {address}")
+        hosts.config_path.write_text(
+            "".join(f"Host {n}\n  HostName {a}\n  Port {port}\n" for n, a in addresses.items())
+            + CLIENT_DEFAULTS.format(user=TEST_USER, key=key)
+        )
+    except BaseException:
+        hosts.stop()
+        raise
+    return hosts

@@ -1,0 +1,1 @@
+"""Security tests: hostile agents, hostile requests, fuzzed frames (see docs/reliability.md)."""

@@ -1,0 +1,36 @@
+"""HostileTunnel: a real tunnel whose far side is hostile_agent.py instead of the agent."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from chopsticks_nb.tunnel import SubprocessTunnel
+
+__all__ = ["HOSTILE_AGENT", "HostileTunnel"]
+
+HOSTILE_AGENT = Path(__file__).with_name("hostile_agent.py")
+
+
+class HostileTunnel(SubprocessTunnel):
+    """Runs ``hostile_agent.py SCENARIO ARGS`` with this interpreter, through the same
+    Connection, broker and bootstrap bytes as a ``Local`` tunnel (see hostile_agent.py)."""
+
+    python3 = sys.executable
+
+    def __init__(self, name: str, scenario: str, **args: Any) -> None:
+        options = {k: args.pop(k) for k in list(args) if k in ("connect_timeout", "keepalive")}
+        super().__init__(name, output=lambda stream, text: None, **options)
+        self.scenario = scenario
+        self.args = args
+
+    def cmd_args(self) -> list[str]:
+        return [
+            sys.executable,
+            str(HOSTILE_AGENT),
+            self.scenario,
+            json.dumps(self.args),
+            *self.python_args()[1:],  # "-c STAGE1": the hostile side reads its length there
+        ]

@@ -1,0 +1,226 @@
+"""A hostile agent cannot run code on the controller, exhaust its memory, or disturb other tunnels.
+
+Each test starts hostile_agent.py through a real tunnel (the same Connection, broker thread and
+bootstrap bytes as a ``Local`` tunnel), has it send something outside the protocol, and checks
+that exactly that tunnel ends with a ``ProtocolError`` naming its host, while real ``Local``
+tunnels in the same group return their results. Memory is the RSS of this test process,
+sampled every 5 ms while the hostile tunnel runs.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from reliability.probes import watch_rss
+
+from chopsticks_nb import errors
+from chopsticks_nb._agent import HEADER, MAX_COST_PER_BYTE, MAX_ITEMS, Msg, encode
+from chopsticks_nb._connection import MAX_DATA_FRAME, MAX_FRAME, MAX_UNREAD_REPLIES
+from chopsticks_nb.group import ErrorResult, Group
+from chopsticks_nb.tunnel import Local
+from security.hostile import HostileTunnel
+
+#: Memory this process may gain while one hostile tunnel runs, on top of what the hostile
+#: tunnel legitimately made us hold: the bytes it actually sent, decoded at up to
+#: MAX_COST_PER_BYTE bytes of objects per byte (docs/reliability.md states this bound).
+BASE_GROWTH_MIB = 48
+
+
+@pytest.fixture(scope="module")
+def honest() -> Iterator[Group]:
+    """Two real local agents that share every group with a hostile one."""
+    group = Group([Local("honest1"), Local("honest2")])
+    group.connect()
+    try:
+        yield group
+    finally:
+        group.close()
+
+
+def run_beside_honest(honest: Group, hostile: HostileTunnel) -> tuple[Any, float]:
+    """Call os.getpid on the hostile tunnel and the honest ones at once; the hostile tunnel's
+    outcome and the peak RSS growth (MiB) meanwhile. The honest tunnels must answer."""
+    group = Group([hostile, *honest])
+    try:
+        with watch_rss() as peak:
+            result = group.run(os.getpid, timeout=60)
+    finally:
+        hostile.close()
+    for tunnel in honest:
+        assert isinstance(result[tunnel.host], int), result  # the others keep working
+    return result[hostile.host], peak.growth
+
+
+def assert_protocol_error(outcome: object, host: str, match: str = "") -> errors.ProtocolError:
+    assert isinstance(outcome, ErrorResult), outcome
+    exc = outcome.exception
+    assert isinstance(exc, errors.ProtocolError), repr(exc)
+    assert exc.host == host and str(exc).startswith(f"{host}: ")
+    assert match in str(exc), str(exc)
+    return exc
+
+
+def frame_hex(kind: int, payload: bytes, claimed: int | None = None) -> str:
+    return (HEADER.pack(kind, 1, len(payload) if claimed is None else claimed) + payload).hex()
+
+
+# -- no code runs ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "where", ["hello", "result", "result-after-version", "error", "import", "output"]
+)
+def test_a_pickle_from_the_agent_is_never_loaded(honest: Group, tmp_path: Path, where: str) -> None:
+    """Injects: a pickle whose loading would create a marker file, as the HELLO, a RESULT, a
+    RESULT after a valid codec version byte, an ERROR, an IMPORT request, or as output.
+    Asserts: the marker never appears; every codec payload ends the tunnel with ProtocolError
+    naming the host; output and a bytes value carry the pickle as inert data."""
+    marker = tmp_path / "unpickled"
+    hostile = HostileTunnel("evil", "pickle_everywhere", marker=str(marker), where=where)
+    outcome, _ = run_beside_honest(honest, hostile)
+    assert not marker.exists()
+    if where == "output":
+        assert isinstance(outcome, bytes) and outcome.startswith(b"\x80\x02")
+    else:
+        assert_protocol_error(outcome, "evil")
+
+
+# -- malformed messages ------------------------------------------------------------------------
+
+SETS = {"prefix": "01" + "08" + (1_000_000).to_bytes(4, "big").hex(), "repeat": "0b00000000",
+        "times": 1_000_000}  # fmt: skip
+CASES: dict[str, tuple[str, dict[str, Any], int, str]] = {
+    # name: (scenario, args, bytes the hostile side really sends, expected text)
+    "length-over-limit": (
+        "frame_header", {"length": MAX_FRAME + 1}, 0, "exceeds the"),
+    "length-4GiB": (
+        "frame_header", {"length": 2**32 - 1}, 0, "exceeds the"),
+    "claims-500MiB-sends-64KiB": (
+        "frame_header", {"length": 500 * 2**20, "send": 65536, "hold": 1.0}, 65536,
+        "ended inside a message"),
+    "output-frame-over-limit": (
+        "raw_after_hello", {"data": HEADER.pack(Msg.STDOUT, 1, MAX_DATA_FRAME + 1).hex(),
+                            "linger": True}, 0, "exceeds the"),
+    "nested-1000-deep": (
+        "bad_reply", {"payload": {"prefix": "01", "repeat": "0800000001", "times": 1000}},
+        5000, "nested deeper"),
+    "container-claims-4G-items": (
+        "bad_reply", {"payload": "0108ffffffff"}, 6, "exceeds the data"),
+    "container-over-item-limit": (
+        "bad_reply", {"payload": {"prefix": "0108" + (MAX_ITEMS + 1).to_bytes(4, "big").hex(),
+                                  "repeat": "00", "times": MAX_ITEMS + 1}},
+        MAX_ITEMS + 7, "exceeds the data or the limit"),
+    "1M-empty-sets": (
+        "bad_reply", {"payload": SETS}, 5_000_006, "too many small containers"),
+    "unknown-opcode": (
+        "bad_reply", {"payload": "017f"}, 2, "unknown opcode 0x7f"),
+    "wrong-codec-version": (
+        "bad_reply", {"payload": "0700"}, 2, "unsupported codec version"),
+    "invalid-utf8": (
+        "bad_reply", {"payload": "010600000001ff"}, 7, "invalid UTF-8"),
+    "unhashable-member": (
+        "bad_reply", {"payload": "010b00000001" + "0800000000"}, 11, "unhashable"),
+    "bytes-after-value": (
+        "bad_reply", {"payload": "010000"}, 3, "unexpected bytes"),
+    "unknown-message-kind": (
+        "bad_reply", {"kind": 99, "payload": encode(1).hex()}, 10, "unexpected message kind 99"),
+    "error-record-not-a-dict": (
+        "bad_reply", {"kind": Msg.ERROR, "payload": encode([1, 2]).hex()}, 20,
+        "malformed error record"),
+    "error-record-bad-field": (
+        "bad_reply", {"kind": Msg.ERROR, "payload": encode({"msg": 5}).hex()}, 20,
+        "malformed error record field 'msg'"),
+    "hello-again": (
+        "bad_reply", {"kind": Msg.HELLO, "payload": encode({"protocol": 1}).hex()}, 20,
+        "unexpected message kind 20"),
+    "truncated-frame": (
+        "raw_after_hello", {"data": frame_hex(Msg.RESULT, encode(b"x" * 100))[:-100]}, 60,
+        "ended inside a message"),
+    "truncated-header": (
+        "raw_after_hello", {"data": frame_hex(Msg.RESULT, b"")[:10]}, 5,
+        "ended inside a message"),
+    "wrong-protocol-version": (
+        "wrong_hello", {"hello": {"protocol": 2, "pid": 1}}, 20, "unknown protocol"),
+    "hello-not-a-dict": (
+        "wrong_hello", {"hello": [1, 2, 3]}, 20, "unknown protocol"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_malformed_message_ends_only_that_tunnel(honest: Group, case: str) -> None:
+    """Injects: the malformed message named by ``case`` (huge or lying lengths, deep nesting,
+    enormous containers, unknown opcodes and kinds, truncation, a wrong protocol version...).
+    Asserts: ProtocolError naming the host, saying what was wrong; the honest tunnels of the
+    same group answer; RSS grows by less than BASE_GROWTH_MIB + MAX_COST_PER_BYTE x the bytes
+    really sent."""
+    scenario, args, sent, match = CASES[case]
+    outcome, growth = run_beside_honest(honest, HostileTunnel("evil", scenario, **args))
+    assert_protocol_error(outcome, "evil", match)
+    bound = BASE_GROWTH_MIB + MAX_COST_PER_BYTE * sent / 2**20
+    print(f"{case}: RSS growth {growth:.1f} MiB (bound {bound:.0f} MiB)")
+    assert growth < bound, f"RSS grew {growth:.0f} MiB (bound {bound:.0f} MiB)"
+
+
+def test_garbage_after_the_handshake(honest: Group) -> None:
+    """Injects: 16 KiB of random bytes (fixed seeds) right after the handshake, then exit.
+    Asserts: ProtocolError naming the host each time; the honest tunnels answer."""
+    for seed in range(3):
+        garbage = random.Random(seed).randbytes(16384)
+        outcome, growth = run_beside_honest(
+            honest, HostileTunnel("evil", "raw_after_hello", data=garbage.hex())
+        )
+        assert_protocol_error(outcome, "evil")
+        assert growth < BASE_GROWTH_MIB
+
+
+def test_noise_without_a_handshake(honest: Group, tmp_path: Path) -> None:
+    """Injects: 100 KiB of output and never the MAGIC that starts the protocol.
+    Asserts: ProtocolError after 64 KiB of noise, naming the host."""
+    noise = tmp_path / "noise"
+    noise.write_bytes(b"login banner\n" * 8000)
+    hostile = HostileTunnel("evil", "replay", path=str(noise), cuts=[], magic=False, linger=30)
+    outcome, _ = run_beside_honest(honest, hostile)
+    assert_protocol_error(outcome, "evil", "no chopsticks_nb handshake")
+
+
+def test_an_agent_flooding_requests_without_reading_is_cut_off(honest: Group) -> None:
+    """Injects: 100 000 IMPORT requests for a 40 KB module, sent without ever reading the
+    answers (4 GB of replies if all were queued). Asserts: once MAX_UNREAD_REPLIES (64 MiB) of
+    answers wait unread the tunnel ends with ProtocolError; RSS grows < 64 MiB + BASE bound;
+    the honest tunnels answer."""
+    hostile = HostileTunnel("evil", "import_flood", module="chopsticks_nb._agent", count=100_000)
+    outcome, growth = run_beside_honest(honest, hostile)
+    assert_protocol_error(outcome, "evil", "does not read its input")
+    print(f"import flood: RSS growth {growth:.1f} MiB")
+    assert growth < BASE_GROWTH_MIB + MAX_UNREAD_REPLIES / 2**20
+
+
+def test_a_well_behaved_fake_agent_is_accepted(honest: Group) -> None:
+    """Control: the same hostile harness answering correctly gives the value it sent."""
+    outcome, _ = run_beside_honest(honest, HostileTunnel("fake", "well_behaved", value=[1, "a"]))
+    assert outcome == [1, "a"]
+
+
+def test_a_result_too_large_to_print_does_not_break_the_result_repr() -> None:
+    """Injects: a remote returning an int of 5000 digits (more than Python will convert to
+    text) alone and inside a list. Asserts: the GroupResult's repr still works and says what
+    the values are; the values themselves are intact."""
+    big = 10**5000
+    group = Group(
+        [
+            HostileTunnel("bigint", "well_behaved", value={"hex": encode(big).hex()}),
+            HostileTunnel("biglist", "well_behaved", value={"hex": encode([big]).hex()}),
+        ]
+    )
+    try:
+        result = group.call(os.getpid)
+    finally:
+        group.close()
+    assert result["bigint"] == big and result["biglist"] == [big]
+    text = repr(result)
+    assert "<16610-bit int too large to print>" in text and "<list too large to print>" in text
