@@ -33,6 +33,7 @@ _EXPORTS = {
     "GroupError": "group",
     "GroupInterrupted": "group",
     "GroupResult": "group",
+    "HostPicker": "notebook.picker",
     "Local": "tunnel",
     "NotCompleted": "errors",
     "Podman": "tunnel",
@@ -65,6 +66,7 @@ __all__ = [
     "GroupError",
     "GroupInterrupted",
     "GroupResult",
+    "HostPicker",
     "Local",
     "NotCompleted",
     "Podman",
@@ -98,8 +100,23 @@ if TYPE_CHECKING:
         TunnelClosed,
     )
     from .group import ErrorResult, Group, GroupError, GroupInterrupted, GroupResult
+    from .notebook.picker import HostPicker
     from .queue import AsyncResult, Queue
     from .tunnel import BaseTunnel, Docker, Local, Podman, SSHTunnel, SubprocessTunnel, Sudo, Tunnel
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext chopsticks_nb``: register the ``%remote``/``%%remote`` magics."""
+    from .notebook import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext chopsticks_nb``: remove the magics."""
+    from .notebook import unload_ipython_extension as unload
+
+    unload(ipython)
 
 
 def __getattr__(name: str) -> Any:

@@ -212,13 +212,14 @@ def _function_source(
             first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
             return code.co_firstlineno in (node.lineno, first)
 
-        name = func.__name__
+        name = code.co_name  # what the def binds: __name__ differs under functools.wraps
     found = _definition(code.co_filename, code.co_firstlineno, match, decorators)
     return None if found is None else (found[0], found[1], name)
 
 
-def _class_source(cls: type) -> tuple[str, int] | None:
-    """A class's source, found through the code of one of its methods (works in notebooks)."""
+def _class_source(cls: type) -> tuple[str, int, str] | None:
+    """A class's source, first line and file: found through the code of one of its methods
+    (works in notebooks), else by name (classes without methods of their own, dataclasses)."""
     for value in vars(cls).values():
         func = getattr(value, "__func__", getattr(value, "fget", value))
         code = getattr(func, "__code__", None)
@@ -233,8 +234,61 @@ def _class_source(cls: type) -> tuple[str, int] | None:
                 and node.lineno <= line <= (node.end_lineno or node.lineno)
             )
 
-        return _definition(code.co_filename, line, match)
+        found = _definition(code.co_filename, line, match, decorators=True)
+        if found is not None:  # a generated method (dataclass, namedtuple) has no source
+            return (*found, code.co_filename)
+    return _class_source_by_name(cls)
+
+
+def _class_source_by_name(cls: type) -> tuple[str, int, str] | None:
+    """The source of a module-level class that no method leads to, from its module's file or,
+    in a notebook, from the cells' source that IPython keeps in linecache (the newest first)."""
+    if cls.__qualname__ != cls.__name__:
+        return None
+    firstlineno = getattr(cls, "__firstlineno__", None)  # Python 3.13+
+
+    def match(node: ast.AST) -> bool:
+        return (
+            isinstance(node, ast.ClassDef)
+            and node.name == cls.__name__
+            and firstlineno in (None, min([node.lineno, *(d.lineno for d in node.decorator_list)]))
+            and _body_fits(node, cls)
+        )
+
+    module = sys.modules.get(cls.__module__)
+    filename = getattr(module, "__file__", None)
+    candidates = [filename] if isinstance(filename, str) else []
+    if cls.__module__ == "__main__":
+        # IPython caches each cell's source under a made-up file name, with no mtime.
+        marker = f"class {cls.__name__}"
+        cells = [
+            name
+            for name, entry in list(linecache.cache.items())
+            if len(entry) == 4 and entry[1] is None and any(marker in ln for ln in entry[2])
+        ]
+        candidates += reversed(cells)
+    for candidate in candidates:
+        found = _definition(candidate, firstlineno or 0, match, decorators=True)
+        if found is not None:
+            return (*found, candidate)
     return None
+
+
+def _body_fits(node: ast.ClassDef, cls: type) -> bool:
+    """Does this class statement define what ``cls`` holds (telling apart redefinitions)?"""
+    annotations = vars(cls).get("__annotations__", {})
+    for item in node.body:
+        if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+            if item.target.id not in annotations:
+                return False
+        elif isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            if item.name not in vars(cls):
+                return False
+        elif isinstance(item, ast.Assign):
+            names = [t.id for t in item.targets if isinstance(t, ast.Name)]
+            if any(name not in vars(cls) for name in names):
+                return False
+    return True
 
 
 # -- what a definition refers to ---------------------------------------------------------------
@@ -253,9 +307,17 @@ def _globals_for(names: set[str], namespace: dict[str, Any]) -> dict[str, Any]:
     return {
         name: namespace[name]
         for name in sorted(names)
-        if name in namespace
-        and not (hasattr(builtins, name) and namespace[name] is getattr(builtins, name))
+        if name in namespace and not _is_builtin(name, namespace[name])
     }
+
+
+def _is_builtin(name: str, value: object) -> bool:
+    """``value`` is the builtin ``name``, or a local wrapper of it (IPython's ``open``): the
+    remote uses its own."""
+    if not hasattr(builtins, name):
+        return False
+    builtin = getattr(builtins, name)
+    return value is builtin or getattr(value, "__wrapped__", None) is builtin
 
 
 def _reduce_function(func: types.FunctionType) -> Any:
@@ -292,7 +354,7 @@ def _reduce_class(cls: type) -> Any:
     found = _class_source(cls)
     if found is None:
         return None
-    source, firstlineno = found
+    source, firstlineno, filename = found
     module = sys.modules.get(cls.__module__)
     namespace = vars(module) if module is not None else {}
     node = ast.parse(source).body[0]
@@ -303,8 +365,8 @@ def _reduce_class(cls: type) -> Any:
     at_creation += [d for f in functions for d in [*f.decorator_list, *f.args.defaults]]
     creation = _globals_for(_loaded_names(at_creation) - {cls.__name__}, namespace)
     later = _globals_for(_loaded_names(functions), namespace)
-    later.update(_enclosing_values(cls))
-    make = (source, _class_filename(cls), firstlineno, cls.__name__, creation)
+    later.update(_enclosing_values(cls, filename))
+    make = (source, filename, firstlineno, cls.__name__, creation)
     return _agent.make_definition, make, later, None, None, _agent.fill_class
 
 
@@ -326,23 +388,21 @@ def _reduce_decorated(wrapped: types.FunctionType) -> Any:
     return _agent.make_definition, make
 
 
-def _enclosing_values(cls: type) -> dict[str, Any]:
-    """Variables a class's methods take from an enclosing function: globals, once rebuilt."""
+def _enclosing_values(cls: type, filename: str) -> dict[str, Any]:
+    """Variables a class's methods take from an enclosing function: globals, once rebuilt.
+
+    Only methods written in the class's source count: a generated one (a dataclass's
+    ``__repr__`` wrapper) closes over functions that are rebuilt remotely with the class.
+    """
     values: dict[str, Any] = {}
     for value in vars(cls).values():
         func = getattr(value, "__func__", getattr(value, "fget", value))
         code = getattr(func, "__code__", None)
+        if code is not None and code.co_filename != filename:
+            continue
         for name, cell in zip(
             code.co_freevars if code else (), getattr(func, "__closure__", None) or ()
         ):
             if name != "__class__":
                 values[name] = cell.cell_contents
     return values
-
-
-def _class_filename(cls: type) -> str:
-    for value in vars(cls).values():
-        code = getattr(getattr(value, "__func__", getattr(value, "fget", value)), "__code__", None)
-        if code is not None:
-            return str(code.co_filename)
-    return "<chopsticks_nb class>"

@@ -119,6 +119,12 @@ class ErrorResult:
     def __repr__(self) -> str:
         return f"ErrorResult({self.msg!r})"
 
+    def _repr_html_(self) -> str:
+        """HTML for notebooks: status, message, remote traceback collapsed (all escaped)."""
+        from .notebook.display import error_result_html
+
+        return error_result_html(self)
+
 
 def _status_of(exc: ChopsticksError | None) -> str:
     if isinstance(exc, RemoteException):
@@ -205,9 +211,22 @@ class GroupResult(dict[str, Any]):
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (dict(self),), {"timings": self.timings, "elapsed": self.elapsed})
 
+    def _repr_html_(self) -> str:
+        """HTML for notebooks: a table of host, status, value or error, time (all escaped)."""
+        from .notebook.display import group_result_html
+
+        return group_result_html(self)
+
 
 def _short_repr(value: object) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:
+        # An int with more digits than sys.get_int_max_str_digits() (4300) cannot be printed,
+        # and a remote may return one (the codec carries ints of any size): the repr of the
+        # whole result must not fail for it.
+        size = f"{value.bit_length()}-bit " if isinstance(value, int) else ""
+        text = f"<{size}{type(value).__name__} too large to print>"
     return text if len(text) <= _MAX_VALUE_REPR else text[: _MAX_VALUE_REPR - 3] + "..."
 
 
@@ -286,6 +305,15 @@ class GroupInterrupted(KeyboardInterrupt):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.result,))
+
+    def _render_traceback_(self) -> list[str]:
+        """IPython shows this short text instead of a local stack that would not help."""
+        hosts = [host for host, error in self.result.failures() if error.status == "interrupted"]
+        shown = ", ".join(hosts[:10]) + (f" and {len(hosts) - 10} more" if len(hosts) > 10 else "")
+        lines = [f"GroupInterrupted: {self}"]
+        if hosts:
+            lines.append(f"  interrupted: {shown}")
+        return lines
 
 
 class Group:
@@ -469,6 +497,36 @@ class Group:
         def start(tunnel: BaseTunnel) -> concurrent.futures.Future[Any]:
             handler = None if output is None else functools.partial(output, tunnel.host)
             return tunnel.submit_call(callable, call_args, call_kwargs, output=handler)
+
+        return _gather(
+            self._tunnels, start, timeout=timeout, progress=progress, on_interrupt=on_interrupt
+        )
+
+    def exec(
+        self,
+        code: str,
+        names: Mapping[str, Any] | None = None,
+        *,
+        filename: str = "<remote-cell>",
+        timeout: float | None = None,
+        progress: ProgressCallback | None = None,
+        output: HostOutput | None = None,
+        on_interrupt: OnInterrupt = "raise",
+    ) -> GroupResult:
+        """Run Python source on every host in parallel, each in its tunnel's persistent namespace.
+
+        As :meth:`BaseTunnel.exec <chopsticks_nb.tunnel.BaseTunnel.exec>` on every host: ``names``
+        are bound in the namespace first (functions and classes travel as source), and each
+        host's value is that of the code's last line if it is an expression (else None). Names
+        the code defines stay there for later calls on the same connection. ``filename`` names
+        the code in remote tracebacks; the other options are those of :meth:`run`. This is what
+        the notebook's ``%%remote`` magic runs.
+        """
+        bound = dict(names or {})
+
+        def start(tunnel: BaseTunnel) -> concurrent.futures.Future[Any]:
+            handler = None if output is None else functools.partial(output, tunnel.host)
+            return tunnel.submit_exec(code, bound, filename=filename, output=handler)
 
         return _gather(
             self._tunnels, start, timeout=timeout, progress=progress, on_interrupt=on_interrupt

@@ -1,0 +1,357 @@
+"""The ``%remote`` / ``%%remote`` magics: thin wrappers around :meth:`Group.exec`.
+
+Parse the arguments, find the target and the notebook names the code uses, run
+``group.exec(...)`` with a :class:`~chopsticks_nb.notebook.widgets.LiveView`, hand the
+:class:`~chopsticks_nb.group.GroupResult` to IPython's display. Nothing here that plain Python
+cannot do.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import re
+from collections.abc import Container, Mapping
+from typing import Any, Callable, cast
+
+from IPython.core import magic_arguments
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.display import display as _display
+from traitlets import CaselessStrEnum, Int, Unicode
+
+from .._serialize import dumps
+from ..errors import SerializationError
+from ..group import Group, GroupError, GroupInterrupted, GroupResult
+from ..tunnel import BaseTunnel, SSHTunnel
+from .widgets import LiveView, in_kernel
+
+__all__ = ["RemoteMagics", "cell_names"]
+
+#: IPython's history variables (_, __, _5, _i, _ii5...): never shipped.
+_HISTORY = re.compile(r"_+\Z|_i+\d*\Z|_\d+\Z|_ih\Z|_oh\Z|_dh\Z")
+_TARGET = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\Z")
+_TARGET_KINDS = "a Group, a tunnel, a HostPicker or a list of host names"
+
+
+def cell_names(
+    code: str, namespace: Mapping[str, Any], hidden: Container[str] = ()
+) -> dict[str, Any]:
+    """The names ``code`` reads that ``namespace`` defines (not builtins, nor IPython's own).
+
+    These are what a ``%%remote`` cell ships with its code. Raises SyntaxError for bad code.
+    """
+    tree = ast.parse(code)
+    used = {
+        node.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)
+    }
+    return {
+        name: namespace[name]
+        for name in sorted(used)
+        if name in namespace
+        and name not in hidden
+        and not _HISTORY.match(name)
+        and not (hasattr(builtins, name) and namespace[name] is getattr(builtins, name))
+    }
+
+
+# IPython's display and magic_arguments are untyped: seen through typed names.
+display = cast("Callable[..., None]", _display)
+parse_argstring = cast("Callable[[Any, str], Any]", magic_arguments.parse_argstring)
+
+
+def _cell_failure(result: GroupResult, most: int = 10) -> GroupError:
+    """The short error that fails a cell: which hosts failed and why, in one line each (the
+    tracebacks are in the result table shown just before)."""
+    failures = dict(result.failures())
+    hosts = list(failures)
+    more = f" and {len(hosts) - most} more" if len(hosts) > most else ""
+    named = ", ".join(hosts[:most]) + more
+    lines = [f"{len(hosts)} of {len(result)} hosts failed: {named}"]
+    lines += [f"  {host}: {failures[host].msg}" for host in hosts[:most]]
+    if any(error.tb for error in failures.values()):
+        lines.append("(remote tracebacks: in the table above, or this error's .failures)")
+    return GroupError("\n".join(lines), failures=failures, result=result)
+
+
+def _name_unsendable(result: GroupResult, names: Mapping[str, Any]) -> None:
+    """Say which notebook name could not be sent, where hosts failed for that reason (only
+    then is each name pickled alone, to find it)."""
+    failed = [e for _, e in result.failures() if isinstance(e.exception, SerializationError)]
+    if not failed or not names:
+        return
+    for name, value in names.items():
+        try:
+            dumps(value, failed[0].host or "")
+        except SerializationError as exc:
+            why = exc.message.split(": ", 1)[-1]
+            kind = type(value).__name__
+            for error in failed:
+                error.msg = f"cannot send {name!r} ({kind}) from the notebook: {why}"
+            return
+
+
+def _discard(host: str, stream: str, text: str) -> None:
+    """Remote output of a ``--quiet`` cell."""
+
+
+@magics_class
+class RemoteMagics(Magics):
+    """``%remote`` and ``%%remote``. Settings (``%config RemoteMagics.view = "html"``) below."""
+
+    view = CaselessStrEnum(
+        ["auto", "widgets", "html", "text"],
+        default_value="auto",
+        help="How live output is shown: ipywidgets, an HTML display updated in place, or text.",
+    ).tag(config=True)
+    max_lines = Int(
+        500, help="Lines of remote output shown per host and cell (later ones are counted)."
+    ).tag(config=True)
+    ssh_config = Unicode(
+        None, allow_none=True, help="ssh_config file for targets given as lists of host names."
+    ).tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        #: tunnels made for targets given as host names, reused so their namespaces last
+        self._named: dict[tuple[str, str | None], BaseTunnel] = {}
+
+    @property
+    def _shell(self) -> InteractiveShell:
+        assert self.shell is not None, "RemoteMagics needs a shell"
+        return self.shell
+
+    def close(self) -> None:
+        """Close the tunnels made for host names (``%unload_ext`` does this)."""
+        tunnels, self._named = list(self._named.values()), {}
+        for tunnel in tunnels:
+            tunnel.close()
+
+    @line_cell_magic
+    def remote(self, line: str, cell: str | None = None) -> GroupResult:
+        """Run Python on several hosts at once, in parallel; the result is a GroupResult.
+
+        Cell form: every host runs the cell's code, in a namespace of its own that lasts
+        as long as the host's connection, so a later ``%%remote`` cell on the same hosts sees
+        what earlier ones defined::
+
+            %%remote group
+            import os
+            pid = os.getpid()
+            pid * 2              # the last expression's value, per host
+
+        Line form: ``%remote group os.getpid()`` evaluates one expression on each host.
+
+        The value of the last line (if it is an expression) on each host forms a
+        GroupResult (a dict of host -> value), shown as a table and returned as the cell's
+        value. The names the code uses from the notebook are sent with it: functions and
+        classes defined in the notebook as source (they work on any remote Python), modules
+        by name (the host imports them), other values by pickle. While the code runs, a
+        progress bar and each host's stdout and stderr are shown under the cell.
+
+        If a host fails (raises, cannot be reached, times out), the cell fails after showing
+        every host's result, naming the failed hosts; ``--no-raise`` returns the result
+        instead. Interrupting the kernel cancels the remote work on every host that has not
+        finished; the hosts stay connected.
+
+        TARGET names a Group, a tunnel, a HostPicker (its selection) or a list of host names
+        in the notebook; names become SSH tunnels, reused from cell to cell (for an ssh_config
+        file of your own: ``%config RemoteMagics.ssh_config = "path"``). Settings:
+        ``%config RemoteMagics`` lists them (``view``: widgets, html or text; ``max_lines``).
+
+        The same from plain Python: ``group.exec(code, names)``, with a
+        ``chopsticks_nb.notebook.LiveView`` for the live output.
+        """
+        if cell is None:
+            header, code = self._split_line(line)
+            code = code.strip()
+            if not code:
+                raise UsageError(
+                    "%remote needs an expression: %remote TARGET EXPRESSION "
+                    "(use %%remote TARGET for a cell of statements)"
+                )
+        else:
+            header, code = line, cell
+        magic = cast(Any, self).remote
+        try:
+            args = parse_argstring(magic, header)
+        except UsageError as exc:
+            usage = " ".join(magic.parser.format_usage().replace("::", "").split())
+            form = f"%{usage}\n    CELL" if cell is not None else f"{usage} EXPRESSION"
+            raise UsageError(f"{exc}\nusage: {form}\n(%%remote? for help)") from None
+        if args.output is not None and not args.output.isidentifier():
+            raise UsageError(f"-o needs a variable name, not {args.output!r}")
+        if args.timeout is not None and args.timeout <= 0:
+            raise UsageError(f"--timeout needs a positive number of seconds, not {args.timeout}")
+        group = self._target(args.target)
+        names = cell_names(code, self._shell.user_ns, self._shell.user_ns_hidden)
+        filename = f"<remote-cell-{self._shell.execution_count}>"
+        return self.run(group, code, names, filename=filename, **vars(args))
+
+    def run(
+        self,
+        group: Group,
+        code: str,
+        names: Mapping[str, Any],
+        *,
+        filename: str,
+        output: str | None = None,
+        timeout: float | None = None,
+        no_raise: bool = False,
+        quiet: bool = False,
+        **_: Any,
+    ) -> GroupResult:
+        """What the magic does once its arguments are understood."""
+        view = None if quiet else LiveView(group.hosts, mode=self.view, max_lines=self.max_lines)
+        try:
+            if view is not None:
+                view.start()
+            result = group.exec(
+                code,
+                names,
+                filename=filename,
+                timeout=timeout,
+                progress=None if view is None else view.progress,
+                output=_discard if view is None else view.output,
+            )
+        except GroupInterrupted as interrupted:
+            if view is not None:
+                view.finish()
+            self._store(output, interrupted.result)
+            display(interrupted.result)
+            raise
+        finally:
+            if view is not None:
+                view.finish()
+        _name_unsendable(result, names)
+        self._store(output, result)
+        if not result.ok and not no_raise:
+            display(result)
+            if not in_kernel():  # a terminal showed only text: add the remote tracebacks
+                result.raise_failures()
+            raise _cell_failure(result)
+        return result
+
+    # -- arguments -----------------------------------------------------------------------------
+
+    def _split_line(self, line: str) -> tuple[str, str]:
+        """``%remote``'s line: the options and target, then the expression, kept verbatim."""
+        takes_value: dict[str, bool] = {}
+        for action in cast(Any, self).remote.parser._actions:
+            for option in action.option_strings:
+                takes_value[option] = action.nargs != 0
+        target_seen = expect_value = False
+        for token in re.finditer(r"\S+", line):
+            word = token.group()
+            if expect_value:
+                expect_value = False
+            elif word == "--":
+                return line[: token.start()], line[token.end() :]
+            elif word.split("=", 1)[0] in takes_value:
+                expect_value = takes_value[word.split("=", 1)[0]] and "=" not in word
+            elif takes_value.get(word[:2]) and not word.startswith("--"):
+                pass  # a short option with its value attached: -oresult
+            elif word.startswith("-") and not target_seen:
+                raise UsageError(f"%remote: unknown option {word!r}; see %remote?")
+            elif not target_seen:
+                target_seen = True
+            else:
+                return line[: token.start()], line[token.start() :]
+        return line, ""
+
+    def _target(self, spec: str) -> Group:
+        """The Group that TARGET names in the user's namespace."""
+        if not _TARGET.match(spec):
+            raise UsageError(f"TARGET must be a variable name ({_TARGET_KINDS}), not {spec!r}")
+        first, *attributes = spec.split(".")
+        if first not in self._shell.user_ns:
+            raise UsageError(
+                f"no variable {first!r} in the notebook: TARGET names {_TARGET_KINDS}"
+            )
+        value = self._shell.user_ns[first]
+        for attribute in attributes:
+            try:
+                value = getattr(value, attribute)
+            except AttributeError:
+                raise UsageError(f"{spec!r}: no attribute {attribute!r}") from None
+        group = self._as_group(spec, value)
+        if not len(group):
+            raise UsageError(f"{spec!r} has no hosts" + (
+                " selected" if not isinstance(value, (Group, list, tuple)) else ""))
+        return group
+
+    def _as_group(self, spec: str, value: Any) -> Group:
+        if isinstance(value, Group):
+            return value
+        if isinstance(value, BaseTunnel):
+            return Group([value])
+        if isinstance(value, (list, tuple)) and all(
+            isinstance(host, (str, BaseTunnel)) for host in value
+        ):
+            try:
+                return Group([self._tunnel(h) if isinstance(h, str) else h for h in value])
+            except ValueError as exc:
+                raise UsageError(f"{spec!r}: {exc}") from None
+        picked = getattr(value, "group", None)  # a HostPicker, or anything with a .group
+        if isinstance(picked, Group):
+            return picked
+        raise UsageError(f"{spec!r} is a {type(value).__name__}: TARGET names {_TARGET_KINDS}")
+
+    def _tunnel(self, host: str) -> BaseTunnel:
+        key = (host, self.ssh_config)
+        tunnel = self._named.get(key)
+        if tunnel is None:
+            tunnel = self._named[key] = SSHTunnel(host, ssh_config=self.ssh_config)
+        return tunnel
+
+    def _store(self, name: str | None, result: GroupResult) -> None:
+        if name is not None:
+            self._shell.user_ns[name] = result
+
+
+
+#: ``%remote``'s arguments, applied below (magic_arguments is untyped: as decorators they would
+#: hide ``remote`` from mypy). They make its parser and the usage part of ``%%remote?``.
+_ARGUMENTS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+    (
+        ("target",),
+        {
+            "help": "the hosts: the name of a Group, a tunnel, a HostPicker or a list of host "
+            "names (or tunnels) in the notebook; a dotted name such as picker.group works too"
+        },
+    ),
+    (("-o", "--output"), {"metavar": "NAME", "help": "also store the GroupResult in NAME"}),
+    (
+        ("--timeout",),
+        {
+            "type": float,
+            "metavar": "SECONDS",
+            "help": "give up on hosts that have not finished after SECONDS (they are cancelled)",
+        },
+    ),
+    (
+        ("--no-raise",),
+        {
+            "action": "store_true",
+            "help": "do not fail the cell when hosts fail (by default it fails after showing "
+            "every result, so that Run All stops)",
+        },
+    ),
+    (
+        ("-q", "--quiet"),
+        {"action": "store_true", "help": "no progress and no remote output: only the result"},
+    ),
+]
+
+
+def _add_arguments(func: Callable[..., Any]) -> None:
+    helpers: Any = magic_arguments
+    for names, options in reversed(_ARGUMENTS):
+        helpers.argument(*names, **options)(func)
+    helpers.magic_arguments()(func)
+
+
+_add_arguments(RemoteMagics.remote)
