@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-APT_PACKAGES=(openssh-server openssh-client sudo iproute2 podman runc debootstrap chromium)
+# iptables: the fault tests cut links inside network namespaces (tests/fixtures/netns.py).
+APT_PACKAGES=(openssh-server openssh-client sudo iproute2 iptables podman runc debootstrap chromium)
 VENV=.venv
 PYTHON=${PYTHON:-python3}
 
@@ -71,8 +72,8 @@ python_env() {
       && "$VENV/bin/python" -c 'import chopsticks_nb' 2>/dev/null; then
     return
   fi
-  say "pip install -e '.[test]'"
-  quietly "$VENV/bin/python" -m pip install -q -e '.[test]'
+  say "pip install -e '.[test,bench]'"
+  quietly "$VENV/bin/python" -m pip install -q -e '.[test,bench]'
   echo "$want" >"$stamp"
 }
 
