@@ -10,19 +10,25 @@ below. The agent runs calls in its main thread, one at a time, so a cancel can i
 with SIGINT; a reader thread serves imports, files and cancels meanwhile.
 """
 
-import contextlib
 import io
 import os
-import pickle
-import queue
 import select
 import signal
 import struct
 import sys
 import threading
 
-# hashlib, tempfile, traceback and socket are imported where used: every module imported here
-# delays the first call of every connection (see bench/bench_core.py, "first call").
+# hashlib, tempfile, traceback and socket are imported where used, and the C modules below
+# directly (pickle and queue would import re, enum and more): every module imported here delays
+# the first call of every connection (see bench/bench_core.py, "first call").
+try:
+    from _pickle import loads as _unpickle
+except ImportError:  # pragma: no cover - every CPython has _pickle
+    from pickle import loads as _unpickle
+try:
+    from _queue import SimpleQueue as _CallQueue
+except ImportError:  # Python 3.6
+    from queue import Queue as _CallQueue
 
 PROTOCOL_VERSION = 1
 
@@ -605,8 +611,10 @@ class _Upload(object):
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
-        with contextlib.suppress(OSError):
+        try:  # noqa: SIM105 - contextlib costs the agent's start more than it saves here
             os.unlink(self.tmp)
+        except OSError:
+            pass
 
 
 class Agent(object):
@@ -614,7 +622,7 @@ class Agent(object):
 
     def __init__(self, channel):
         self.channel = channel
-        self.calls = queue.Queue()
+        self.calls = _CallQueue()
         self.current = 0  # id of the call running in the main thread
         self.cancelling = 0
         self.dropped = set()
@@ -799,7 +807,7 @@ class Agent(object):
         cancelled = False
         try:
             try:
-                func, args, kwargs = pickle.loads(payload)
+                func, args, kwargs = _unpickle(payload)
                 value = func(*args, **kwargs)
                 kind = "encode"
                 data = encode(value)
@@ -952,19 +960,19 @@ def _read_config(channel):
 
 
 def _cloudpickle_version():
-    """The remote's cloudpickle version, read without importing it (None if absent)."""
-    import importlib.util
-    import re
-
-    spec = importlib.util.find_spec("cloudpickle")
-    if spec is None or not spec.submodule_search_locations:
+    """The remote's cloudpickle version, read from its file without importing it, or re
+    (None if absent): the handshake must stay cheap."""
+    for entry in sys.path:
+        try:
+            with open(os.path.join(entry or ".", "cloudpickle", "__init__.py")) as f:
+                lines = f.read().splitlines()
+        except (IOError, OSError, ValueError):
+            continue
+        for line in lines:
+            if line.startswith("__version__") and "=" in line:
+                return line.split("=", 1)[1].strip().strip("\"'")
         return None
-    try:
-        with open(os.path.join(list(spec.submodule_search_locations)[0], "__init__.py")) as f:
-            found = re.search(r"__version__\s*=\s*[\"']([^\"']+)", f.read())
-    except (IOError, OSError):
-        return None
-    return found.group(1) if found else None
+    return None
 
 
 def _hello(config):
