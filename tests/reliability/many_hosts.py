@@ -12,11 +12,11 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fixtures.sshd import client_defaults, free_port
 from fixtures.system import TEST_USER, ensure_user, port_accepts, run, wait_until
 
 __all__ = ["ManyHosts", "start_many_hosts"]
@@ -45,18 +45,6 @@ MaxSessions 200
 LogLevel ERROR
 """
 
-CLIENT_DEFAULTS = """\
-Host *
-  User {user}
-  IdentityFile {key}
-  IdentitiesOnly yes
-  BatchMode yes
-  StrictHostKeyChecking no
-  UserKnownHostsFile /dev/null
-  LogLevel ERROR
-  ConnectTimeout 20
-  KexAlgorithms curve25519-sha256
-"""
 
 
 @dataclass
@@ -79,21 +67,6 @@ class ManyHosts:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-def _free_port(addresses: list[str]) -> int:
-    for port in range(2400, 2600):
-        socks = []
-        try:
-            for address in addresses:
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind((address, port))
-            return port
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError("no free port for the sshds")
 
 
 def start_many_hosts(count: int) -> ManyHosts:
@@ -105,7 +78,7 @@ def start_many_hosts(count: int) -> ManyHosts:
     base = Path(tempfile.mkdtemp(prefix="chopsticks-nb-many-"))
     base.chmod(0o755)
     addresses = {f"h{i + 1:02d}": f"127.0.0.{FIRST + i}" for i in range(count)}
-    port = _free_port(list(addresses.values()))
+    port = free_port(list(addresses.values()), 2400)
     hosts = ManyHosts(base, base / "ssh_config", port, addresses)
     try:
         key = base / "id_ed25519"
@@ -130,7 +103,7 @@ def start_many_hosts(count: int) -> ManyHosts:
             wait_until(lambda a=address: port_accepts(a, port), timeout=10, what=f"sshd {address}")
         hosts.config_path.write_text(
             "".join(f"Host {n}\n  HostName {a}\n  Port {port}\n" for n, a in addresses.items())
-            + CLIENT_DEFAULTS.format(user=TEST_USER, key=key)
+            + client_defaults(TEST_USER, key, connect_timeout=20)
         )
     except BaseException:
         hosts.stop()
