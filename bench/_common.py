@@ -14,22 +14,8 @@ from typing import Any, Callable
 
 RESULTS = Path(__file__).parent / "results"
 
-# Reads a length-prefixed message into a reused buffer and answers with its first REPLY bytes
-# (a call with a big argument returns a small value): the physical floor of a round trip.
-ECHO_SERVER = """
-import os, struct, sys
-reply = int(sys.argv[1])
-buf = bytearray(1 << 21)
-view = memoryview(buf)
-while True:
-    got = os.readv(0, [view[:4]])
-    if not got:
-        break
-    n = struct.unpack('>I', buf[:4])[0]
-    while got < 4 + n:
-        got += os.readv(0, [view[got:4 + n]])
-    os.write(1, bytes(view[:4 + min(n, reply)]))
-"""
+# The source of the echo server (bench/echo_server.py), given to `python -c`.
+ECHO_SERVER = (Path(__file__).parent / "echo_server.py").read_text()
 
 
 def median_spread(samples: list[float]) -> dict[str, float]:

@@ -40,6 +40,17 @@ def _version(dist: str) -> str:
         return "?"
 
 
+def _time_calls(call: Callable[[bytes], object], payload: bytes, count: int) -> list[float]:
+    """Seconds each of ``count`` calls ``call(payload)`` takes, one sample a call."""
+    samples = []
+    clock = time.perf_counter
+    for _ in range(count):
+        start = clock()
+        call(payload)
+        samples.append(clock() - start)
+    return samples
+
+
 class Contender:
     """Base: subclasses give ``connect``/``call_pid``/``caller``/``close`` and file operations."""
 
@@ -139,12 +150,7 @@ class Contender:
             call = self.caller(handle)
             for _ in range(3):
                 assert call(payload) == size
-            samples = []
-            clock = time.perf_counter
-            for _ in range(count):
-                start = clock()
-                call(payload)
-                samples.append(clock() - start)
+            samples = _time_calls(call, payload, count)
         finally:
             self.close(handle)
         return {"samples": samples}
@@ -201,7 +207,48 @@ class Contender:
 # ---------------------------------------------------------------------------------------------
 
 
-class ChopsticksNB(Contender):
+class CallContender(Contender):
+    """A peer whose handle runs a function remotely with ``handle.call(function, *args)``,
+    forwarding the module it comes from (chopsticks_nb, chopsticks, mitogen)."""
+
+    def warm(self, handle: Any) -> None:
+        handle.call(peers_remote.ping)
+
+    def call_pid(self, handle: Any) -> int:
+        return int(handle.call(os.getpid))
+
+    def caller(self, handle: Any) -> Callable[[bytes], int]:
+        call = handle.call
+        return lambda payload: call(len, payload)
+
+    def import_package(self, handle: Any, name: str, root: str, remote_dir: str) -> int:
+        return int(handle.call(peers_remote.import_package, name))
+
+
+class TunnelContender(CallContender):
+    """chopsticks and its successor: tunnels with put/fetch, and a Group calling them all."""
+
+    group_class: Any = None
+
+    def close(self, handle: Any) -> None:
+        handle.close()
+
+    def connect_group(self, count: int) -> list[Any]:
+        group = self.group_class([self.connect(i) for i in range(count)])
+        failed = dict(group.call(os.getpid).failures())
+        if failed:
+            group.close()
+            raise RuntimeError(f"hosts failed: {failed}")
+        return [group]
+
+    def put(self, handle: Any, source: str, target: str) -> None:
+        handle.put(source, target)
+
+    def fetch(self, handle: Any, source: str, target: str) -> None:
+        handle.fetch(source, target)
+
+
+class ChopsticksNB(TunnelContender):
     name = "chopsticks_nb"
     dist = "chopsticks_nb"
     notes: ClassVar[dict[str, str]] = {
@@ -215,7 +262,7 @@ class ChopsticksNB(Contender):
         from chopsticks_nb.group import Group
         from chopsticks_nb.tunnel import Local, SSHTunnel
 
-        self.Group, self.Local, self.SSHTunnel = Group, Local, SSHTunnel
+        self.group_class, self.Local, self.SSHTunnel = Group, Local, SSHTunnel
 
     def connect(self, index: int) -> Any:
         if self.ssh:
@@ -228,41 +275,11 @@ class ChopsticksNB(Contender):
             )
         return self.Local(f"h{index}")
 
-    def warm(self, handle: Any) -> None:
-        handle.call(peers_remote.ping)
-
-    def call_pid(self, handle: Any) -> int:
-        return int(handle.call(os.getpid))
-
-    def caller(self, handle: Any) -> Callable[[bytes], int]:
-        call = handle.call
-        return lambda payload: call(len, payload)
-
-    def close(self, handle: Any) -> None:
-        handle.close()
-
-    def connect_group(self, count: int) -> list[Any]:
-        group = self.Group([self.connect(i) for i in range(count)])
-        failed = dict(group.call(os.getpid).failures())
-        if failed:
-            group.close()
-            raise RuntimeError(f"hosts failed: {failed}")
-        return [group]
-
-    def put(self, handle: Any, source: str, target: str) -> None:
-        handle.put(source, target)
-
-    def fetch(self, handle: Any, source: str, target: str) -> None:
-        handle.fetch(source, target)
-
-    def import_package(self, handle: Any, name: str, root: str, remote_dir: str) -> int:
-        return int(handle.call(peers_remote.import_package, name))
-
     def import_round_trips(self, handle: Any) -> int | None:
         return int(handle._conn.modserver.requests)
 
 
-class Chopsticks(Contender):
+class Chopsticks(TunnelContender):
     """Daniel Pope's original chopsticks 1.0 (its remote side needs Python < 3.12)."""
 
     name = "chopsticks"
@@ -295,40 +312,14 @@ class Chopsticks(Contender):
                 remote = [self.python3, *self.PYTHON_ARGS]
                 return [*argv(self.index), shlex.join(remote)]
 
-        self.BenchLocal, self.BenchSSH, self.GroupCls = BenchLocal, BenchSSH, chopsticks.group.Group
+        self.BenchLocal, self.BenchSSH = BenchLocal, BenchSSH
+        self.group_class = chopsticks.group.Group
         self.trips = 0
 
     def connect(self, index: int) -> Any:
         if self.ssh:
             return self.BenchSSH(self.host(index), index)
         return self.BenchLocal(f"h{index}")
-
-    def warm(self, handle: Any) -> None:
-        handle.call(peers_remote.ping)
-
-    def call_pid(self, handle: Any) -> int:
-        return int(handle.call(os.getpid))
-
-    def caller(self, handle: Any) -> Callable[[bytes], int]:
-        call = handle.call
-        return lambda payload: call(len, payload)
-
-    def close(self, handle: Any) -> None:
-        handle.close()
-
-    def connect_group(self, count: int) -> list[Any]:
-        group = self.GroupCls([self.connect(i) for i in range(count)])
-        failed = dict(group.call(os.getpid).failures())
-        if failed:
-            group.close()
-            raise RuntimeError(f"hosts failed: {failed}")
-        return [group]
-
-    def put(self, handle: Any, source: str, target: str) -> None:
-        handle.put(source, target)
-
-    def fetch(self, handle: Any, source: str, target: str) -> None:
-        handle.fetch(source, target)
 
     def import_package(self, handle: Any, name: str, root: str, remote_dir: str) -> int:
         original = handle.handle_imp
@@ -338,7 +329,7 @@ class Chopsticks(Contender):
             return original(mod)
 
         handle.handle_imp = counting
-        return int(handle.call(peers_remote.import_package, name))
+        return super().import_package(handle, name, root, remote_dir)
 
     def import_round_trips(self, handle: Any) -> int | None:
         return self.trips
@@ -430,7 +421,7 @@ class Execnet(Contender):
         return int(channel.receive())
 
 
-class Mitogen(Contender):
+class Mitogen(CallContender):
     name = "mitogen"
     dist = "mitogen"
     notes: ClassVar[dict[str, str]] = {
@@ -472,18 +463,8 @@ class Mitogen(Contender):
             )
         return self.router.local(python_path=self.python)
 
-    def warm(self, handle: Any) -> None:
-        handle.call(peers_remote.ping)
-
     def warm_transfer(self, handle: Any) -> None:
         handle.call(peers_mitogen.warm)
-
-    def call_pid(self, handle: Any) -> int:
-        return int(handle.call(os.getpid))
-
-    def caller(self, handle: Any) -> Callable[[bytes], int]:
-        call = handle.call
-        return lambda payload: call(len, payload)
 
     def close(self, handle: Any) -> None:
         handle.shutdown(wait=True)
@@ -499,9 +480,6 @@ class Mitogen(Contender):
             for message in receiver:
                 out.write(message.unpickle())
         pending.get().unpickle()
-
-    def import_package(self, handle: Any, name: str, root: str, remote_dir: str) -> int:
-        return int(handle.call(peers_remote.import_package, name))
 
     def import_round_trips(self, handle: Any) -> int | None:
         return int(self.router.responder.get_module_count)
@@ -572,20 +550,7 @@ class Rpyc(Contender):
 # ---------------------------------------------------------------------------------------------
 # The physical floors, measured by the same worker protocol so they interleave with the others.
 
-ECHO_SERVER = """
-import os, struct, sys
-reply = int(sys.argv[1])
-buf = bytearray(1 << 21)
-view = memoryview(buf)
-while True:
-    got = os.readv(0, [view[:4]])
-    if not got:
-        break
-    n = struct.unpack('>I', buf[:4])[0]
-    while got < 4 + n:
-        got += os.readv(0, [view[got:4 + n]])
-    os.write(1, bytes(view[:4 + min(n, reply)]))
-"""
+ECHO_SERVER = (Path(__file__).resolve().parents[1] / "echo_server.py").read_text()
 
 IMPORT_SERVER = """
 import importlib, os, sys
@@ -638,12 +603,11 @@ class Floor(Contender):
         assert proc.stdin and proc.stdout
         w, r = proc.stdin.fileno(), proc.stdout.fileno()
         for fd in (w, r):  # 1 MB pipes, as chopsticks_nb uses: the floor is the best case
-            with contextlib.suppress(OSError):
-                fcntl.fcntl(fd, F_SETPIPE_SZ, 1024 * 1024)
+            _grow_pipe(fd)
         message = len(b"x" * size).to_bytes(4, "big") + b"x" * size
         expected = 4 + min(size, 8)
 
-        def echo() -> None:
+        def echo(message: bytes) -> None:
             view = memoryview(message)
             while view:
                 view = view[os.write(w, view) :]
@@ -653,17 +617,10 @@ class Floor(Contender):
 
         try:
             for _ in range(3):
-                echo()
-            samples = []
-            clock = time.perf_counter
-            for _ in range(count):
-                start = clock()
-                echo()
-                samples.append(clock() - start)
+                echo(message)
+            samples = _time_calls(echo, message, count)
         finally:
-            proc.stdin.close()
-            proc.wait()
-            proc.stdout.close()
+            _stop(proc)
         return {"samples": samples}
 
     def transfer(self, source: str, workdir: str) -> dict[str, Any]:
@@ -675,7 +632,8 @@ class Floor(Contender):
         with open(target, "wb") as out:
             cat = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=out)
         assert cat.stdin
-        with _big_pipe(cat.stdin.fileno()), open(source, "rb", buffering=0) as f:
+        _grow_pipe(cat.stdin.fileno())
+        with open(source, "rb", buffering=0) as f:
             while data := f.read(chunk):
                 cat.stdin.write(data)
         cat.stdin.close()
@@ -684,7 +642,8 @@ class Floor(Contender):
         start = time.perf_counter()
         cat = subprocess.Popen(["cat", target], stdout=subprocess.PIPE)
         assert cat.stdout
-        with _big_pipe(cat.stdout.fileno()), open(back, "wb", buffering=0) as out:
+        _grow_pipe(cat.stdout.fileno())
+        with open(back, "wb", buffering=0) as out:
             while data := cat.stdout.read(chunk):
                 out.write(data)
         cat.wait()
@@ -710,24 +669,22 @@ class Floor(Contender):
         proc.stdin.flush()
         modules = int(proc.stdout.readline())
         elapsed = time.perf_counter() - start
-        proc.stdin.close()
-        proc.wait()
-        proc.stdout.close()
+        _stop(proc)
         return {"s": elapsed, "modules": modules, "round_trips": 1}
 
 
-class _big_pipe:
-    """Grow a pipe to 1 MB for the duration of a transfer (as chopsticks_nb does)."""
+def _grow_pipe(fd: int) -> None:
+    """A 1 MB pipe, as chopsticks_nb makes (where the kernel allows it)."""
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, F_SETPIPE_SZ, 1024 * 1024)
 
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
 
-    def __enter__(self) -> None:
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(self.fd, F_SETPIPE_SZ, 1024 * 1024)
-
-    def __exit__(self, *exc: object) -> None:
-        pass
+def _stop(proc: subprocess.Popen[Any]) -> None:
+    """End a server reading its stdin: close it, reap the process, close its stdout."""
+    assert proc.stdin and proc.stdout
+    proc.stdin.close()
+    proc.wait()
+    proc.stdout.close()
 
 
 CONTENDERS: dict[str, type[Contender]] = {
