@@ -87,8 +87,9 @@ def main() -> None:
         spec = Path(tmp, "kernels", "python3")
         spec.mkdir(parents=True)
         argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-        (spec / "kernel.json").write_text(json.dumps({"argv": argv, "language": "python",
-                                                      "display_name": "bench"}))
+        (spec / "kernel.json").write_text(
+            json.dumps({"argv": argv, "language": "python", "display_name": "bench"})
+        )
         os.environ["JUPYTER_PATH"] = tmp
         os.environ["IPYTHONDIR"] = str(Path(tmp, "ipython"))
         manager = KernelManager(kernel_name="python3")
@@ -118,17 +119,22 @@ def main() -> None:
         print(f"  {name:<7} {medians[name]:7.1f}  (min {low:6.1f})   {code.splitlines()[0]}")
     quiet = medians["quiet"] - medians["call"]
     verdict = "OK" if overhead <= TARGET_MS else "OVER TARGET"
-    print(f"%%remote overhead over Group.call: {overhead:+.1f} ms (target <= {TARGET_MS:.0f} ms:"
-          f" {verdict}); --quiet: {quiet:+.1f} ms")
-    path = write_results("bench_notebook", {
-        "hosts": args.hosts,
-        "repeats": args.repeats,
-        "median_ms": medians,
-        "overhead_ms": overhead,
-        "quiet_overhead_ms": quiet,
-        "target_ms": TARGET_MS,
-        "samples_s": samples,
-    })
+    print(
+        f"%%remote overhead over Group.call: {overhead:+.1f} ms (target <= {TARGET_MS:.0f} ms:"
+        f" {verdict}); --quiet: {quiet:+.1f} ms"
+    )
+    path = write_results(
+        "bench_notebook",
+        {
+            "hosts": args.hosts,
+            "repeats": args.repeats,
+            "median_ms": medians,
+            "overhead_ms": overhead,
+            "quiet_overhead_ms": quiet,
+            "target_ms": TARGET_MS,
+            "samples_s": samples,
+        },
+    )
     print(f"raw timings: {path}")
 
 

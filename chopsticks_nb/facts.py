@@ -129,8 +129,12 @@ def os_release() -> "dict[str, str]":
             continue
     if sys.platform == "darwin":
         version = platform.mac_ver()[0]
-        return {"ID": "macos", "NAME": "macOS", "VERSION_ID": version,
-                "PRETTY_NAME": f"macOS {version}".strip()}
+        return {
+            "ID": "macos",
+            "NAME": "macOS",
+            "VERSION_ID": version,
+            "PRETTY_NAME": f"macOS {version}".strip(),
+        }
     raise FactUnavailable(f"no os-release file on this host ({sys.platform})")
 
 

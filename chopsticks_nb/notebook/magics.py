@@ -268,9 +268,7 @@ class RemoteMagics(Magics):
             raise UsageError(f"TARGET must be a variable name ({_TARGET_KINDS}), not {spec!r}")
         first, *attributes = spec.split(".")
         if first not in self._shell.user_ns:
-            raise UsageError(
-                f"no variable {first!r} in the notebook: TARGET names {_TARGET_KINDS}"
-            )
+            raise UsageError(f"no variable {first!r} in the notebook: TARGET names {_TARGET_KINDS}")
         value = self._shell.user_ns[first]
         for attribute in attributes:
             try:
@@ -279,8 +277,10 @@ class RemoteMagics(Magics):
                 raise UsageError(f"{spec!r}: no attribute {attribute!r}") from None
         group = self._as_group(spec, value)
         if not len(group):
-            raise UsageError(f"{spec!r} has no hosts" + (
-                " selected" if not isinstance(value, (Group, list, tuple)) else ""))
+            raise UsageError(
+                f"{spec!r} has no hosts"
+                + (" selected" if not isinstance(value, (Group, list, tuple)) else "")
+            )
         return group
 
     def _as_group(self, spec: str, value: Any) -> Group:
@@ -310,7 +310,6 @@ class RemoteMagics(Magics):
     def _store(self, name: str | None, result: GroupResult) -> None:
         if name is not None:
             self._shell.user_ns[name] = result
-
 
 
 #: ``%remote``'s arguments, applied below (magic_arguments is untyped: as decorators they would

@@ -98,9 +98,9 @@ class HostPicker(w.VBox):  # type: ignore[misc]
         if isinstance(hosts, (str, BaseTunnel)):
             raise TypeError("HostPicker() takes a list of hosts or tunnels, not a single one")
         tunnels = [
-            host if isinstance(host, BaseTunnel) else SSHTunnel(
-                host, ssh_config=config, **tunnel_options
-            )
+            host
+            if isinstance(host, BaseTunnel)
+            else SSHTunnel(host, ssh_config=config, **tunnel_options)
             for host in hosts
         ]
         self._all = Group(tunnels)  # refuses duplicate names
@@ -109,30 +109,41 @@ class HostPicker(w.VBox):  # type: ignore[misc]
         self._status: dict[str, w.HTML] = {}
         self._rows: dict[str, w.HBox] = {}
         for name in self._all.hosts:
-            box = w.Checkbox(value=False, description=name, indent=False,
-                             layout=w.Layout(width="auto"))
+            box = w.Checkbox(
+                value=False, description=name, indent=False, layout=w.Layout(width="auto")
+            )
             box.observe(self._on_box, "value")
             status = w.HTML(value="")
             row = w.HBox([box, status])
             row.add_class("chopsticks-nb-picker-row")
             self._boxes[name], self._status[name], self._rows[name] = box, status, row
-        self.filter_box = w.Text(placeholder="filter: part of a name, or a glob like web*",
-                                 continuous_update=True, layout=w.Layout(width="20em"))
+        self.filter_box = w.Text(
+            placeholder="filter: part of a name, or a glob like web*",
+            continuous_update=True,
+            layout=w.Layout(width="20em"),
+        )
         self.filter_box.observe(self._on_filter, "value")
         narrow = w.Layout(width="auto")
-        self.all_button = w.Button(description="all", tooltip="select every host shown",
-                                   layout=narrow)
-        self.none_button = w.Button(description="none", tooltip="unselect every host shown",
-                                    layout=narrow)
-        self.check_button = w.Button(description="check", icon="plug", layout=narrow,
-                                     tooltip="connect to the hosts shown; show their Python")
+        self.all_button = w.Button(
+            description="all", tooltip="select every host shown", layout=narrow
+        )
+        self.none_button = w.Button(
+            description="none", tooltip="unselect every host shown", layout=narrow
+        )
+        self.check_button = w.Button(
+            description="check",
+            icon="plug",
+            layout=narrow,
+            tooltip="connect to the hosts shown; show their Python",
+        )
         self.all_button.on_click(lambda _: self._select_shown(True))
         self.none_button.on_click(lambda _: self._select_shown(False))
         self.check_button.on_click(lambda _: self._check_clicked())
         self.summary = w.HTML(value="")
         toolbar = w.HBox([self.filter_box, self.all_button, self.none_button, self.check_button])
-        rows = w.VBox(list(self._rows.values()),
-                      layout=w.Layout(max_height="20em", overflow="auto"))
+        rows = w.VBox(
+            list(self._rows.values()), layout=w.Layout(max_height="20em", overflow="auto")
+        )
         super().__init__([toolbar, rows, self.summary])
         self._built = True
         self.add_class("chopsticks-nb-picker")

@@ -86,8 +86,9 @@ class Progress:
 
 class _Backend(Protocol):
     def start(self, progress: Progress) -> None: ...
-    def output(self, pending: _PendingOutput, touched: set[str], logs: dict[str, HostLog]) -> None:
-        ...
+    def output(
+        self, pending: _PendingOutput, touched: set[str], logs: dict[str, HostLog]
+    ) -> None: ...
     def progress(self, progress: Progress, done: HostDone | None) -> None: ...
     def finish(self, logs: dict[str, HostLog]) -> None: ...
 
@@ -284,8 +285,9 @@ class _WidgetBackend:
             value=0, min=0, max=max(1, len(hosts)), bar_style="info", layout=self.shared_layout
         )
         self.label = w.Label(value="", layout=self.shared_layout)
-        self.box = w.VBox([w.HBox([self.bar, self.label], layout=self.shared_layout)],
-                          layout=self.shared_layout)
+        self.box = w.VBox(
+            [w.HBox([self.bar, self.label], layout=self.shared_layout)], layout=self.shared_layout
+        )
         self.box.add_class("chopsticks-nb-live")
         self.tabs: Any = None
         self.output_layout: Any = None
@@ -334,11 +336,13 @@ class _WidgetBackend:
                 else:
                     outputs.append({"output_type": "stream", "name": name, "text": text})
             if notice:
-                outputs.append({
-                    "output_type": "display_data",
-                    "metadata": {},
-                    "data": {"text/plain": notice, "text/html": f"<em>{notice}</em>"},
-                })
+                outputs.append(
+                    {
+                        "output_type": "display_data",
+                        "metadata": {},
+                        "data": {"text/plain": notice, "text/html": f"<em>{notice}</em>"},
+                    }
+                )
             out.outputs = tuple(outputs)
 
     def progress(self, progress: Progress, done: HostDone | None) -> None:
@@ -420,4 +424,3 @@ class _TextBackend:
             if notice:
                 tail = "".join(text for _, text in logs[host].tail)
                 printer("stdout", f"... {notice}; the last:\n{tail}")
-

@@ -36,9 +36,17 @@ import pytest
 from fixtures.ci import startup_timer, unavailable
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-features=SpareRendererForSitePerProcess"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-features=SpareRendererForSitePerProcess",
+]
 #: every browser step may take this long on a busy 2-core machine
 STEP_MS = 60_000
 ARTIFACTS = Path(os.environ.get("CHOPSTICKS_NB_ARTIFACTS", "/tmp/chopsticks-nb-artifacts"))
@@ -62,16 +70,20 @@ class Lab:
     log: Path
 
     def api(self, method: str, path: str) -> Any:
-        request = urllib.request.Request(f"{self.url}{path}", method=method,
-                                         headers={"Authorization": f"token {self.token}"})
+        request = urllib.request.Request(
+            f"{self.url}{path}", method=method, headers={"Authorization": f"token {self.token}"}
+        )
         with urllib.request.urlopen(request, timeout=30) as answer:
             body = answer.read()
         return json.loads(body) if body else None
 
     def write_notebook(self, name: str, cells: list[str]) -> str:
         nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                     "language": "python"}
+        nb.metadata["kernelspec"] = {
+            "name": "python3",
+            "display_name": "Python 3",
+            "language": "python",
+        }
         nbformat.write(nb, self.root / name)
         return name
 
@@ -95,25 +107,44 @@ def _kernel_processes(server_pid: int) -> list[int]:
 
 
 def _lab_environment(base: Path) -> dict[str, str]:
-    dirs = {name: base / name for name in ("config", "data", "runtime", "ipython", "settings",
-                                           "workspaces", "cache", "xdg-config", "xdg-data")}
+    dirs = {
+        name: base / name
+        for name in (
+            "config",
+            "data",
+            "runtime",
+            "ipython",
+            "settings",
+            "workspaces",
+            "cache",
+            "xdg-config",
+            "xdg-data",
+        )
+    }
     for directory in dirs.values():
         directory.mkdir()
     # No "get Jupyter news?" toast over the notebook.
     settings = dirs["settings"] / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
     env = dict(os.environ)
-    env.update({
-        "JUPYTER_CONFIG_DIR": str(dirs["config"]), "JUPYTER_DATA_DIR": str(dirs["data"]),
-        "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]), "IPYTHONDIR": str(dirs["ipython"]),
-        "JUPYTERLAB_SETTINGS_DIR": str(dirs["settings"]),
-        "JUPYTERLAB_WORKSPACES_DIR": str(dirs["workspaces"]),
-        "XDG_CACHE_HOME": str(dirs["cache"]), "XDG_CONFIG_HOME": str(dirs["xdg-config"]),
-        "XDG_DATA_HOME": str(dirs["xdg-data"]), "JUPYTER_PLATFORM_DIRS": "1",
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-    })
+    env.update(
+        {
+            "JUPYTER_CONFIG_DIR": str(dirs["config"]),
+            "JUPYTER_DATA_DIR": str(dirs["data"]),
+            "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),
+            "IPYTHONDIR": str(dirs["ipython"]),
+            "JUPYTERLAB_SETTINGS_DIR": str(dirs["settings"]),
+            "JUPYTERLAB_WORKSPACES_DIR": str(dirs["workspaces"]),
+            "XDG_CACHE_HOME": str(dirs["cache"]),
+            "XDG_CONFIG_HOME": str(dirs["xdg-config"]),
+            "XDG_DATA_HOME": str(dirs["xdg-data"]),
+            "JUPYTER_PLATFORM_DIRS": "1",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        }
+    )
     env.pop("JUPYTER_PATH", None)  # kernels: the server's own python3 (this interpreter)
     return env
 
@@ -130,11 +161,20 @@ def lab() -> Iterator[Lab]:
     log = base / "lab.log"
     with startup_timer("jupyterlab"), open(log, "wb") as log_file:
         process = subprocess.Popen(
-            [str(jupyter), "--no-browser", f"--port={port}", "--ip=127.0.0.1", "--allow-root",
-             f"--IdentityProvider.token={token}", "--LabApp.news_url=None",
-             "--ServerApp.jpserver_extensions={'jupyter_lsp': False}",
-             f"--ServerApp.root_dir={root}"],
-            env=_lab_environment(base), stdout=log_file, stderr=subprocess.STDOUT,
+            [
+                str(jupyter),
+                "--no-browser",
+                f"--port={port}",
+                "--ip=127.0.0.1",
+                "--allow-root",
+                f"--IdentityProvider.token={token}",
+                "--LabApp.news_url=None",
+                "--ServerApp.jpserver_extensions={'jupyter_lsp': False}",
+                f"--ServerApp.root_dir={root}",
+            ],
+            env=_lab_environment(base),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
         server = Lab(f"http://127.0.0.1:{port}", token, root, process, log)
@@ -155,15 +195,18 @@ def _wait_for(server: Lab, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while True:
         if server.process.poll() is not None:
-            unavailable(f"jupyter lab exited ({server.process.returncode}):\n"
-                        f"{server.log.read_text()[-3000:]}")
+            unavailable(
+                f"jupyter lab exited ({server.process.returncode}):\n"
+                f"{server.log.read_text()[-3000:]}"
+            )
         try:
             server.api("GET", "/api/status")
             return
         except (OSError, urllib.error.URLError):
             if time.monotonic() > deadline:
-                unavailable(f"jupyter lab did not answer in {timeout} s:\n"
-                            f"{server.log.read_text()[-3000:]}")
+                unavailable(
+                    f"jupyter lab did not answer in {timeout} s:\n{server.log.read_text()[-3000:]}"
+                )
             time.sleep(0.2)
 
 
@@ -214,9 +257,11 @@ def notebook(lab: Lab, browser_page: Any, request: pytest.FixtureRequest) -> Ite
     try:
         yield nb
     finally:
-        failed = any(getattr(request.node, f"report_{when}", None) is not None
-                     and getattr(request.node, f"report_{when}").failed
-                     for when in ("setup", "call"))
+        failed = any(
+            getattr(request.node, f"report_{when}", None) is not None
+            and getattr(request.node, f"report_{when}").failed
+            for when in ("setup", "call")
+        )
         if failed or os.environ.get("CHOPSTICKS_NB_SCREENSHOTS") == "always":
             _screenshot(browser_page, request.node.name, lab, failed)
         try:
@@ -280,7 +325,8 @@ class Notebook:
                 raise TimeoutError(f"cell {index} never started")
             cell.locator(".jp-InputArea-prompt").click()
             self.page.locator(
-                "[data-command='notebook:run-cell-and-select-next']:visible").first.click()
+                "[data-command='notebook:run-cell-and-select-next']:visible"
+            ).first.click()
             self._wait(lambda: self.prompt(index) != before, 2)
 
     def run(self, index: int) -> Any:
@@ -290,8 +336,11 @@ class Notebook:
         return self.cell(index).locator(".jp-OutputArea")
 
     def wait_done(self, index: int) -> None:
-        self._wait(lambda: re.fullmatch(r"\[\d+\]:", self.prompt(index)) is not None,
-                   STEP_MS / 1000, f"cell {index} to finish")
+        self._wait(
+            lambda: re.fullmatch(r"\[\d+\]:", self.prompt(index)) is not None,
+            STEP_MS / 1000,
+            f"cell {index} to finish",
+        )
 
     def _wait(self, predicate: Any, seconds: float, what: str | None = None) -> bool:
         deadline = time.monotonic() + seconds

@@ -8,15 +8,19 @@ from conftest import Notebook
 
 from fixtures.sshd import SSHHosts
 
-SETUP = ("%load_ext chopsticks_nb\n"
-         "from chopsticks_nb import Group, HostPicker, Local\n"
-         "group = Group([Local(f'host{i}') for i in range(3)])")
-LIVE = ("%%remote group\n"
-        "import sys, time\n"
-        "for i in range(6):\n"
-        "    print(f'<b>step {i}</b>', file=sys.stderr)\n"
-        "    time.sleep(0.5)\n"
-        "'<i>done</i>'")
+SETUP = (
+    "%load_ext chopsticks_nb\n"
+    "from chopsticks_nb import Group, HostPicker, Local\n"
+    "group = Group([Local(f'host{i}') for i in range(3)])"
+)
+LIVE = (
+    "%%remote group\n"
+    "import sys, time\n"
+    "for i in range(6):\n"
+    "    print(f'<b>step {i}</b>', file=sys.stderr)\n"
+    "    time.sleep(0.5)\n"
+    "'<i>done</i>'"
+)
 FAILING = "%%remote group\n1 / 0"
 
 
@@ -30,7 +34,8 @@ def test_remote_cell_shows_live_stderr_then_the_result_table(notebook: Notebook)
     live = notebook.cell(1).locator(".chopsticks-nb-live")
     live.wait_for()
     stderr = live.locator(
-        ".chopsticks-nb-host-output [data-mime-type='application/vnd.jupyter.stderr']")
+        ".chopsticks-nb-host-output [data-mime-type='application/vnd.jupyter.stderr']"
+    )
     stderr.first.wait_for()
     assert "<b>step 0</b>" in stderr.first.inner_text()  # as text: escaped, not bold
     assert live.locator(".widget-tab").count() == 1
@@ -45,7 +50,10 @@ def test_remote_cell_shows_live_stderr_then_the_result_table(notebook: Notebook)
     rows = outputs.locator(".chopsticks-nb-result tbody tr")
     assert rows.count() == 3
     assert [rows.nth(i).locator("td").first.inner_text() for i in range(3)] == [
-        "host0", "host1", "host2"]
+        "host0",
+        "host1",
+        "host2",
+    ]
     assert "'<i>done</i>'" in rows.first.inner_text()
     transcript = outputs.locator(".chopsticks-nb-output")
     assert "<b>step 5</b>" in transcript.inner_text()
@@ -64,15 +72,19 @@ def test_remote_cell_shows_live_stderr_then_the_result_table(notebook: Notebook)
     assert page.locator(".jp-NotebookPanel:visible").count() == 1
 
 
-def test_host_picker_selects_checks_and_runs_on_the_selection(notebook: Notebook,
-                                                              sshd_hosts: SSHHosts) -> None:
+def test_host_picker_selects_checks_and_runs_on_the_selection(
+    notebook: Notebook, sshd_hosts: SSHHosts
+) -> None:
     config = str(sshd_hosts.config_path)
-    notebook.open("picker.ipynb", [
-        f"%load_ext chopsticks_nb\nfrom chopsticks_nb import HostPicker\n"
-        f"picker = HostPicker(ssh_config={config!r})\npicker",
-        "%%remote picker\nimport getpass\ngetpass.getuser()",
-        "picker.selected",
-    ])
+    notebook.open(
+        "picker.ipynb",
+        [
+            f"%load_ext chopsticks_nb\nfrom chopsticks_nb import HostPicker\n"
+            f"picker = HostPicker(ssh_config={config!r})\npicker",
+            "%%remote picker\nimport getpass\ngetpass.getuser()",
+            "picker.selected",
+        ],
+    )
     picker = notebook.run(0).locator(".chopsticks-nb-picker")
     picker.wait_for()
     rows = picker.locator(".chopsticks-nb-picker-row")
@@ -82,7 +94,8 @@ def test_host_picker_selects_checks_and_runs_on_the_selection(notebook: Notebook
     picker.locator(".widget-text input").fill("web[12]")
     notebook.page.wait_for_function(
         "() => [...document.querySelectorAll('.chopsticks-nb-picker-row')]"
-        ".filter(r => r.offsetParent !== null).length === 2")
+        ".filter(r => r.offsetParent !== null).length === 2"
+    )
     picker.get_by_role("button", name="all").click()
     picker.get_by_role("button", name="check").click()
     for name in ("web1", "web2"):
@@ -96,7 +109,10 @@ def test_host_picker_selects_checks_and_runs_on_the_selection(notebook: Notebook
     table = notebook.run(1).locator(".chopsticks-nb-result tbody tr")
     table.first.wait_for()
     assert [table.nth(i).locator("td").first.inner_text() for i in range(table.count())] == [
-        "web1", "web2", "web4"]
+        "web1",
+        "web2",
+        "web4",
+    ]
     assert sshd_hosts.user in table.first.inner_text()
     selected = notebook.run(2).inner_text()
     assert "['web1', 'web2', 'web4']" in selected

@@ -72,8 +72,9 @@ def execute(notebook: Path, kernel_name: str) -> nbformat.NotebookNode:
     if notebook in _EXECUTED:
         return _EXECUTED[notebook]
     nb = nbformat.read(notebook, as_version=4)
-    client = NotebookClient(nb, kernel_name=kernel_name, timeout=90,
-                            resources={"metadata": {"path": str(EXAMPLES)}})
+    client = NotebookClient(
+        nb, kernel_name=kernel_name, timeout=90, resources={"metadata": {"path": str(EXAMPLES)}}
+    )
     # asyncio.run closes its event loop; the sync execute() would keep one open for the
     # process's lifetime (jupyter_core's run_sync), which the leak check rightly reports.
     asyncio.run(client.async_execute())  # raises CellExecutionError on any error in a cell
@@ -82,16 +83,16 @@ def execute(notebook: Path, kernel_name: str) -> nbformat.NotebookNode:
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs_without_errors(notebook: Path, python3_kernel: str,
-                                      notebook_env: None) -> None:
+def test_notebook_runs_without_errors(
+    notebook: Path, python3_kernel: str, notebook_env: None
+) -> None:
     nb = execute(notebook, python3_kernel)
     outputs = [out for cell in nb.cells for out in cell.get("outputs", [])]
     assert not [out for out in outputs if out.get("output_type") == "error"]
     # Live views settle into static output: no widget view is left in a %%remote cell.
     for cell in nb.cells:
         if cell.source.startswith("%%remote"):
-            assert not any(WIDGET_VIEW in out.get("data", {})
-                           for out in cell.outputs), cell.source
+            assert not any(WIDGET_VIEW in out.get("data", {}) for out in cell.outputs), cell.source
     if os.environ.get("CHOPSTICKS_NB_SAVE_EXAMPLES") == "1":
         nbformat.write(_shown_widgets_only(nb), notebook)
 
@@ -104,8 +105,12 @@ def _shown_widgets_only(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     if not saved:
         return nb
     state = saved["state"]
-    todo = [out["data"][WIDGET_VIEW]["model_id"] for cell in nb.cells
-            for out in cell.get("outputs", []) if WIDGET_VIEW in out.get("data", {})]
+    todo = [
+        out["data"][WIDGET_VIEW]["model_id"]
+        for cell in nb.cells
+        for out in cell.get("outputs", [])
+        if WIDGET_VIEW in out.get("data", {})
+    ]
     keep: set[str] = set()
     while todo:
         model = todo.pop()
@@ -132,17 +137,18 @@ def test_quickstart_shows_tables_live_output_and_a_collapsed_traceback(
     table = first[-1]["data"]["text/html"]
     assert "<table>" in table and "local1" in table and "hello from process" in table
     live = _outputs_of(nb, "%%remote group -o sizes")
-    transcript = "".join(out["data"].get("text/html", "") for out in live
-                         if out["output_type"] == "display_data")
+    transcript = "".join(
+        out["data"].get("text/html", "") for out in live if out["output_type"] == "display_data"
+    )
     assert "step 2" in transcript and "modules loaded:" in transcript
     failed = _outputs_of(nb, "%%remote group --no-raise")[-1]["data"]["text/html"]
     assert "<details><summary>remote traceback</summary>" in failed
     assert "RuntimeError: this host is broken" in failed
 
 
-def test_ssh_notebook_saves_the_host_picker_state(python3_kernel: str,
-                                                  sshd_hosts: SSHHosts,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ssh_notebook_saves_the_host_picker_state(
+    python3_kernel: str, sshd_hosts: SSHHosts, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CHOPSTICKS_NB_SSH_CONFIG", str(sshd_hosts.config_path))
     nb = execute(EXAMPLES / "ssh_groups.ipynb", python3_kernel)
     state = nb.metadata["widgets"][WIDGET_STATE]["state"]
@@ -151,8 +157,11 @@ def test_ssh_notebook_saves_the_host_picker_state(python3_kernel: str,
     picker = state[view["model_id"]]
     assert picker["model_name"] == "VBoxModel"
     assert "chopsticks-nb-picker" in picker["state"]["_dom_classes"]
-    boxes = {m["state"]["description"]: m["state"]["value"] for m in state.values()
-             if m["model_name"] == "CheckboxModel"}
+    boxes = {
+        m["state"]["description"]: m["state"]["value"]
+        for m in state.values()
+        if m["model_name"] == "CheckboxModel"
+    }
     assert boxes == dict.fromkeys(sshd_hosts.names, True)  # picker.select(True) ran
     remote = _outputs_of(nb, "%%remote picker")[-1]["data"]["text/html"]
     for name in sshd_hosts.names:
@@ -162,8 +171,9 @@ def test_ssh_notebook_saves_the_host_picker_state(python3_kernel: str,
 def test_binder_opens_the_quickstart(tmp_path: Path) -> None:
     """binder/postBuild, run as repo2docker would, points JupyterLab at the quickstart."""
     post_build = EXAMPLES.parent / "binder" / "postBuild"
-    subprocess.run([str(post_build)], env={**os.environ, "HOME": str(tmp_path)}, check=True,
-                   timeout=30)
+    subprocess.run(
+        [str(post_build)], env={**os.environ, "HOME": str(tmp_path)}, check=True, timeout=30
+    )
     config = (tmp_path / ".jupyter" / "jupyter_server_config.py").read_text()
     found = re.search(r'default_url = "/lab/tree/([^"]+)"', config)
     assert found is not None and found.group(1) == "examples/quickstart.ipynb"

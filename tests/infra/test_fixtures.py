@@ -22,10 +22,12 @@ TESTS_DIR = Path(__file__).resolve().parents[1]
 ALL_BYTES = bytes(range(256)) * 64
 
 
-def run(argv: list[str], stdin: bytes = b"", env: dict[str, str] | None = None,
-        ) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(argv, input=stdin, env=env, capture_output=True, timeout=60,
-                          check=False)
+def run(
+    argv: list[str],
+    stdin: bytes = b"",
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(argv, input=stdin, env=env, capture_output=True, timeout=60, check=False)
 
 
 # ---------------------------------------------------------------- sshd_hosts
@@ -33,9 +35,14 @@ def run(argv: list[str], stdin: bytes = b"", env: dict[str, str] | None = None,
 
 def test_ssh_reaches_every_host_as_the_test_user(sshd_hosts: SSHHosts) -> None:
     program = "import os; print(os.getuid(), os.environ['SSH_CONNECTION'].split()[2])"
-    procs = {name: subprocess.Popen(sshd_hosts.ssh_argv(name, f'python3 -c "{program}"'),
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for name in sshd_hosts.names}
+    procs = {
+        name: subprocess.Popen(
+            sshd_hosts.ssh_argv(name, f'python3 -c "{program}"'),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for name in sshd_hosts.names
+    }
     uid = pwd.getpwnam(sshd_hosts.user).pw_uid
     assert sshd_hosts.names == ["web1", "web2", "web3", "web4"]
     for name, proc in procs.items():
@@ -103,8 +110,9 @@ def test_test_user_runs_pyenv_python_as_the_target_user(
     sudo_user: SudoUsers, remote_pythons: RemotePythons
 ) -> None:
     python = str(remote_pythons.path("3.6"))
-    argv = sudo_user.sudo_argv("-c", "import os, sys; print(os.getuid(), sys.version_info[1])",
-                               python=python)
+    argv = sudo_user.sudo_argv(
+        "-c", "import os, sys; print(os.getuid(), sys.version_info[1])", python=python
+    )
     proc = run(sudo_user.as_user(argv))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [str(sudo_user.target_uid).encode(), b"6"]
@@ -134,8 +142,16 @@ def test_podman_runs_python_from_stdin(podman_image: PodmanImage) -> None:
 
 def test_docker_shim_runs_podman(podman_image: PodmanImage) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONTAINERS_")}
-    argv = [str(podman_image.docker), "run", "--rm", "-i", "--network", "none",
-            podman_image.image, "python3"]
+    argv = [
+        str(podman_image.docker),
+        "run",
+        "--rm",
+        "-i",
+        "--network",
+        "none",
+        podman_image.image,
+        "python3",
+    ]
     proc = run(argv, PROGRAM, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [b"0", b"3", b"12"]
@@ -146,8 +162,9 @@ def test_docker_shim_runs_podman(podman_image: PodmanImage) -> None:
 
 def test_leak_check_sees_children_threads_and_fds() -> None:
     before = snapshot()
-    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
-                             stdin=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
     stop = threading.Event()
     thread = threading.Thread(target=stop.wait, name="deliberate-leak")
     thread.start()
@@ -168,13 +185,15 @@ def test_leak_check_sees_children_threads_and_fds() -> None:
     assert not find_leaks(before, snapshot())
 
 
-def test_leak_check_fails_a_leaking_test(pytester: pytest.Pytester,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_leak_check_fails_a_leaking_test(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PYTHONPATH", str(TESTS_DIR))
     monkeypatch.delenv("CI", raising=False)
     monkeypatch.setenv("CHOPSTICKS_NB_LEAK_GRACE", "0.3")
     pytester.makeconftest('pytest_plugins = ["fixtures.leaks"]')
-    pytester.makepyfile(textwrap.dedent("""
+    pytester.makepyfile(
+        textwrap.dedent("""
         import subprocess, sys
         import pytest
 
@@ -193,7 +212,8 @@ def test_leak_check_fails_a_leaking_test(pytester: pytest.Pytester,
         def test_clean():
             with start() as child:
                 child.stdin.close()
-    """))
+    """)
+    )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=3, errors=1)
     result.stdout.fnmatch_lines(["*the test leaked*", "*child process*sys.stdin.read()*"])
@@ -215,8 +235,9 @@ CI_TESTS = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("ci", ["", "true"])
-def test_ci_turns_skips_into_failures(pytester: pytest.Pytester,
-                                      monkeypatch: pytest.MonkeyPatch, ci: str) -> None:
+def test_ci_turns_skips_into_failures(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ci: str
+) -> None:
     monkeypatch.setenv("PYTHONPATH", str(TESTS_DIR))
     monkeypatch.setenv("CI", ci)
     pytester.makeconftest('pytest_plugins = ["fixtures.ci"]')
@@ -225,11 +246,13 @@ def test_ci_turns_skips_into_failures(pytester: pytest.Pytester,
     if ci:
         result.assert_outcomes(passed=1, failed=1, skipped=1)
         assert result.ret == pytest.ExitCode.TESTS_FAILED
-        result.stdout.fnmatch_lines([
-            "*component unavailable (CI=true*no frobnicator here*",
-            "*skipped tests fail the run when CI=true*",
-            "SKIPPED *test_skipped*plain skip*",
-        ])
+        result.stdout.fnmatch_lines(
+            [
+                "*component unavailable (CI=true*no frobnicator here*",
+                "*skipped tests fail the run when CI=true*",
+                "SKIPPED *test_skipped*plain skip*",
+            ]
+        )
     else:
         result.assert_outcomes(passed=1, skipped=2)
         assert result.ret == pytest.ExitCode.OK

@@ -43,7 +43,6 @@ def run(shell: InteractiveShell, cell: str) -> Any:
     return result.result
 
 
-
 # -- a real kernel -----------------------------------------------------------------------------
 
 
@@ -65,8 +64,11 @@ class Execution:
     def data(self, mime: str, *types: str) -> list[str]:
         """The ``mime`` parts of display messages (of ``types``), in order."""
         kinds = types or ("execute_result", "display_data", "update_display_data")
-        return [m["content"]["data"][mime] for m in self.of_type(*kinds)
-                if mime in m["content"].get("data", {})]
+        return [
+            m["content"]["data"][mime]
+            for m in self.of_type(*kinds)
+            if mime in m["content"].get("data", {})
+        ]
 
     @property
     def result_html(self) -> str:
@@ -88,8 +90,9 @@ class Kernel:
         self.manager = manager
         self.client = client
 
-    def execute(self, code: str, timeout: float = 60, drain: float = 0.3,
-                check: bool = True) -> Execution:
+    def execute(
+        self, code: str, timeout: float = 60, drain: float = 0.3, check: bool = True
+    ) -> Execution:
         """Run ``code``; wait for its reply and idle status, then ``drain`` seconds more."""
         start = time.perf_counter()
         msg_id = self.client.execute(code)
@@ -97,8 +100,10 @@ class Kernel:
         execution.seconds = time.perf_counter() - start
         if check and execution.status != "ok":
             content = execution.reply
-            raise AssertionError(f"cell failed: {content.get('ename')}: {content.get('evalue')}"
-                                 f"\n{code}\n{execution.stream}")
+            raise AssertionError(
+                f"cell failed: {content.get('ename')}: {content.get('evalue')}"
+                f"\n{code}\n{execution.stream}"
+            )
         return execution
 
     def collect(self, msg_id: str, timeout: float = 60, drain: float = 0.3) -> Execution:
@@ -114,9 +119,11 @@ class Kernel:
             except queue.Empty:
                 continue
             messages.append(msg)
-            idle = (msg["msg_type"] == "status"
-                    and msg["parent_header"].get("msg_id") == msg_id
-                    and msg["content"]["execution_state"] == "idle")
+            idle = (
+                msg["msg_type"] == "status"
+                and msg["parent_header"].get("msg_id") == msg_id
+                and msg["content"]["execution_state"] == "idle"
+            )
         messages += self.drain(drain)
         reply = self.reply(msg_id, max(1.0, deadline - time.monotonic()))
         return Execution(reply=reply, messages=messages)
@@ -144,9 +151,9 @@ def write_kernelspec(directory: Path) -> None:
     spec = directory / "kernels" / "python3"
     spec.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    (spec / "kernel.json").write_text(json.dumps(
-        {"argv": argv, "display_name": "Python 3 (tests)", "language": "python"}))
-
+    (spec / "kernel.json").write_text(
+        json.dumps({"argv": argv, "display_name": "Python 3 (tests)", "language": "python"})
+    )
 
 
 def start_kernel(cwd: Path) -> Kernel:

@@ -39,8 +39,22 @@ def tags_of(fragment: str) -> set[str]:
     return set(parser.tags)
 
 
-SAFE_TAGS = {"div", "table", "thead", "tbody", "tr", "th", "td", "code", "pre", "span",
-             "details", "summary", "small", "em"}
+SAFE_TAGS = {
+    "div",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "code",
+    "pre",
+    "span",
+    "details",
+    "summary",
+    "small",
+    "em",
+}
 
 
 def test_remote_values_errors_tracebacks_and_output_are_escaped() -> None:
@@ -48,9 +62,7 @@ def test_remote_values_errors_tracebacks_and_output_are_escaped() -> None:
     group = Group([Local(HOSTILE), Local("plain")])
     try:
         result = group.exec(
-            "import sys\n"
-            f"print({HOSTILE!r}); print({HOSTILE!r}, file=sys.stderr)\n"
-            f"{HOSTILE!r}",
+            f"import sys\nprint({HOSTILE!r}); print({HOSTILE!r}, file=sys.stderr)\n{HOSTILE!r}",
         )
         failed = group.exec(f"raise ValueError({HOSTILE!r})")
         view = LiveView(group.hosts, mode="text")
@@ -59,8 +71,12 @@ def test_remote_values_errors_tracebacks_and_output_are_escaped() -> None:
     finally:
         group.close()
     assert result.ok, result
-    for fragment in (result._repr_html_(), failed._repr_html_(),
-                     failed[HOSTILE]._repr_html_(), view.transcript_html()):
+    for fragment in (
+        result._repr_html_(),
+        failed._repr_html_(),
+        failed[HOSTILE]._repr_html_(),
+        view.transcript_html(),
+    ):
         assert tags_of(fragment) <= SAFE_TAGS, fragment
         assert "<script>" not in fragment and "<img" not in fragment
     assert html.escape(HOSTILE) in view.transcript_html()
@@ -71,9 +87,13 @@ def test_remote_values_errors_tracebacks_and_output_are_escaped() -> None:
 def test_table_has_host_status_value_and_time_with_tracebacks_collapsed() -> None:
     remote = RemoteException("boom", "b", "ValueError", "Traceback...\nValueError: boom\n")
     result = GroupResult(
-        {"a": {"k": [1, 2]}, "b": ErrorResult.from_exception(remote),
-         "c": ErrorResult.from_exception(ConnectError("refused", "c"))},
-        timings={"a": 0.0123, "b": 2.5}, elapsed=2.6,
+        {
+            "a": {"k": [1, 2]},
+            "b": ErrorResult.from_exception(remote),
+            "c": ErrorResult.from_exception(ConnectError("refused", "c")),
+        },
+        timings={"a": 0.0123, "b": 2.5},
+        elapsed=2.6,
     )
     page = result._repr_html_()
     assert re.findall(r"<th[^>]*>(\w+)</th>", page) == ["host", "status", "value", "time"]
@@ -105,7 +125,10 @@ def test_host_log_keeps_the_head_counts_the_rest_and_keeps_the_tail() -> None:
     log.add("stdout", "7 no newline")
     log.finish()
     assert [piece for _, piece in log.pieces()][-3:] == [
-        "... 2 of 4 more lines hidden; the last:\n", "6\n", "7 no newline\n"]
+        "... 2 of 4 more lines hidden; the last:\n",
+        "6\n",
+        "7 no newline\n",
+    ]
     assert logs_text({"h": log}).splitlines()[0] == "[h] 1"
     assert '<span style="background:#fdd;">3\n</span>' in logs_html({"h": log})
 
@@ -124,8 +147,9 @@ def test_live_view_text_mode_prints_prefixed_lines(capfd: pytest.CaptureFixture[
     assert view.transcript_text() == "[a] one\n[a] two\n[b] oops"
 
 
-def test_live_view_html_mode_updates_one_display(shell: InteractiveShell,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_live_view_html_mode_updates_one_display(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Without widgets: a display updated in place; here the shell prints each state."""
     view = LiveView(["a"], mode="html", interval=0.01)
     with view:
@@ -167,8 +191,9 @@ def test_import_chopsticks_nb_never_imports_ipython_or_widgets() -> None:
         "from chopsticks_nb.notebook.picker import HostPicker\n"
         "print(picker is HostPicker, 'ipywidgets' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
     assert out.stdout.split("\n")[:3] == ["[]", "False", "True True"]
 
 
@@ -176,7 +201,10 @@ def test_notebook_package_all_lists_its_public_names() -> None:
     import chopsticks_nb.notebook as notebook
 
     assert notebook.__all__ == sorted(notebook.__all__)
-    assert set(notebook.__all__) == {*notebook._EXPORTS, "load_ipython_extension",
-                                     "unload_ipython_extension"}
+    assert set(notebook.__all__) == {
+        *notebook._EXPORTS,
+        "load_ipython_extension",
+        "unload_ipython_extension",
+    }
     for name in notebook.__all__:
         assert getattr(notebook, name) is not None

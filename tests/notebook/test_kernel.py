@@ -13,8 +13,9 @@ from nbhelpers import Kernel, start_kernel, stop_kernel
 
 from fixtures.pythons import RemotePythons
 
-HOSTS = ("from chopsticks_nb import Group, Local\n"
-         "group = Group([Local(f'h{i}') for i in range(4)])\n")
+HOSTS = (
+    "from chopsticks_nb import Group, Local\ngroup = Group([Local(f'h{i}') for i in range(4)])\n"
+)
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
@@ -53,11 +54,13 @@ def test_remote_cell_runs_on_every_host_and_its_result_is_the_table(kernel: Kern
 
 def test_live_stderr_arrives_as_comm_messages_while_the_cell_runs(kernel: Kernel) -> None:
     kernel.execute(HOSTS)
-    cell = ("%%remote group\nimport sys, time\n"
-            "for i in range(3):\n"
-            "    print(f'<b>step {i}</b>', file=sys.stderr)\n"
-            "    time.sleep(0.4)\n"
-            "'done'")
+    cell = (
+        "%%remote group\nimport sys, time\n"
+        "for i in range(3):\n"
+        "    print(f'<b>step {i}</b>', file=sys.stderr)\n"
+        "    time.sleep(0.4)\n"
+        "'done'"
+    )
     run = kernel.execute(cell)
     updates = comm_outputs(run.messages)
     result_at = next(i for i, m in enumerate(run.messages) if m["msg_type"] == "execute_result")
@@ -93,11 +96,17 @@ def test_live_output_stays_under_its_cell_while_later_cells_run(kernel: Kernel) 
     later = kernel.execute("import time\ntime.sleep(2)\n'another cell'", drain=0.5)
     kernel.execute("worker.join(30)")
     assert "bg" not in later.stream
-    assert not [m for m in later.of_type("display_data", "execute_result")
-                if "bg" in m["content"]["data"].get("text/plain", "")]
+    assert not [
+        m
+        for m in later.of_type("display_data", "execute_result")
+        if "bg" in m["content"]["data"].get("text/plain", "")
+    ]
     assert any("bg 3" in text for _, _, text in comm_outputs(started.messages + later.messages))
-    final = [m for m in later.of_type("update_display_data")
-             if m["content"]["transient"]["display_id"] == display_id]
+    final = [
+        m
+        for m in later.of_type("update_display_data")
+        if m["content"]["transient"]["display_id"] == display_id
+    ]
     assert final and "bg 3" in final[-1]["content"]["data"]["text/plain"]
 
 
@@ -116,8 +125,7 @@ def test_html_view_without_widgets_updates_one_display(kernel: Kernel) -> None:
 def test_a_failed_host_fails_the_cell_with_a_short_error(kernel: Kernel) -> None:
     kernel.execute(HOSTS + "h2 = group['h2']")
     kernel.execute("%%remote h2 -q\nbad = True")
-    run = kernel.execute("%%remote group\nif globals().get('bad'):\n    1 / 0\n'fine'",
-                         check=False)
+    run = kernel.execute("%%remote group\nif globals().get('bad'):\n    1 / 0\n'fine'", check=False)
     assert run.status == "error" and run.reply["ename"] == "GroupError"
     error = run.error
     assert error["ename"] == "GroupError"
@@ -139,8 +147,7 @@ def test_usage_errors_reach_the_frontend_as_errors(kernel: Kernel) -> None:
 def test_interrupt_cancels_remote_work_and_keeps_the_hosts(kernel: Kernel) -> None:
     kernel.execute(HOSTS)
     pids = kernel.execute("%%remote group -q\nimport os\nos.getpid()")
-    msg_id = kernel.client.execute("%%remote group\nimport time\nprint('sleeping')\n"
-                                   "time.sleep(60)")
+    msg_id = kernel.client.execute("%%remote group\nimport time\nprint('sleeping')\ntime.sleep(60)")
     # Wait until every host is asleep (its line reached the live view), then interrupt.
     seen: list[dict] = []
     deadline = time.monotonic() + 30
@@ -153,8 +160,10 @@ def test_interrupt_cancels_remote_work_and_keeps_the_hosts(kernel: Kernel) -> No
     took = time.perf_counter() - interrupted_at
     assert took < 2.0, f"the reply took {took:.1f} s"
     assert run.reply["status"] == "error" and run.reply["ename"] == "GroupInterrupted"
-    assert run.error["traceback"] == ["GroupInterrupted: interrupted with 4 of 4 hosts unfinished",
-                                      "  interrupted: h0, h1, h2, h3"]
+    assert run.error["traceback"] == [
+        "GroupInterrupted: interrupted with 4 of 4 hosts unfinished",
+        "  interrupted: h0, h1, h2, h3",
+    ]
     table = run.data("text/html", "display_data")[-1]
     assert table.count(">interrupted<") == 4
     # The same agents answer the next cell at once: the tunnels stayed up.
@@ -168,7 +177,8 @@ def test_interrupting_a_group_call_can_return_the_partial_result(kernel: Kernel)
     kernel.execute(HOSTS + "import time\ngroup.connect()")
     msg_id = kernel.client.execute(
         "partial = group.run(time.sleep, (60,), on_interrupt='return')\n"
-        "sorted(e.status for _, e in partial.failures())")
+        "sorted(e.status for _, e in partial.failures())"
+    )
     time.sleep(1.0)
     kernel.manager.interrupt_kernel()
     run = kernel.collect(msg_id, timeout=30)
@@ -219,18 +229,22 @@ def test_notebook_functions_and_classes_reach_other_remote_pythons(
     for run in (by_tunnel, by_group, by_cell):
         number = run.reply["execution_count"]
         got = kernel.execute(
-            f"{{h: v == (h[2:],) + {expected!r} for h, v in Out[{number}].items()}}")
+            f"{{h: v == (h[2:],) + {expected!r} for h, v in Out[{number}].items()}}"
+        )
         assert got.data("text/plain", "execute_result") == [
-            str({"py" + version: True for version in paths})], run.data("text/plain")
+            str({"py" + version: True for version in paths})
+        ], run.data("text/plain")
 
 
 def test_kernel_shutdown_leaves_no_agent_processes(kernel_env: Path) -> None:
     own = start_kernel(kernel_env)
     try:
-        run = own.execute("from chopsticks_nb import Group, Local\n"
-                          "group = Group([Local(f'h{i}') for i in range(3)])\n"
-                          "import json\n"
-                          "print(json.dumps([info['pid'] for _, info in group.connect().items()]))")
+        run = own.execute(
+            "from chopsticks_nb import Group, Local\n"
+            "group = Group([Local(f'h{i}') for i in range(3)])\n"
+            "import json\n"
+            "print(json.dumps([info['pid'] for _, info in group.connect().items()]))"
+        )
         pids = json.loads(run.stream)
         assert len(pids) == 3 and all(_alive(pid) for pid in pids)
     finally:

@@ -46,19 +46,31 @@ def test_cell_value_is_a_group_result_and_namespaces_persist(pair: InteractiveSh
 
 
 def test_names_used_from_the_notebook_are_shipped(pair: InteractiveShell) -> None:
-    run(pair, "import json\nLIMIT = 3\n"
-              "def clamp(v):\n    return min(v, LIMIT)\n"
-              "class Box:\n    def __init__(self, v):\n        self.v = clamp(v)\n"
-              "unused = object()")
+    run(
+        pair,
+        "import json\nLIMIT = 3\n"
+        "def clamp(v):\n    return min(v, LIMIT)\n"
+        "class Box:\n    def __init__(self, v):\n        self.v = clamp(v)\n"
+        "unused = object()",
+    )
     result = run(pair, "%%remote g\njson.dumps(Box(10).v), clamp(1)")
     assert result == {"a": ("3", 1), "b": ("3", 1)}
 
 
 def test_cell_names_skip_builtins_ipython_history_and_unknown_names() -> None:
-    namespace = {"x": 1, "len": len, "_": 5, "_i3": "src", "_7": 2, "__": 0, "get_ipython": 0,
-                 "f": print}
-    found = cell_names("y = x + len(_) + _7 + __ + get_ipython + undefined\nf", namespace,
-                       hidden={"get_ipython"})
+    namespace = {
+        "x": 1,
+        "len": len,
+        "_": 5,
+        "_i3": "src",
+        "_7": 2,
+        "__": 0,
+        "get_ipython": 0,
+        "f": print,
+    }
+    found = cell_names(
+        "y = x + len(_) + _7 + __ + get_ipython + undefined\nf", namespace, hidden={"get_ipython"}
+    )
     assert found == {"x": 1, "f": print}
     with pytest.raises(SyntaxError):
         cell_names("def broken(:", {})
@@ -96,19 +108,28 @@ def test_output_option_stores_the_result(pair: InteractiveShell) -> None:
         ("%%remote names\n1", r"'names': invalid host name '-oProxyCommand=x'"),
     ],
 )
-def test_bad_arguments_and_targets_are_usage_errors(pair: InteractiveShell, cell: str,
-                                                   message: str) -> None:
+def test_bad_arguments_and_targets_are_usage_errors(
+    pair: InteractiveShell, cell: str, message: str
+) -> None:
     run(pair, "number = 3\nempty = Group([])\nnames = ['-oProxyCommand=x']")
     with pytest.raises(UsageError, match=message):
         run(pair, cell)
 
 
-def test_help_is_the_docstring_with_the_options(shell: InteractiveShell,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_help_is_the_docstring_with_the_options(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
     shell.run_cell("%%remote?")
     shown = capsys.readouterr().out
-    for text in ("Run Python on several hosts at once", "%%remote group", "-o NAME",
-                 "--timeout SECONDS", "--no-raise", "--quiet", "group.exec(code, names)"):
+    for text in (
+        "Run Python on several hosts at once",
+        "%%remote group",
+        "-o NAME",
+        "--timeout SECONDS",
+        "--no-raise",
+        "--quiet",
+        "group.exec(code, names)",
+    ):
         assert text in shown
 
 
@@ -117,8 +138,9 @@ def test_a_failed_host_fails_the_cell_after_showing_every_result(
 ) -> None:
     run(pair, "a_only = g['a']")
     run(pair, "%%remote a_only\nbroken = True")
-    cell = ("%%remote g -o partial\n"
-            "if globals().get('broken'):\n    raise ValueError('no <good>')\n1")
+    cell = (
+        "%%remote g -o partial\nif globals().get('broken'):\n    raise ValueError('no <good>')\n1"
+    )
     with pytest.raises(GroupError) as info:
         run(pair, cell)
     error = info.value
@@ -163,8 +185,11 @@ def test_live_output_is_printed_with_host_prefixes_and_quiet_drops_it(
 
 
 def test_targets_tunnel_list_and_anything_with_a_group(pair: InteractiveShell) -> None:
-    run(pair, "one = g['b']\nmixed = [g['a'], Local('c')]\n"
-              "class Holder:\n    group = Group([g['a']])\nholder = Holder()")
+    run(
+        pair,
+        "one = g['b']\nmixed = [g['a'], Local('c')]\n"
+        "class Holder:\n    group = Group([g['a']])\nholder = Holder()",
+    )
     assert list(run(pair, "%remote one 1")) == ["b"]
     assert list(run(pair, "%remote mixed 1")) == ["a", "c"]
     assert list(run(pair, "%remote holder 1")) == ["a"]
@@ -198,5 +223,6 @@ def test_a_name_that_cannot_travel_is_named(pair: InteractiveShell) -> None:
     run(pair, "import threading\nlock = threading.Lock()")
     result = run(pair, "%%remote g --no-raise -q\nlock")
     assert {e.msg for _, e in result.failures()} == {
-        "cannot send 'lock' (lock) from the notebook: cannot pickle '_thread.lock' object"}
+        "cannot send 'lock' (lock) from the notebook: cannot pickle '_thread.lock' object"
+    }
     assert {e.status for _, e in result.failures()} == {"failed"}

@@ -112,10 +112,14 @@ def test_check_shows_reachability_and_python_version(picker: HostPicker, tmp_pat
     assert picker._status["db2"].value == ""
 
 
-def test_picker_over_ssh_config_is_a_remote_target(shell: InteractiveShell,
-                                                   sshd_hosts: SSHHosts) -> None:
-    run(shell, f"from chopsticks_nb import HostPicker\n"
-               f"picker = HostPicker(ssh_config={str(sshd_hosts.config_path)!r})")
+def test_picker_over_ssh_config_is_a_remote_target(
+    shell: InteractiveShell, sshd_hosts: SSHHosts
+) -> None:
+    run(
+        shell,
+        f"from chopsticks_nb import HostPicker\n"
+        f"picker = HostPicker(ssh_config={str(sshd_hosts.config_path)!r})",
+    )
     picker: HostPicker = shell.user_ns["picker"]
     assert picker.hosts == sshd_hosts.names
     result = picker.check(timeout=30)

@@ -26,9 +26,19 @@ def test_terminal_ipython_shows_text_and_remote_tracebacks(tmp_path: Path) -> No
     ipython = Path(sys.executable).parent / "ipython"
     env = dict(os.environ, IPYTHONDIR=str(tmp_path / "ipython"))
     out = subprocess.run(
-        [str(ipython), "--simple-prompt", "--no-banner", "--colors=nocolor",
-         "--HistoryManager.enabled=False"],
-        input=SESSION, capture_output=True, text=True, timeout=60, env=env, check=False,
+        [
+            str(ipython),
+            "--simple-prompt",
+            "--no-banner",
+            "--colors=nocolor",
+            "--HistoryManager.enabled=False",
+        ],
+        input=SESSION,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
     )
     assert "Out[4]: GroupResult({'a': 42, 'b': 42})" in out.stdout, out.stdout + out.stderr
     assert "[a] from the host" in out.stderr and "[b] from the host" in out.stderr

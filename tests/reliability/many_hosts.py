@@ -46,7 +46,6 @@ LogLevel ERROR
 """
 
 
-
 @dataclass
 class ManyHosts:
     base: Path
@@ -65,8 +64,6 @@ class ManyHosts:
             with contextlib.suppress(OSError, ValueError):
                 os.kill(int(pidfile.read_text()), signal.SIGTERM)
         shutil.rmtree(self.base, ignore_errors=True)
-
-
 
 
 def start_many_hosts(count: int) -> ManyHosts:
