@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# What CI runs: set up (scripts/setup.sh), then ruff, mypy and pytest. Arguments go to pytest,
-# e.g. `scripts/test.sh tests/infra -x`. All three run; the script fails if any of them failed.
+# What CI runs: set up (scripts/setup.sh), then ruff (lint, then format check), mypy and pytest.
+# Arguments go to pytest, e.g. `scripts/test.sh tests/infra -x`. All of them run; the script
+# fails if any of them failed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup.sh
@@ -10,6 +11,8 @@ export PATH="$PWD/.venv/bin:$PATH" VIRTUAL_ENV="$PWD/.venv"
 failed=()
 echo "== ruff check ."
 ruff check . || failed+=(ruff)
+echo "== ruff format --check ."
+ruff format --check . || failed+=("ruff format")
 echo "== mypy (chopsticks_nb)"
 mypy || failed+=(mypy)
 echo "== pytest $*"
