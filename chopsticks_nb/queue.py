@@ -35,7 +35,7 @@ import queue as queue_module
 import threading
 import time
 from collections import deque
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any, Callable, Union
 
 from .errors import (
@@ -68,6 +68,9 @@ Target = Union[BaseTunnel, Group]
 ResultCallback = Callable[[Any], None]
 
 _IDLE = object()  # run-loop event: every task of the run has finished
+
+#: The run loop's events: a queue.SimpleQueue (run) or an asyncio.Queue (run_async).
+_Events = Union["queue_module.SimpleQueue[object]", "asyncio.Queue[object]"]
 
 
 class AsyncResult:
@@ -319,30 +322,15 @@ class Queue:
         run = self._begin(events.put)
         if run is None:
             return
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            self._start_lanes(run)
-            while True:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    self._stop_for_timeout(run, timeout)
-                    while not events.empty():
-                        self._handle(run, events.get_nowait())
-                    return
+        with self._running(run, KeyboardInterrupt):
+            for remaining in self._waits(run, timeout, time.monotonic):
                 try:
                     event = events.get(timeout=remaining)
                 except queue_module.Empty:
                     continue
                 if self._handle(run, event):
                     return
-        except KeyboardInterrupt:
-            self._stop(run, _interrupted, "interrupted")
-            raise
-        except BaseException:
-            self._stop(run, _abandoned, "cancelled")
-            raise
-        finally:
-            self._end(run)
+            self._drain(run, events)
 
     async def run_async(self, *, timeout: float | None = None) -> None:
         """``await queue.run_async()``: :meth:`run` for asyncio; callbacks run in the event loop.
@@ -358,31 +346,18 @@ class Queue:
         run = self._begin(notify)
         if run is None:
             return
-        deadline = None if timeout is None else loop.time() + timeout
-        try:
-            self._start_lanes(run)
-            while True:
-                remaining = None if deadline is None else deadline - loop.time()
-                if remaining is not None and remaining <= 0:
-                    self._stop_for_timeout(run, timeout)
-                    await asyncio.sleep(0)  # let the threadsafe callbacks land
-                    while not events.empty():
-                        self._handle(run, events.get_nowait())
-                    return
+        with self._running(run, (asyncio.CancelledError, KeyboardInterrupt)):
+            for remaining in self._waits(run, timeout, loop.time):
                 try:
                     event = await asyncio.wait_for(events.get(), remaining)
                 except asyncio.TimeoutError:
                     continue
                 if self._handle(run, event):
                     return
-        except (asyncio.CancelledError, KeyboardInterrupt):
-            self._stop(run, _interrupted, "interrupted")
-            raise
-        except BaseException:
-            self._stop(run, _abandoned, "cancelled")
-            raise
-        finally:
-            self._end(run)
+            await asyncio.sleep(0)  # let the threadsafe callbacks land
+            self._drain(run, events)
+
+    # -- the run loop of run and run_async, but for how they wait -----------------------------
 
     def _begin(self, notify: Callable[[object], None]) -> _Run | None:
         with self._lock:
@@ -396,11 +371,48 @@ class Queue:
                 lane.unreachable = None
         return run
 
+    @contextlib.contextmanager
+    def _running(
+        self, run: _Run, interrupts: type[BaseException] | tuple[type[BaseException], ...]
+    ) -> Iterator[None]:
+        """End the run on the way out, stopping it first if an exception leaves: the tasks say
+        "interrupted" after one of ``interrupts`` (the user's), "cancelled" after any other."""
+        try:
+            yield
+        except interrupts:
+            self._stop(run, _interrupted, "interrupted")
+            raise
+        except BaseException:
+            self._stop(run, _abandoned, "cancelled")
+            raise
+        finally:
+            self._end(run)
+
+    def _waits(
+        self, run: _Run, timeout: float | None, clock: Callable[[], float]
+    ) -> Iterator[float | None]:
+        """Start the lanes, then give before each wait for an event the seconds it may take
+        (None: no limit). At the deadline, ``timeout`` seconds on ``clock`` from now, stop the
+        run and end: what the stop completed is still to be handled (:meth:`_drain`)."""
+        deadline = None if timeout is None else clock() + timeout
+        self._start_lanes(run)
+        while True:
+            remaining = None if deadline is None else deadline - clock()
+            if remaining is not None and remaining <= 0:
+                self._stop_for_timeout(run, timeout)
+                return
+            yield remaining
+
     def _start_lanes(self, run: _Run) -> None:
         with self._lock:
             lanes = list(self._lanes.values())
         for lane in lanes:
             self._advance(run, lane)
+
+    def _drain(self, run: _Run, events: _Events) -> None:
+        """Handle the events already queued (after a stop: the results it completed)."""
+        while not events.empty():
+            self._handle(run, events.get_nowait())
 
     def _handle(self, run: _Run, event: object) -> bool:
         """Deal with one run-loop event; True when the run is over."""

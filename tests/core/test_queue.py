@@ -7,7 +7,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -234,6 +234,56 @@ def test_run_timeout(pair: Group) -> None:
     assert sleeping.value.status == "timeout" and never.value.status == "timeout"
     assert called == [never.value]  # a timed-out run still completes its results
     assert pair["b"].call(os.getpid) == pair["b"].remote_info["pid"]
+
+
+def _run_sync(queue: Queue, **kwargs: Any) -> None:
+    queue.run(**kwargs)
+
+
+def _run_async(queue: Queue, **kwargs: Any) -> None:
+    asyncio.run(queue.run_async(**kwargs))
+
+
+BOTH_RUNS = pytest.mark.parametrize("drive", [_run_sync, _run_async], ids=["run", "run_async"])
+
+
+@BOTH_RUNS
+def test_timeout_fails_the_unfinished_and_still_calls_back(
+    pair: Group, drive: Callable[..., None]
+) -> None:
+    queue = Queue()
+    done = queue.call(pair["a"], os.getpid)
+    sleeping = queue.call(pair["b"], time.sleep, 60)
+    never = queue.call(pair["b"], os.getpid)
+    called: list[Any] = []
+    never.with_callback(called.append)
+    drive(queue, timeout=1.0)
+    assert isinstance(done.value, int)
+    assert sleeping.value.status == "timeout" and never.value.status == "timeout"
+    assert called == [never.value]
+    assert len(queue) == 0
+
+
+@BOTH_RUNS
+def test_an_exception_in_a_callback_cancels_the_run(
+    pair: Group, drive: Callable[..., None]
+) -> None:
+    queue = Queue()
+    first = queue.call(pair["a"], os.getpid)
+    sleeping = queue.call(pair["b"], time.sleep, 60)
+    waiting = queue.call(pair["b"], os.getpid)
+
+    def broken(value: Any) -> None:
+        raise ValueError("a broken callback")
+
+    first.with_callback(broken)
+    with pytest.raises(ValueError, match="a broken callback"):
+        drive(queue)
+    assert isinstance(first.value, int)
+    assert sleeping.value.status == "cancelled" and waiting.value.status == "cancelled"
+    again = queue.call(pair["b"], os.getpid)
+    drive(queue)  # the run has ended: the queue runs again
+    assert again.value == pair["b"].remote_info["pid"]
 
 
 def test_keyboard_interrupt_cancels_the_queue(pair: Group) -> None:
