@@ -220,22 +220,6 @@ def test_cancelling_run_async_cancels_remote_work(pair: Group) -> None:
     assert time.monotonic() - start < 1.5
 
 
-def test_run_timeout(pair: Group) -> None:
-    queue = Queue()
-    done = queue.call(pair["a"], os.getpid)
-    sleeping = queue.call(pair["b"], time.sleep, 60)
-    never = queue.call(pair["b"], os.getpid)
-    called: list[Any] = []
-    never.with_callback(called.append)
-    start = time.monotonic()
-    queue.run(timeout=1.0)
-    assert time.monotonic() - start < 2.5
-    assert isinstance(done.value, int)
-    assert sleeping.value.status == "timeout" and never.value.status == "timeout"
-    assert called == [never.value]  # a timed-out run still completes its results
-    assert pair["b"].call(os.getpid) == pair["b"].remote_info["pid"]
-
-
 def _run_sync(queue: Queue, **kwargs: Any) -> None:
     queue.run(**kwargs)
 
@@ -247,31 +231,33 @@ def _run_async(queue: Queue, **kwargs: Any) -> None:
 BOTH_RUNS = pytest.mark.parametrize("drive", [_run_sync, _run_async], ids=["run", "run_async"])
 
 
-@BOTH_RUNS
-def test_timeout_fails_the_unfinished_and_still_calls_back(
-    pair: Group, drive: Callable[..., None]
-) -> None:
+def _b_stuck(pair: Group) -> tuple[Queue, AsyncResult, AsyncResult, AsyncResult]:
+    """A queue of a quick task on "a", and on "b" a 60 s sleep with a task waiting behind it."""
     queue = Queue()
-    done = queue.call(pair["a"], os.getpid)
+    quick = queue.call(pair["a"], os.getpid)
     sleeping = queue.call(pair["b"], time.sleep, 60)
-    never = queue.call(pair["b"], os.getpid)
+    waiting = queue.call(pair["b"], os.getpid)
+    return queue, quick, sleeping, waiting
+
+
+@BOTH_RUNS
+def test_run_timeout(pair: Group, drive: Callable[..., None]) -> None:
+    queue, done, sleeping, never = _b_stuck(pair)
     called: list[Any] = []
     never.with_callback(called.append)
     drive(queue, timeout=1.0)
     assert isinstance(done.value, int)
     assert sleeping.value.status == "timeout" and never.value.status == "timeout"
-    assert called == [never.value]
+    assert called == [never.value]  # a timed-out run still completes its results
     assert len(queue) == 0
+    assert pair["b"].call(os.getpid) == pair["b"].remote_info["pid"]
 
 
 @BOTH_RUNS
 def test_an_exception_in_a_callback_cancels_the_run(
     pair: Group, drive: Callable[..., None]
 ) -> None:
-    queue = Queue()
-    first = queue.call(pair["a"], os.getpid)
-    sleeping = queue.call(pair["b"], time.sleep, 60)
-    waiting = queue.call(pair["b"], os.getpid)
+    queue, first, sleeping, waiting = _b_stuck(pair)
 
     def broken(value: Any) -> None:
         raise ValueError("a broken callback")
