@@ -17,6 +17,7 @@ from conftest import Captured, Relayed
 
 from chopsticks_nb import errors
 from chopsticks_nb.tunnel import Local
+from fixtures.system import process_alive, wait_until
 
 
 def test_call_returns_value_from_another_process(local: Local) -> None:
@@ -147,7 +148,7 @@ def test_context_manager_connects_and_closes() -> None:
         assert tunnel.connected
         pid = tunnel.remote_info["pid"]
     assert not tunnel.connected
-    assert not _process_alive(pid)
+    assert not process_alive(pid)
 
 
 def test_garbage_collection_closes_the_agent() -> None:
@@ -155,7 +156,7 @@ def test_garbage_collection_closes_the_agent() -> None:
     pid = tunnel.call(rf.getpid)
     del tunnel
     gc.collect()
-    assert _wait_until(lambda: not _process_alive(pid))
+    wait_until(lambda: not process_alive(pid), timeout=5, what=f"agent {pid} to exit")
 
 
 def test_remote_info_describes_the_interpreter(local: Local) -> None:
@@ -233,23 +234,6 @@ def test_depth_limit_stops_recursive_tunnels() -> None:
     assert "DepthLimitExceeded" in str(info.value) + (info.value.remote_traceback or "")
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def _wait_until(predicate: object, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def test_connect_timeout_when_the_far_side_never_answers() -> None:
     class Silent(Local):
         def cmd_args(self) -> list[str]:
@@ -272,7 +256,8 @@ def test_interpreter_exit_closes_open_tunnels(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
-    assert _wait_until(lambda: not _process_alive(int(out.stdout)))
+    pid = int(out.stdout)
+    wait_until(lambda: not process_alive(pid), timeout=5, what=f"agent {pid} to exit")
 
 
 def test_exec_runs_code_in_a_persistent_namespace(local: Local, captured: Captured) -> None:

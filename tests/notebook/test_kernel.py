@@ -12,6 +12,7 @@ from pathlib import Path
 from nbhelpers import Kernel, start_kernel, stop_kernel
 
 from fixtures.pythons import RemotePythons
+from fixtures.system import process_alive, wait_until
 
 HOSTS = (
     "from chopsticks_nb import Group, Local\ngroup = Group([Local(f'h{i}') for i in range(4)])\n"
@@ -246,18 +247,11 @@ def test_kernel_shutdown_leaves_no_agent_processes(kernel_env: Path) -> None:
             "print(json.dumps([info['pid'] for _, info in group.connect().items()]))"
         )
         pids = json.loads(run.stream)
-        assert len(pids) == 3 and all(_alive(pid) for pid in pids)
+        assert len(pids) == 3 and all(process_alive(pid) for pid in pids)
     finally:
         stop_kernel(own)
-    deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in pids):
-        assert time.monotonic() < deadline, [pid for pid in pids if _alive(pid)]
-        time.sleep(0.05)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
+    wait_until(
+        lambda: not any(process_alive(pid) for pid in pids),
+        timeout=10,
+        what=f"agents {pids} to exit",
+    )

@@ -1,4 +1,5 @@
-"""Measuring helpers for the reliability and security tests: memory, processes, time.
+"""Measuring memory for the reliability and security tests (processes and waiting:
+fixtures.system).
 
 Everything here reads the real state of this machine (/proc); nothing is simulated.
 """
@@ -8,11 +9,10 @@ from __future__ import annotations
 import gc
 import os
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["PeakRss", "process_alive", "rss_mib", "wait_until", "watch_rss"]
+__all__ = ["PeakRss", "rss_mib", "watch_rss"]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -55,22 +55,3 @@ def watch_rss(interval: float = 0.005) -> Iterator[PeakRss]:
         stop.set()
         thread.join()
         peak.peak = max(peak.peak, rss_mib())
-
-
-def process_alive(pid: int) -> bool:
-    """True if ``pid`` is a live process (a zombie awaiting a slow init does not count)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.02) -> float:
-    """Poll until ``predicate()`` is true; the seconds it took, or raise TimeoutError."""
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > timeout:
-            raise TimeoutError(f"condition still false after {timeout:g} s")
-        time.sleep(interval)
-    return time.monotonic() - start

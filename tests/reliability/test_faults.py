@@ -26,8 +26,8 @@ from chopsticks_nb import errors
 from chopsticks_nb.group import ErrorResult, Group, GroupInterrupted
 from fixtures.interrupts import sigint_after
 from fixtures.netns import NetnsHosts
+from fixtures.system import process_alive, wait_until
 from reliability import remote_ops
-from reliability.probes import process_alive, wait_until
 
 #: A dead agent or sshd session is noticed at once (EOF on the pipe): well within this.
 DEAD_PROCESS_BOUND = 2.0

@@ -12,8 +12,9 @@ from chopsticks_nb import errors
 from chopsticks_nb._agent import MAX_MESSAGE
 from chopsticks_nb._connection import MAX_DATA_FRAME
 from chopsticks_nb.tunnel import Local
+from fixtures.system import wait_until
 from reliability import remote_ops
-from reliability.probes import wait_until, watch_rss
+from reliability.probes import watch_rss
 
 FLOOD = 512 * 2**20  # per stream: 1 GiB in all
 #: What this process may gain while relaying the flood (docs/reliability.md states it).

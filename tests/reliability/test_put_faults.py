@@ -24,8 +24,8 @@ from chopsticks_nb import errors
 from chopsticks_nb.group import Group
 from chopsticks_nb.tunnel import BaseTunnel
 from fixtures.netns import NetnsHosts
+from fixtures.system import wait_until
 from reliability import remote_ops
-from reliability.probes import wait_until
 
 BIG = 256 * 2**20  # about a second over ssh here: long enough to interrupt half-way
 

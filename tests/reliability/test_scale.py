@@ -19,9 +19,9 @@ import pytest
 from chopsticks_nb.group import Group
 from chopsticks_nb.tunnel import SSHTunnel
 from fixtures.ci import unavailable
-from fixtures.system import need_root, need_tool
+from fixtures.system import need_root, need_tool, process_alive, wait_until
 from reliability.many_hosts import ManyHosts, start_many_hosts
-from reliability.probes import process_alive, wait_until, watch_rss
+from reliability.probes import watch_rss
 
 HOSTS = 64
 PUT_SIZE = 10 * 2**20

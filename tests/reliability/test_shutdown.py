@@ -24,8 +24,8 @@ from chopsticks_nb.group import Group
 from chopsticks_nb.tunnel import Local, SSHTunnel
 from fixtures.netns import NetnsHosts
 from fixtures.sshd import SSHHosts
+from fixtures.system import process_alive, wait_until
 from reliability import remote_ops
-from reliability.probes import process_alive, wait_until
 
 #: Seconds within which every agent and ssh client of a closed tunnel must be gone.
 GONE_WITHIN = 5.0
