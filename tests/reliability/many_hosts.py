@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fixtures.sshd import client_defaults, free_port
+from fixtures.sshd import client_defaults, client_key, free_port, host_entry, new_key, sshd_config
 from fixtures.system import TEST_USER, ensure_user, port_accepts, run, wait_until
 
 __all__ = ["ManyHosts", "start_many_hosts"]
@@ -24,26 +24,6 @@ __all__ = ["ManyHosts", "start_many_hosts"]
 SSHD = "/usr/sbin/sshd"
 PER_SSHD = 16  # sshd refuses more ListenAddress lines
 FIRST = 64  # 127.0.0.64 ..: clear of the sshd_hosts fixture (127.0.0.2-5)
-
-SSHD_CONFIG = """\
-# Written by chopsticks_nb's tests (tests/reliability/many_hosts.py).
-Port {port}
-{listen}
-HostKey {base}/hostkey
-PidFile {directory}/sshd.pid
-AuthorizedKeysFile {base}/authorized_keys
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-UseDNS no
-PrintMotd no
-PrintLastLog no
-MaxStartups 200:30:400
-MaxSessions 200
-LogLevel ERROR
-"""
 
 
 @dataclass
@@ -78,28 +58,31 @@ def start_many_hosts(count: int) -> ManyHosts:
     port = free_port(list(addresses.values()), 2400)
     hosts = ManyHosts(base, base / "ssh_config", port, addresses)
     try:
-        key = base / "id_ed25519"
-        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key])
-        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", base / "hostkey"])
-        shutil.copyfile(key.with_suffix(".pub"), base / "authorized_keys")
-        (base / "authorized_keys").chmod(0o644)
+        key, authorized = client_key(base)
+        host_key = new_key(base / "hostkey")
         all_addresses = list(addresses.values())
         for first in range(0, count, PER_SSHD):
             directory = base / f"sshd{first // PER_SSHD}"
             directory.mkdir()
-            listen = "\n".join(
-                f"ListenAddress {a}" for a in all_addresses[first : first + PER_SSHD]
-            )
             config = directory / "sshd_config"
             config.write_text(
-                SSHD_CONFIG.format(port=port, listen=listen, base=base, directory=directory)
+                sshd_config(
+                    "tests/reliability/many_hosts.py",
+                    port=port,
+                    addresses=all_addresses[first : first + PER_SSHD],
+                    host_key=host_key,
+                    pidfile=directory / "sshd.pid",
+                    authorized_keys=authorized,
+                    sessions=200,
+                    log_level="ERROR",
+                )
             )
             hosts.pidfiles.append(directory / "sshd.pid")
             run([SSHD, "-f", config, "-E", directory / "sshd.log"], timeout=30)
         for address in all_addresses:
             wait_until(lambda a=address: port_accepts(a, port), timeout=10, what=f"sshd {address}")
         hosts.config_path.write_text(
-            "".join(f"Host {n}\n  HostName {a}\n  Port {port}\n" for n, a in addresses.items())
+            "".join(host_entry(n, a, port) for n, a in addresses.items())
             + client_defaults(TEST_USER, key, connect_timeout=20)
         )
     except BaseException:
