@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import signal
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -28,15 +26,6 @@ from fixtures.system import wait_until
 from reliability import remote_ops
 
 BIG = 256 * 2**20  # about a second over ssh here: long enough to interrupt half-way
-
-
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A directory every test user can write (pytest's tmp_path is private to root)."""
-    path = Path(tempfile.mkdtemp(prefix="chopsticks-nb-put-"))
-    path.chmod(0o777)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

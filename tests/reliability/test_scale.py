@@ -7,8 +7,6 @@ this test keeps them honest in every run (and stays well under a minute here).
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -44,14 +42,6 @@ def many_hosts() -> Iterator[ManyHosts]:
         yield hosts
     finally:
         hosts.stop()
-
-
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="chopsticks-nb-scale-"))
-    path.chmod(0o777)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_sixty_four_ssh_hosts_connect_call_and_put(many_hosts: ManyHosts, shared_dir: Path) -> None:
