@@ -79,6 +79,21 @@ class PipeEcho:
         self.proc.stdout.close()
 
 
+def write_timestamped(directory: Path, name: str, figures: dict[str, Any]) -> Path:
+    """Write ``figures`` with the machine's description to DIRECTORY/NAME-<time>.json."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    document = {
+        "benchmark": name,
+        "python": sys.version,
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        **figures,
+    }
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return path
+
+
 def write_results(name: str, figures: dict[str, Any]) -> Path:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"

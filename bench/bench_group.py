@@ -17,11 +17,8 @@ It prints a table and writes the raw timings as JSON to bench/results/.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,19 +26,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _common import bare_starts, write_timestamped  # noqa: E402
+
 from chopsticks_nb.group import Group  # noqa: E402
 from chopsticks_nb.tunnel import Local  # noqa: E402
 
 TARGET_N = 32
 TARGET_RATIO = 1.6
-
-
-def floor_once(n: int, python: str) -> float:
-    start = time.perf_counter()
-    procs = [subprocess.Popen([python, "-c", "pass"]) for _ in range(n)]
-    for proc in procs:
-        proc.wait()
-    return time.perf_counter() - start
 
 
 def group_once(n: int) -> tuple[float, float]:
@@ -71,7 +62,7 @@ def main() -> None:
     for n in args.sizes:
         floors, groups, closes = [], [], []
         for _ in range(args.repeats):
-            floors.append(floor_once(n, python))
+            floors.append(bare_starts(n, python))
             elapsed, closing = group_once(n)
             groups.append(elapsed)
             closes.append(closing)
@@ -111,21 +102,8 @@ def main() -> None:
             f"N={TARGET_N}: {target['ratio']:.2f}x the floor ({verdict} the {TARGET_RATIO}x target)"
         )
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / f"bench_group-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(
-        json.dumps(
-            {
-                "benchmark": "bench_group",
-                "python": sys.version,
-                "interpreter": python,
-                "machine": platform.platform(),
-                "cpus": os.cpu_count(),
-                "repeats": args.repeats,
-                "rows": rows,
-            },
-            indent=2,
-        )
+    out = write_timestamped(
+        args.out, "bench_group", {"interpreter": python, "repeats": args.repeats, "rows": rows}
     )
     print(f"raw timings: {out}")
 

@@ -17,7 +17,6 @@ It prints a table and writes the raw timings as JSON to bench/results/.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import statistics
@@ -40,6 +39,7 @@ def sleep_for(seconds_by_pid: dict[int, float]) -> float:
 def main() -> None:
     sys.path.insert(0, str(ROOT))
     import bench_queue  # this file, by its module name, so the agents can import sleep_for
+    from _common import write_timestamped
 
     from chopsticks_nb.group import Group
     from chopsticks_nb.queue import Queue
@@ -94,22 +94,17 @@ def main() -> None:
     print(f"{'Queue':<22} {queue_s:>11.3f} {queue_ideal:>8.3f}")
     print(f"Queue speed-up: {group_s / queue_s:.2f}x (ideal {lockstep_ideal / queue_ideal:.2f}x)")
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / f"bench_queue-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(
-        json.dumps(
-            {
-                "benchmark": "bench_queue",
-                "python": sys.version,
-                "durations_s": durations,
-                "group_s": group_times,
-                "queue_s": queue_times,
-                "group_ideal_s": lockstep_ideal,
-                "queue_ideal_s": queue_ideal,
-                "speedup": group_s / queue_s,
-            },
-            indent=2,
-        )
+    out = write_timestamped(
+        args.out,
+        "bench_queue",
+        {
+            "durations_s": durations,
+            "group_s": group_times,
+            "queue_s": queue_times,
+            "group_ideal_s": lockstep_ideal,
+            "queue_ideal_s": queue_ideal,
+            "speedup": group_s / queue_s,
+        },
     )
     print(f"raw timings: {out}")
 

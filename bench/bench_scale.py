@@ -21,9 +21,7 @@ It prints a table and writes the figures as JSON to bench/results/bench_scale-<t
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -37,6 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from _common import write_timestamped  # noqa: E402
 from reliability.many_hosts import ManyHosts, start_many_hosts  # noqa: E402
 from reliability.probes import watch_rss  # noqa: E402
 
@@ -123,25 +122,23 @@ def main() -> None:
           f"{growth / args.hosts:.2f} MiB per host); ru_maxrss {maxrss:.0f} MiB; "
           f"threads at most {threads} (main, one broker, the RSS sampler)")  # fmt: skip
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / f"bench_scale-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({
-        "benchmark": "bench_scale",
-        "python": sys.version,
-        "machine": platform.platform(),
-        "cpus": os.cpu_count(),
-        "hosts": args.hosts,
-        "put_mib": args.put_mib,
-        "repeats": args.repeats,
-        "sshd_start_s": sshd_start,
-        "median_s": medians,
-        "median_total_s": total,
-        "rss_peak_mib": peak,
-        "rss_growth_max_mib": growth,
-        "ru_maxrss_mib": maxrss,
-        "max_threads": threads,
-        "rounds": rounds,
-    }, indent=2) + "\n")  # fmt: skip
+    out = write_timestamped(
+        args.out,
+        "bench_scale",
+        {
+            "hosts": args.hosts,
+            "put_mib": args.put_mib,
+            "repeats": args.repeats,
+            "sshd_start_s": sshd_start,
+            "median_s": medians,
+            "median_total_s": total,
+            "rss_peak_mib": peak,
+            "rss_growth_max_mib": growth,
+            "ru_maxrss_mib": maxrss,
+            "max_threads": threads,
+            "rounds": rounds,
+        },
+    )
     print(f"figures: {out}")
 
 
