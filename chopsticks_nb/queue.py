@@ -67,8 +67,6 @@ Target = Union[BaseTunnel, Group]
 #: A callback given to :meth:`AsyncResult.with_callback`: it receives the value.
 ResultCallback = Callable[[Any], None]
 
-_IDLE = object()  # run-loop event: every task of the run has finished
-
 #: The run loop's events: a queue.SimpleQueue (run) or an asyncio.Queue (run_async).
 _Events = Union["queue_module.SimpleQueue[object]", "asyncio.Queue[object]"]
 
@@ -199,11 +197,16 @@ class _Lane:
 
 
 class _Run:
-    """One :meth:`Queue.run`: how to wake its loop, and how many of its tasks are unfinished."""
+    """One :meth:`Queue.run`: how to wake its loop, and how many of its tasks are unfinished.
+
+    The loop's events are completed results (:class:`AsyncResult`) and idle marks: ``int``, the
+    number of times ``active`` has come down to 0, so the loop can tell the latest one.
+    """
 
     def __init__(self, notify: Callable[[object], None], active: int) -> None:
         self._notify = notify
         self.active = active
+        self.idles = 0
         self.stopping = False
         self.ended = False
 
@@ -419,8 +422,10 @@ class Queue:
         if isinstance(event, AsyncResult):
             event._fire()
             return False
-        with self._lock:  # an _IDLE may be stale: a callback can have queued more work
-            return run.active == 0
+        # An idle mark is stale if a callback has queued more work since: that work's results,
+        # and a newer mark, are then still to come (or already queued behind this one).
+        with self._lock:
+            return run.active == 0 and event == run.idles
 
     def _end(self, run: _Run) -> None:
         with self._lock:
@@ -485,8 +490,11 @@ class Queue:
         with self._lock:  # after the notify: the loop must see the result before it sees idle
             run.active -= 1
             idle = run.active == 0
+            if idle:
+                run.idles += 1
+                mark = run.idles
         if idle:
-            run.notify(_IDLE)
+            run.notify(mark)
 
     def _stop_for_timeout(self, run: _Run, timeout: float | None) -> None:
         self._stop(

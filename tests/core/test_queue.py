@@ -272,6 +272,25 @@ def test_an_exception_in_a_callback_cancels_the_run(
     assert again.value == pair["b"].remote_info["pid"]
 
 
+@BOTH_RUNS
+def test_callbacks_of_work_that_a_callback_queued_and_that_ended_at_once_run(
+    drive: Callable[..., None],
+) -> None:
+    # The follow-up fails at once (its host is known unreachable) inside the callback, before
+    # the loop reads the idle mark the first task left: that mark must not end the run.
+    down = Local("down", python3="/nonexistent/python3")
+    queue = Queue()
+    called: list[Any] = []
+
+    def follow_up(value: Any) -> None:
+        queue.call(down, os.getpid).with_callback(called.append)
+
+    with contextlib.closing(down):
+        queue.call(down, os.getpid).with_callback(follow_up)
+        drive(queue)
+    assert len(called) == 1 and isinstance(called[0].exception, ConnectError)
+
+
 def test_keyboard_interrupt_cancels_the_queue(pair: Group) -> None:
     pids = {t.host: t.call(os.getpid) for t in pair}
     queue = Queue()
