@@ -13,7 +13,6 @@ with SIGINT; a reader thread serves imports, files and cancels meanwhile.
 import io
 import os
 import select
-import signal
 import struct
 import sys
 import threading
@@ -29,6 +28,10 @@ try:
     from _queue import SimpleQueue as _CallQueue
 except ImportError:  # Python 3.6
     from queue import Queue as _CallQueue
+try:  # the C half of signal: signal.py wraps its constants in IntEnums, and enum costs ~4 ms
+    import _signal as signal
+except ImportError:  # pragma: no cover - CPython has had _signal since 3.5
+    import signal
 
 PROTOCOL_VERSION = 1
 
@@ -42,8 +45,10 @@ MAGIC = b"\x00chopsticks_nb\x01"
 #: Depth of tunnelling of this process: 0 on a controller, 1 in an agent it started, ...
 DEPTH = 0
 
-#: Source of this module, set by the stage-1 bootstrap on a remote (no file there).
-SOURCE = None
+#: Source of this module on a remote (no file there): the stage-1 bootstrap sets SOURCE_ZLIB,
+#: the compressed source as received, and SOURCE is decompressed from it when first needed.
+SOURCE = None  # type: bytes | None
+SOURCE_ZLIB = None  # type: bytes | None
 
 PICKLE_PROTOCOL = 4  # the highest every supported remote (3.6+) reads
 CHUNK_SIZE = 512 * 1024  # file data (and output) per frame

@@ -133,3 +133,22 @@ def import_missing_as_reader_thread():
     finally:
         finder.agent.reader = saved
     return "asked" if finder.agent.next_request != before else "did not ask"
+
+
+def agent_module_state():
+    """What stage 1 left in the agent's module: a MARKER from a test's code, the source kept."""
+    agent = sys.modules["chopsticks_nb._agent"]
+    return {
+        "marker": getattr(agent, "MARKER", None),
+        "source": agent.SOURCE is not None,
+        "source_zlib": agent.SOURCE_ZLIB is not None,
+        "argv": list(sys.argv),
+    }
+
+
+def nested_agent_module_state():
+    """agent_module_state of an agent started by this one."""
+    from chopsticks_nb.tunnel import Local
+
+    with Local("nested") as tunnel:
+        return tunnel.call(agent_module_state)
