@@ -3,12 +3,19 @@
 The far side runs ``python3 -c STAGE1``; STAGE1 reads exactly the compressed agent source from
 stdin, whatever the fragmentation, and serves. It is valid Python 2 so that an old interpreter
 answers with a readable refusal instead of a syntax error.
+
+When the far side is this very interpreter (a ``Local`` tunnel), compiling the agent there again
+is wasted work (the largest part of an agent's start): the tunnel adds :func:`agent_code_arg`
+after STAGE1, the agent's code object compiled here, which STAGE1 loads instead if its bytecode
+magic number equals ours, and otherwise ignores (it compiles the source, as everywhere else).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import inspect
+import marshal
 import zlib
 
 from . import _agent
@@ -17,22 +24,37 @@ from . import _agent
 EXIT_TOO_OLD = 86
 EXIT_EOF = 87
 
+#: The agent's file name in remote tracebacks.
+AGENT_FILENAME = "chopsticks_nb/_agent.py"
+
+#: Longest code argument: Linux refuses a single argument of 128 KiB (MAX_ARG_STRLEN) or more.
+MAX_CODE_ARG = 120 * 1024
+
+# The source stays compressed on the far side (SOURCE_ZLIB) unless it is compiled there: only a
+# tunnel started from the agent needs it (agent_source below).
 _STAGE1 = """\
 import sys
 if sys.version_info<(3,6):sys.stderr.write("chopsticks_nb: the agent needs Python 3.6 or newer, \
 this is Python %%d.%%d\\n"%%sys.version_info[:2]);sys.exit(%(too_old)d)
-import os,types,zlib
+import os,zlib
 n=%(length)d;b=bytearray()
 while len(b)<n:
  c=os.read(0,n-len(b))
  if not c:sys.exit(%(eof)d)
  b+=c
-s=zlib.decompress(bytes(b));m=types.ModuleType("chopsticks_nb._agent");sys.modules[m.__name__]=m
-exec(compile(s,"chopsticks_nb/_agent.py","exec"),m.__dict__);m.SOURCE=s;m.serve()"""
+b=bytes(b);m=type(sys)("chopsticks_nb._agent");sys.modules[m.__name__]=m;c=None
+if len(sys.argv)>1:
+ if getattr(sys.modules.get("_frozen_importlib_external"),"MAGIC_NUMBER",0)==bytes.fromhex("\
+%(magic)s"):import marshal;c=marshal.loads(zlib.decompress(bytes.fromhex(sys.argv[1])))
+ del sys.argv[1:]
+if c is None:c=compile(zlib.decompress(b),"%(filename)s","exec")
+exec(c,m.__dict__);m.SOURCE_ZLIB=b;m.serve()"""
 
 
 def agent_source() -> bytes:
     """The agent's source: from its file here, or as received when this process is an agent."""
+    if _agent.SOURCE is None and _agent.SOURCE_ZLIB is not None:
+        _agent.SOURCE = zlib.decompress(_agent.SOURCE_ZLIB)
     source = _agent.SOURCE
     if source is None:
         source = inspect.getsource(_agent).encode("utf-8")
@@ -41,12 +63,35 @@ def agent_source() -> bytes:
 
 @functools.lru_cache(maxsize=1)
 def _compressed_agent() -> bytes:
+    if _agent.SOURCE_ZLIB is not None:
+        return _agent.SOURCE_ZLIB  # this process is an agent: pass on what it received
     return zlib.compress(agent_source(), 9)
 
 
 def stage1() -> str:
     """The ``-c`` program that loads the agent."""
-    return _STAGE1 % {"length": len(_compressed_agent()), "too_old": EXIT_TOO_OLD, "eof": EXIT_EOF}
+    return _STAGE1 % {
+        "length": len(_compressed_agent()),
+        "too_old": EXIT_TOO_OLD,
+        "eof": EXIT_EOF,
+        "magic": importlib.util.MAGIC_NUMBER.hex(),
+        "filename": AGENT_FILENAME,
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def agent_code_arg() -> str | None:
+    """The agent compiled by this interpreter, for a far side that runs this same interpreter:
+    the argument after STAGE1, or None if it would be too long for a command line."""
+    return code_arg(agent_source())
+
+
+def code_arg(source: bytes) -> str | None:
+    """``source`` compiled here, as STAGE1 reads it: hex (no NUL byte, and no module to import
+    there to decode it) of the compressed marshal of the code object."""
+    code = compile(source, AGENT_FILENAME, "exec", dont_inherit=True)
+    text = zlib.compress(marshal.dumps(code)).hex()
+    return text if len(text) <= MAX_CODE_ARG else None
 
 
 def first_bytes(config: dict[str, object]) -> bytes:

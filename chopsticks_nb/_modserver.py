@@ -6,6 +6,9 @@ not-yet-sent pure-Python modules it imports, so a package arrives in about one r
 Resource reads (``pkgutil.get_data``) are answered only for files inside the directory of a
 package already served on this connection, after resolving links. The standard library is never
 served: a remote's own standard library is the one that matches its Python.
+
+What it finds is kept once per process (:data:`RECORDS`), for every connection: a group whose
+hosts import one package reads and scans each file once, and an edited file is read again.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.machinery import ModuleSpec
+from typing import Any
 
 from . import _agent
 
@@ -35,7 +39,12 @@ class ModuleRecord:
     is_pkg: bool
     path: tuple[str, ...]  # a package's directories
     source: bytes | None  # None for a namespace package
-    imports: frozenset[str]
+    imports: frozenset[str]  # what its import runs: not imports inside functions
+    #: What a file's record was read from, (origin, st_mtime_ns, st_size): valid while the file
+    #: stats the same. None for a record not read from a file here (it never goes stale).
+    stamp: tuple[str, int, int] | None = None
+    #: A regular package's directories with links resolved: what it opens to resource reads.
+    real_path: tuple[str, ...] = ()
 
     def as_message(self) -> dict[str, object]:
         return {
@@ -60,8 +69,9 @@ class ModuleServer:
     def modules(self, name: object) -> list[dict[str, object]]:
         """Records for ``name`` and the modules it imports that were not sent yet; [] if none."""
         self.requests += 1
+        specs: dict[str, ModuleSpec | None] = {}  # one lookup of a package for all its modules
         try:
-            record = self._record(name)
+            record = self._record(name, specs)
         except (OSError, ValueError):  # a file that vanished or cannot be read: not found
             record = None
         if record is None:
@@ -76,7 +86,7 @@ class ModuleServer:
                 continue
             seen.add(dep_name)
             try:
-                dep = self._record(dep_name)
+                dep = self._record(dep_name, specs)
             except (OSError, ValueError):
                 continue
             if dep is not None:
@@ -90,7 +100,7 @@ class ModuleServer:
             # directory is on sys.path: ~/Documents would be one), so opening those would let
             # a remote read almost any file there by naming the directory as a module.
             if sent.is_pkg and sent.source is not None:
-                self.package_dirs.update(os.path.realpath(p) for p in sent.path)
+                self.package_dirs.update(sent.real_path)
         return [r.as_message() for r in bundle]
 
     def data(self, path: object) -> bytes | None:
@@ -111,14 +121,14 @@ class ModuleServer:
             # agent waiting for a reply for ever.
             return None
 
-    def _record(self, name: object) -> ModuleRecord | None:
+    def _record(self, name: object, specs: dict[str, ModuleSpec | None]) -> ModuleRecord | None:
         if not _is_module_name(name):
             return None
         assert isinstance(name, str)
         top = name.partition(".")[0]
         if top in self.deny or (self.allow is not None and top not in self.allow):
             return None
-        return find_record(name)
+        return RECORDS.get(name, specs)
 
 
 def _is_module_name(name: object) -> bool:
@@ -147,15 +157,110 @@ def _is_stdlib(origin: str) -> bool:
     return any(_is_within(real, d) for d in _stdlib_dirs())
 
 
-def find_spec_without_import(name: str) -> ModuleSpec | None:
-    """What ``importlib.util.find_spec`` finds, without importing the parent packages here."""
+class RecordCache:
+    """Module records by name, and files' contents and imports by (path, mtime, size): what the
+    module server finds, kept once per process for every connection.
+
+    A record is reused while the import system looks the same (``sys.path``, meta path finders,
+    path hooks) and its file stats the same: an edited module is read again. A name served from
+    a file keeps that file while the import system looks the same, as an imported module keeps
+    it in ``sys.modules``; so does a name found in the standard library or compiled (never
+    served). A name not found at all is looked for again on every request: the module may be
+    written in the meantime.
+    """
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.limit = limit
+        self._records: dict[str, tuple[tuple[object, ...], ModuleRecord | None]] = {}
+        self._files: dict[tuple[str, int, int, str, bool], tuple[bytes, frozenset[str]]] = {}
+        self.lookups = 0  # names looked up in the import system (not answered from the cache)
+        self.scans = 0  # files read and parsed
+
+    def get(self, name: str, specs: dict[str, ModuleSpec | None]) -> ModuleRecord | None:
+        """The servable record of ``name`` (see :func:`find_record`); ``specs`` as there."""
+        state = _import_state()
+        entry = self._records.get(name)
+        if entry is not None and entry[0] == state and _still_valid(entry[1]):
+            return entry[1]
+        record, lasting = _lookup(name, specs)
+        self.lookups += 1
+        if lasting:
+            _bounded(self._records, self.limit)[name] = (state, record)
+        else:
+            self._records.pop(name, None)
+        return record
+
+    def scan(
+        self, origin: str, stat: os.stat_result, name: str, is_pkg: bool
+    ) -> tuple[bytes, frozenset[str]]:
+        """The source of the module file ``origin`` and the modules importing it may import."""
+        key = (origin, stat.st_mtime_ns, stat.st_size, name, is_pkg)
+        found = self._files.get(key)
+        if found is None:
+            with open(origin, "rb") as f:
+                source = f.read()
+            found = source, frozenset(_imported_names(source, name, is_pkg))
+            self.scans += 1
+            _bounded(self._files, self.limit)[key] = found
+        return found
+
+    def clear(self) -> None:
+        self._records.clear()
+        self._files.clear()
+
+
+def _bounded(entries: dict[Any, Any], limit: int) -> dict[Any, Any]:
+    if len(entries) >= limit:
+        entries.clear()  # rare: thousands of modules; starting afresh keeps this simple
+    return entries
+
+
+def _import_state() -> tuple[object, ...]:
+    return (
+        tuple(sys.path),
+        tuple(map(id, sys.meta_path)),
+        tuple(map(id, sys.path_hooks)),
+    )
+
+
+def _still_valid(record: ModuleRecord | None) -> bool:
+    if record is None or record.stamp is None:
+        return True
+    origin, mtime_ns, size = record.stamp
+    try:
+        stat = os.stat(origin)
+    except (OSError, ValueError):
+        return False
+    return stat.st_mtime_ns == mtime_ns and stat.st_size == size
+
+
+#: The records of this process, shared by every ModuleServer.
+RECORDS = RecordCache()
+
+
+def find_spec_without_import(
+    name: str, specs: dict[str, ModuleSpec | None] | None = None
+) -> ModuleSpec | None:
+    """What ``importlib.util.find_spec`` finds, without importing the parent packages here.
+
+    ``specs`` remembers what was found on the way (a package's spec serves all its modules).
+    """
+    if specs is not None and name in specs:
+        return specs[name]
+    spec = _find_spec(name, specs)
+    if specs is not None:
+        specs[name] = spec
+    return spec
+
+
+def _find_spec(name: str, specs: dict[str, ModuleSpec | None] | None) -> ModuleSpec | None:
     module = sys.modules.get(name)
     if module is not None:
         return getattr(module, "__spec__", None)
     parent, _, _ = name.rpartition(".")
     path = None
     if parent:
-        parent_spec = find_spec_without_import(parent)
+        parent_spec = find_spec_without_import(parent, specs)
         if parent_spec is None or parent_spec.submodule_search_locations is None:
             return None
         path = list(parent_spec.submodule_search_locations)
@@ -172,14 +277,26 @@ def find_spec_without_import(name: str) -> ModuleSpec | None:
     return None
 
 
-def find_record(name: str) -> ModuleRecord | None:
-    """The servable record of ``name``, or None if it is not a pure-Python module here."""
-    spec = find_spec_without_import(name)
+def find_record(
+    name: str, specs: dict[str, ModuleSpec | None] | None = None
+) -> ModuleRecord | None:
+    """The servable record of ``name``, or None if it is not a pure-Python module here.
+
+    ``specs`` (see :func:`find_spec_without_import`) is for looking up many modules at once.
+    """
+    return _lookup(name, specs)[0]
+
+
+def _lookup(
+    name: str, specs: dict[str, ModuleSpec | None] | None
+) -> tuple[ModuleRecord | None, bool]:
+    """find_record's answer, and whether it lasts (see RecordCache) rather than may change."""
+    spec = find_spec_without_import(name, specs)
     if spec is None:
-        return None
+        return None, False
     locations = spec.submodule_search_locations
     if spec.origin in (None, "namespace") and locations is not None:
-        return ModuleRecord(name, None, True, tuple(locations), None, frozenset())
+        return ModuleRecord(name, None, True, tuple(locations), None, frozenset()), False
     origin = spec.origin
     loader: object = spec.loader
     if isinstance(loader, _agent._RemoteModuleLoader):
@@ -189,38 +306,39 @@ def find_record(name: str) -> ModuleRecord | None:
         imports = (
             frozenset(_imported_names(source, name, record["is_pkg"])) if source else frozenset()
         )
-        return ModuleRecord(
-            name, record["origin"], record["is_pkg"], tuple(record["path"]), source, imports
+        path = tuple(record["path"])
+        real_path = _real_dirs(path) if record["is_pkg"] and source else ()
+        forwarded = ModuleRecord(
+            name, record["origin"], record["is_pkg"], path, source, imports, None, real_path
         )
-    if not origin or not origin.endswith(".py") or not os.path.isfile(origin) or _is_stdlib(origin):
-        return None
-    if isinstance(loader, importlib.machinery.ExtensionFileLoader):
-        return None
+        return forwarded, source is not None
+    if not origin or not origin.endswith(".py"):
+        return None, True  # built in, frozen or compiled: never served
+    if not os.path.isfile(origin):
+        return None, False
+    if _is_stdlib(origin) or isinstance(loader, importlib.machinery.ExtensionFileLoader):
+        return None, True
     stat = os.stat(origin)
-    source, imports = _read_source(
-        origin, stat.st_mtime_ns, stat.st_size, name, locations is not None
-    )
+    is_pkg = locations is not None
+    source, imports = RECORDS.scan(origin, stat, name, is_pkg)
     path = tuple(locations) if locations is not None else ()
-    return ModuleRecord(name, origin, locations is not None, path, source, imports)
+    stamp = (origin, stat.st_mtime_ns, stat.st_size)
+    return ModuleRecord(name, origin, is_pkg, path, source, imports, stamp, _real_dirs(path)), True
 
 
-@lru_cache(maxsize=4096)
-def _read_source(
-    origin: str, mtime_ns: int, size: int, name: str, is_pkg: bool
-) -> tuple[bytes, frozenset[str]]:
-    with open(origin, "rb") as f:
-        source = f.read()
-    return source, frozenset(_imported_names(source, name, is_pkg))
+def _real_dirs(paths: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(os.path.realpath(p) for p in paths)
 
 
 def _imported_names(source: bytes, name: str, is_pkg: bool) -> Iterator[str]:
-    """Every module name ``source`` may import, including parents and ``from`` targets."""
+    """Every module name importing ``source`` may import, including parents and ``from``
+    targets. Imports inside functions are left out: they are fetched if the function runs."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
         return
     package = name if is_pkg else name.rpartition(".")[0]
-    for node in ast.walk(tree):
+    for node in _run_at_import(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 yield from _with_parents(alias.name)
@@ -238,6 +356,34 @@ def _imported_names(source: bytes, name: str, is_pkg: bool) -> Iterator[str]:
             for alias in node.names:
                 if alias.name != "*":
                     yield f"{base}.{alias.name}"
+
+
+# Statements and the clauses that hold statements (except handlers, match cases).
+_BLOCKS = (ast.stmt, ast.excepthandler, getattr(ast, "match_case", ast.excepthandler))
+
+
+def _run_at_import(tree: ast.Module) -> Iterator[ast.stmt]:
+    """The import statements that importing the module runs, or may run: those at module
+    level, in its blocks (if, try, with, loops) and class bodies; not those in function bodies,
+    nor under ``if TYPE_CHECKING:``."""
+    pending: list[ast.AST] = [tree]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+            continue
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            pending.extend(node.orelse)
+            continue
+        pending.extend(c for c in ast.iter_child_nodes(node) if isinstance(c, _BLOCKS))
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _with_parents(dotted: str) -> Iterator[str]:

@@ -371,6 +371,16 @@ class Local(SubprocessTunnel):
     def __init__(self, name: str = "localhost", **options: Any) -> None:
         super().__init__(name, **options)
 
+    def python_args(self) -> list[str]:
+        args = super().python_args()
+        # This very interpreter: send the agent compiled (stage 1 checks the bytecode magic).
+        # Not for Sudo: sudo would log the long argument with every command it runs.
+        if self.python3 == sys.executable:
+            code = _bootstrap.agent_code_arg()
+            if code is not None:
+                args.append(code)
+        return args
+
 
 class Sudo(SubprocessTunnel):
     """An agent in a local subprocess run as ``user`` through ``sudo -n`` (never prompts).

@@ -133,3 +133,70 @@ def import_missing_as_reader_thread():
     finally:
         finder.agent.reader = saved
     return "asked" if finder.agent.next_request != before else "did not ask"
+
+
+def agent_module_state():
+    """What stage 1 left in the agent's module: a MARKER from a test's code, the source kept."""
+    agent = sys.modules["chopsticks_nb._agent"]
+    return {
+        "marker": getattr(agent, "MARKER", None),
+        "source": agent.SOURCE is not None,
+        "source_zlib": agent.SOURCE_ZLIB is not None,
+        "argv": list(sys.argv),
+    }
+
+
+def nested_agent_module_state():
+    """agent_module_state of an agent started by this one."""
+    from chopsticks_nb.tunnel import Local
+
+    with Local("nested") as tunnel:
+        return tunnel.call(agent_module_state)
+
+
+def loaded(names):
+    """Which of ``names`` this process has imported."""
+    return sorted(name for name in names if name in sys.modules)
+
+
+def part_file_collisions(directory):
+    """Make the agent's _create_part_file meet a taken name and a dangling link first: it must
+    pass both by and make a new private file. Returns its name, mode and the files it met."""
+    agent = sys.modules["chopsticks_nb._agent"]
+    taken = os.path.join(directory, ".target.%s.part" % ("00" * 6))
+    linked = os.path.join(directory, ".target.%s.part" % ("01" * 6))
+    with open(taken, "w") as f:
+        f.write("keep")
+    os.symlink(os.path.join(directory, "nowhere"), linked)
+    names = [b"\x00" * 6, b"\x01" * 6]
+    real = os.urandom
+    os.urandom = lambda n: names.pop(0) if names else real(n)
+    try:
+        fd, tmp = agent._create_part_file(os.path.join(directory, "target"))
+    finally:
+        os.urandom = real
+    os.close(fd)
+    with open(taken) as f:
+        kept = f.read()
+    return {
+        "name": os.path.basename(tmp),
+        "mode": os.stat(tmp).st_mode & 0o777,
+        "kept": kept,
+        "link_left_dangling": os.path.islink(linked) and not os.path.exists(linked),
+    }
+
+
+def upload_with_wrong_checksum(path, chunks):
+    """Drive the agent's _Upload with ``chunks`` and a wrong SHA-1: the error, and what is left."""
+    agent = sys.modules["chopsticks_nb._agent"]
+    upload = agent._Upload(path, 0o644)
+    for chunk in chunks:
+        upload.write(chunk)
+    try:
+        upload.finish(sum(len(c) for c in chunks), "0" * 40)
+    except OSError as exc:
+        error = str(exc)
+    else:
+        error = None
+    directory = os.path.dirname(path)
+    return {"error": error, "left": sorted(os.listdir(directory))}

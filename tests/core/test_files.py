@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 import time
 from pathlib import Path
 
 import pytest
+import remote_funcs as rf
 
 from chopsticks_nb import errors
+from chopsticks_nb._agent import CHUNK_SIZE
 from chopsticks_nb.tunnel import Local
+from fixtures.pythons import RemotePython
 
 
 def write_random(path: Path, size: int) -> str:
@@ -132,3 +136,42 @@ def test_cancelled_fetch_leaves_no_partial_file(tmp_path: Path) -> None:
         assert future.cancel()
         assert sorted(p.name for p in tmp_path.iterdir()) == ["big"]  # at once, not eventually
         assert tunnel.call(os.getpid) > 0
+
+
+def test_puts_of_every_chunking_arrive_checked(remote_python: RemotePython, tmp_path: Path) -> None:
+    """A file of one chunk is hashed by the agent's own _sha1, a longer one by hashlib from its
+    second chunk on: both sums must be right on every remote Python, at the boundaries too. The
+    small puts import neither tempfile nor hashlib there (each costs milliseconds; a site
+    customisation may have imported them already)."""
+    sizes = [0, 1000, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 3 * CHUNK_SIZE + 5]
+    costly = ["tempfile", "hashlib"]
+    with Local(f"py{remote_python.version}", python3=str(remote_python.path)) as tunnel:
+        loaded_at_start = tunnel.call(rf.loaded, costly)
+        for size in sizes:
+            source = tmp_path / f"source-{size}"
+            sha1 = write_random(source, size)
+            put = tunnel.put(str(source), str(tmp_path / f"remote-{size}"))
+            assert (put["size"], put["sha1sum"]) == (size, sha1)
+            assert (tmp_path / f"remote-{size}").read_bytes() == source.read_bytes()
+            if size == CHUNK_SIZE:
+                assert tunnel.call(rf.loaded, costly) == loaded_at_start
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".part")) == []
+
+
+def test_a_part_file_never_takes_an_existing_name(
+    remote_python: RemotePython, tmp_path: Path
+) -> None:
+    with Local(f"py{remote_python.version}", python3=str(remote_python.path)) as tunnel:
+        made = tunnel.call(rf.part_file_collisions, str(tmp_path))
+    taken = {".target.%s.part" % (byte * 6) for byte in ("00", "01")}
+    name = made.pop("name")
+    assert re.fullmatch(r"\.target\.[0-9a-f]{12}\.part", name) and name not in taken
+    assert made == {"mode": 0o600, "kept": "keep", "link_left_dangling": True}
+
+
+@pytest.mark.parametrize("chunks", [1, 3])
+def test_a_wrong_checksum_leaves_no_file(tmp_path: Path, chunks: int) -> None:
+    target = tmp_path / "target"
+    with Local("sums") as tunnel:
+        outcome = tunnel.call(rf.upload_with_wrong_checksum, str(target), [b"x" * 1000] * chunks)
+    assert "checksum mismatch" in outcome["error"] and outcome["left"] == []

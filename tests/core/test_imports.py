@@ -11,7 +11,8 @@ import pytest
 import remote_funcs as rf
 
 from chopsticks_nb import errors
-from chopsticks_nb._modserver import ModuleServer
+from chopsticks_nb._modserver import RECORDS, ModuleServer
+from chopsticks_nb.group import Group
 from chopsticks_nb.tunnel import Local
 
 
@@ -128,3 +129,69 @@ def test_missing_module_is_a_clean_remote_import_error() -> None:
     with Local("missing") as tunnel, pytest.raises(errors.RemoteException) as info:
         tunnel.call(rf.import_and_sum, "no_such_module_anywhere")
     assert info.value.remote_type == "ModuleNotFoundError"
+
+
+def test_imports_inside_functions_are_fetched_when_they_run(served: Path) -> None:
+    (served / "lazy_top.py").write_text("VALUE = 1\n")
+    (served / "lazy_inner.py").write_text("VALUE = 2\n")
+    (served / "lazy_user.py").write_text(
+        "import lazy_top\n\ndef total():\n    import lazy_inner\n"
+        "    return lazy_top.VALUE + lazy_inner.VALUE\n"
+    )
+    with Local("lazy") as tunnel:
+        tunnel.call(rf.module_file, "lazy_user")
+        assert tunnel._conn is not None
+        server = tunnel._conn.modserver
+        assert {"lazy_user", "lazy_top"} <= server.sent and "lazy_inner" not in server.sent
+        requests = server.requests
+        assert tunnel.call(rf.import_and_sum, "lazy_user") == 3
+        assert "lazy_inner" in server.sent and server.requests == requests + 1
+
+
+def test_only_imports_that_importing_runs_are_sent_along(served: Path) -> None:
+    names = {n: served / f"{n}.py" for n in ["scanned", "a", "b", "c", "d", "e", "f", "g"]}
+    for path in names.values():
+        path.write_text("X = 1\n")
+    names["scanned"].write_text(
+        "import a\n"
+        "try:\n    import b\nexcept ImportError:\n    b = None\n"
+        "class K:\n    import c\n"
+        "if a.X:\n    from d import X\n"
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    import e\nelse:\n    import f\n"
+        "def later():\n    import g\n"
+        "async def later_too():\n    import g\n"
+    )
+    sent = {r["name"] for r in ModuleServer().modules("scanned")}
+    assert sent == {"scanned", "a", "b", "c", "d", "f"}
+
+
+def test_an_edited_module_is_read_again(served: Path) -> None:
+    module = served / "edited.py"
+    module.write_text("def total():\n    return 1\n")
+    with Local("before") as tunnel:
+        assert tunnel.call(rf.import_and_sum, "edited") == 1
+    module.write_text("def total():\n    return 2\n")  # the same size: the time tells
+    stat = module.stat()
+    os.utime(module, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    with Local("after") as tunnel:
+        assert tunnel.call(rf.import_and_sum, "edited") == 2
+
+
+def test_a_module_written_after_a_failed_import_is_found(served: Path) -> None:
+    with Local("early") as tunnel, pytest.raises(errors.RemoteException):
+        tunnel.call(rf.import_and_sum, "written_later")
+    (served / "written_later.py").write_text("def total():\n    return 5\n")
+    with Local("late") as tunnel:
+        assert tunnel.call(rf.import_and_sum, "written_later") == 5
+
+
+def test_a_group_looks_up_and_scans_each_module_once(served: Path) -> None:
+    make_package(served, "genpkg", 10)  # 12 modules: __init__, helper, mod0..mod9
+    with Local("warm") as tunnel:
+        tunnel.call(rf.getpid)  # remote_funcs is served and known from now on
+    lookups, scans = RECORDS.lookups, RECORDS.scans
+    with Group([Local(f"g{i}") for i in range(4)]) as group:
+        assert set(group.call(rf.import_and_sum, "genpkg").values()) == {sum(range(10))}
+        assert all(t._conn is not None and len(t._conn.modserver.sent) >= 13 for t in group)
+    assert (RECORDS.lookups - lookups, RECORDS.scans - scans) == (12, 12)

@@ -1,0 +1,73 @@
+"""Stage 1: a Local tunnel sends the agent compiled; any other far side compiles its source."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import remote_funcs as rf
+
+from chopsticks_nb import _bootstrap
+from chopsticks_nb.tunnel import Local, SubprocessTunnel
+from fixtures.pythons import RemotePython
+
+MARKED_SOURCE = _bootstrap.agent_source() + b"\nMARKER = 'compiled by the controller'\n"
+
+
+class MarkedLocal(Local):
+    """Sends a code argument compiled here from the agent's source plus a MARKER, whatever
+    interpreter the far side runs: MARKER shows whether stage 1 loaded it."""
+
+    def python_args(self) -> list[str]:
+        code = _bootstrap.code_arg(MARKED_SOURCE)
+        assert code is not None
+        return [*SubprocessTunnel.python_args(self), code]
+
+
+def test_a_local_tunnel_of_this_interpreter_sends_the_compiled_agent() -> None:
+    assert Local("same").cmd_args() == [
+        sys.executable, "-c", _bootstrap.stage1(), _bootstrap.agent_code_arg()
+    ]  # fmt: skip
+    with MarkedLocal("marked") as tunnel:
+        state = tunnel.call(rf.agent_module_state)
+    assert state["marker"] == "compiled by the controller"
+    assert state["argv"] == ["-c"]  # user code does not see the code argument
+
+
+def test_another_interpreter_gets_the_source_only(remote_python: RemotePython) -> None:
+    tunnel = Local("other", python3=str(remote_python.path))
+    assert tunnel.cmd_args() == [str(remote_python.path), "-c", _bootstrap.stage1()]
+
+
+def test_stage1_loads_compiled_code_only_from_its_own_python_version(
+    remote_python: RemotePython,
+) -> None:
+    """A code argument made by another Python version is ignored (the source is compiled):
+    bytecode of another version may crash an interpreter. The same version loads it."""
+    magic = subprocess.run(
+        [remote_python.path, "-c", "import importlib.util as u; print(u.MAGIC_NUMBER.hex())"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    import importlib.util
+
+    same = magic == importlib.util.MAGIC_NUMBER.hex()
+    with MarkedLocal(f"py{remote_python.version}", python3=str(remote_python.path)) as tunnel:
+        state = tunnel.call(rf.agent_module_state)
+        assert tunnel.call(rf.version)[:2] == tuple(map(int, remote_python.version.split(".")))
+    assert state["marker"] == ("compiled by the controller" if same else None)
+    assert state["argv"] == ["-c"]
+
+
+def test_the_agent_keeps_its_source_compressed_until_a_nested_tunnel_needs_it() -> None:
+    with Local("top") as tunnel:
+        before = tunnel.call(rf.agent_module_state)
+        nested = tunnel.call(rf.nested_agent_module_state)
+        after = tunnel.call(rf.agent_module_state)
+    assert (before["source"], before["source_zlib"]) == (False, True)
+    assert nested["source_zlib"] and after["source"]
+
+
+def test_a_code_argument_too_long_for_a_command_line_is_not_sent() -> None:
+    incompressible = b"X = %r\n" % os.urandom(_bootstrap.MAX_CODE_ARG)
+    assert _bootstrap.code_arg(incompressible) is None
