@@ -11,15 +11,54 @@ import heapq
 import itertools
 import logging
 import os
-import selectors
+import select
 import threading
 import time
 from collections import deque
-from typing import Callable
+from typing import Any, Callable
 
 log = logging.getLogger("chopsticks_nb")
 
 Callback = Callable[[], None]
+
+READABLE = select.POLLIN
+WRITABLE = select.POLLOUT
+
+
+class _Poller:
+    """Which fds to wait for, and each one's callback: epoll where there is one, else poll().
+
+    Any thread may change it (a caller that reads its own answer takes its fd out and puts it
+    back, one syscall each). epoll sees a change made while the broker waits in it; poll() only
+    on its next call, so ``sees_changes_at_once`` tells the caller to wake the broker.
+    """
+
+    def __init__(self) -> None:
+        self._epoll = getattr(select, "epoll", None)
+        self._backend: Any = self._epoll() if self._epoll else select.poll()
+        self.sees_changes_at_once = self._epoll is not None
+        self.callbacks: dict[int, Callback | None] = {}
+
+    def set(self, fd: int, events: int, callback: Callback | None) -> None:
+        if fd in self.callbacks:
+            self._backend.modify(fd, events)
+        else:
+            self._backend.register(fd, events)
+        self.callbacks[fd] = callback
+
+    def remove(self, fd: int) -> None:
+        if self.callbacks.pop(fd, 0) != 0:
+            with contextlib.suppress(KeyError, OSError):  # closed: the kernel dropped it
+                self._backend.unregister(fd)
+
+    def wait(self, timeout: float | None) -> list[tuple[int, int]]:
+        if self._epoll is not None:
+            return self._backend.poll(-1 if timeout is None else timeout)  # type: ignore[no-any-return]
+        return self._backend.poll(None if timeout is None else timeout * 1000)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        if self._epoll is not None:
+            self._backend.close()
 
 
 class TimerHandle:
@@ -37,7 +76,7 @@ class TimerHandle:
 
 
 class Broker:
-    """A selector loop on a thread of its own; every method but the ``call_*`` ones is for it."""
+    """A poll loop on a thread of its own, serving callbacks for fds and timers."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -45,7 +84,7 @@ class Broker:
         self._timers: list[tuple[float, int, TimerHandle]] = []
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
-        self._selector: selectors.BaseSelector | None = None
+        self._poller: _Poller | None = None
         self._wake_r = self._wake_w = -1
         self._woken = False
 
@@ -92,40 +131,49 @@ class Broker:
             os.write(self._wake_w, b"\0")
 
     def _start_locked(self) -> None:
-        self._selector = selectors.DefaultSelector()
+        self._poller = _Poller()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._poller.set(self._wake_r, READABLE, None)
         self._woken = False
         self._thread = threading.Thread(target=self._run, name="chopsticks-broker", daemon=True)
         self._thread.start()
 
-    # -- broker thread only ----------------------------------------------------------------------
-
     def watch(self, fd: int, writable: bool, callback: Callback) -> None:
-        """Call ``callback`` whenever ``fd`` is readable (or writable)."""
-        assert self._selector is not None
-        events = selectors.EVENT_WRITE if writable else selectors.EVENT_READ
-        try:
-            self._selector.modify(fd, events, callback)
-        except KeyError:
-            self._selector.register(fd, events, callback)
+        """Call ``callback`` on the broker thread whenever ``fd`` is readable (or writable).
+
+        Any thread may call it, and :meth:`unwatch`: a caller that reads its own answer takes
+        its pipe from the broker and gives it back.
+        """
+        with self._lock:
+            if self._poller is None:
+                self._start_locked()
+            assert self._poller is not None
+            self._poller.set(fd, WRITABLE if writable else READABLE, callback)
+            if not self._poller.sees_changes_at_once:
+                self._wake_locked()
 
     def unwatch(self, fd: int) -> None:
-        if self._selector is not None:
-            with contextlib.suppress(KeyError, ValueError):
-                self._selector.unregister(fd)
+        """Stop watching ``fd``. A callback for it that a wait had already returned may still
+        run: callbacks check that their fd is still theirs."""
+        with self._lock:
+            if self._poller is not None:
+                self._poller.remove(fd)
+
+    # -- broker thread only ----------------------------------------------------------------------
 
     def _run(self) -> None:
-        selector = self._selector
-        assert selector is not None
+        poller = self._poller
+        assert poller is not None
+        callbacks = poller.callbacks
         while True:
-            for key, _ in selector.select(self._next_timeout()):
-                if key.data is None:
+            for fd, _ in poller.wait(self._next_timeout()):
+                callback = callbacks.get(fd)
+                if callback is not None:
+                    self._guarded(callback)
+                elif fd == self._wake_r:
                     self._drain_wake_pipe()
-                else:
-                    self._guarded(key.data)
             with self._lock:
                 self._woken = False
                 batch = list(self._pending)
@@ -162,18 +210,21 @@ class Broker:
                 self._guarded(handle.callback)
 
     def _stop_if_idle(self) -> bool:
-        assert self._selector is not None
-        if len(self._selector.get_map()) > 1:  # the cheap test first: this runs every turn
+        assert self._poller is not None
+        if len(self._poller.callbacks) > 1:  # the cheap test first: this runs every turn
             return False
         with self._lock:
+            # Again under the lock: another thread may have given a pipe back meanwhile.
+            if len(self._poller.callbacks) > 1:
+                return False
             self._timers = [t for t in self._timers if not t[2].cancelled]
             heapq.heapify(self._timers)
             if self._pending or self._timers:
                 return False
-            self._selector.close()
+            self._poller.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
-            self._selector = None
+            self._poller = None
             self._thread = None
             return True
 
@@ -190,7 +241,7 @@ class Broker:
         self._pending.clear()
         self._timers = []
         self._thread = None
-        self._selector = None
+        self._poller = None
 
 
 BROKER = Broker()

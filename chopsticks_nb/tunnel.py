@@ -230,7 +230,8 @@ class BaseTunnel:
         The value comes back through a closed codec (None, bool, int, float, str, bytes, list,
         tuple, dict, set, frozenset). A remote exception raises RemoteException.
         """
-        return self.submit(callable, *args, **kwargs).result(self.call_timeout)
+        payload = dumps_call(callable, args, kwargs, self.host, lambda: self.remote_info)
+        return self._wait(lambda conn: conn.call(payload))
 
     def submit(self, callable: Callable[..., Any], *args: Any, **kwargs: Any) -> RemoteFuture:
         """Like :meth:`call`, but return at once a future (``.result(timeout)``, ``.cancel()``)."""
@@ -255,7 +256,14 @@ class BaseTunnel:
         value of the last line if it is an expression, like a notebook cell. The namespace
         lasts as long as the connection.
         """
-        return self.submit_exec(code, names).result(self.call_timeout)
+        payload = dumps_call(
+            _agent.run_cell,
+            (code, "<remote-cell>", names or {}),
+            {},
+            self.host,
+            lambda: self.remote_info,
+        )
+        return self._wait(lambda conn: conn.call(payload))
 
     def submit_exec(
         self,
@@ -271,6 +279,16 @@ class BaseTunnel:
     async def call_async(self, callable: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``await tunnel.call_async(f, ...)``: the asyncio face of :meth:`call`."""
         return await asyncio.wrap_future(self.submit(callable, *args, **kwargs))
+
+    def _wait(self, operation: Callable[[Connection], RemoteFuture]) -> Any:
+        """Start ``operation`` and wait for its result, reading the answer on this thread."""
+        conn = self._connection()
+        claimed = conn.claim_reader()
+        try:
+            return operation(conn).result(self.call_timeout)
+        finally:
+            if claimed:
+                conn.release_reader()
 
     def _start(self, operation: Callable[[Connection], RemoteFuture]) -> RemoteFuture:
         try:
@@ -291,8 +309,8 @@ class BaseTunnel:
         ``local_path``, ``remote_path``, ``size`` and ``sha1sum``. The remote file appears whole
         or not at all.
         """
-        result: dict[str, Any] = self.submit_put(local_path, remote_path, mode).result(
-            self.call_timeout
+        result: dict[str, Any] = self._wait(
+            lambda conn: _transfer.start_put(conn, os.fspath(local_path), remote_path, mode)
         )
         return result
 
@@ -308,8 +326,9 @@ class BaseTunnel:
 
         Returns a dict with ``local_path``, ``remote_path``, ``size`` and ``sha1sum``.
         """
-        result: dict[str, Any] = self.submit_fetch(remote_path, local_path).result(
-            self.call_timeout
+        local = None if local_path is None else os.fspath(local_path)
+        result: dict[str, Any] = self._wait(
+            lambda conn: _transfer.start_fetch(conn, remote_path, local)
         )
         return result
 

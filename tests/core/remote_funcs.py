@@ -200,3 +200,23 @@ def upload_with_wrong_checksum(path, chunks):
         error = None
     directory = os.path.dirname(path)
     return {"error": error, "left": sorted(os.listdir(directory))}
+
+
+def print_for(seconds):
+    """Print numbered lines as fast as the pipe takes them, for ``seconds``."""
+    end = time.time() + seconds
+    count = 0
+    while time.time() < end:
+        print(f"line {count}")
+        count += 1
+    return count
+
+
+def print_later(delay, text):
+    """Print ``text`` from a thread of the agent ``delay`` seconds after returning."""
+    import threading
+
+    timer = threading.Timer(delay, print, (text,))
+    timer.daemon = True
+    timer.start()
+    return True

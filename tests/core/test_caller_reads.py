@@ -1,0 +1,86 @@
+"""A thread waiting in ``call()`` reads its own answer from the agent's pipe (no broker hop),
+then gives the pipe back to the broker: every frame still arrives exactly once, whoever reads."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+
+import pytest
+import remote_funcs
+
+from chopsticks_nb.errors import CallTimeout
+from chopsticks_nb.tunnel import Local
+from fixtures.interrupts import sigint_after
+
+
+class ThreadNames:
+    """An output handler that notes which thread delivered each piece of output."""
+
+    def __init__(self) -> None:
+        self.threads: list[str] = []
+        self.text = ""
+
+    def __call__(self, stream: str, text: str) -> None:
+        self.threads.append(threading.current_thread().name)
+        self.text += text
+
+
+def test_a_sync_call_handles_its_frames_on_the_calling_thread() -> None:
+    names = ThreadNames()
+    with Local("reader", output=names) as tunnel:
+        assert tunnel.call(remote_funcs.noisy, 3) == 3
+        assert set(names.threads) == {threading.current_thread().name}
+
+        names.threads.clear()
+        future = tunnel.submit(remote_funcs.noisy, 3)
+        concurrent.futures.wait([future], timeout=10)  # nobody waits in result(): the broker reads
+        assert future.result() == 3
+        assert set(names.threads) == {"chopsticks-broker"}
+
+
+def test_the_broker_reads_again_between_calls() -> None:
+    names = ThreadNames()
+    with Local("between", output=names) as tunnel:
+        assert tunnel.call(remote_funcs.print_later, 0.3, "late hello") is True
+        deadline = time.monotonic() + 10
+        while "late hello" not in names.text and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "late hello" in names.text
+        assert names.threads[-1] == "chopsticks-broker"
+
+
+def test_threads_calling_one_tunnel_at_once_each_get_their_own_answer() -> None:
+    with Local("shared") as tunnel:
+
+        def caller(worker: int) -> list[object]:
+            return [tunnel.call(remote_funcs.echo, worker, i) for i in range(150)]
+
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            results = list(pool.map(caller, range(6)))
+        for worker, answers in enumerate(results):
+            assert answers == [[[worker, i], {}] for i in range(150)]
+
+
+def test_a_timeout_gives_the_pipe_back_to_the_broker() -> None:
+    with Local("timeout", call_timeout=0.3) as tunnel:
+        with pytest.raises(CallTimeout):
+            tunnel.call(remote_funcs.sleep, 30)
+        future = tunnel.submit(remote_funcs.echo, "after")
+        done, _ = concurrent.futures.wait([future], timeout=10)
+        assert done and future.result() == [["after"], {}]
+        assert tunnel.call(len, "abc") == 3
+
+
+@pytest.mark.parametrize("delay", [0.15, 0.3, 0.45])
+def test_ctrl_c_while_frames_stream_in_loses_none(delay: float) -> None:
+    # Output floods the pipe the main thread reads, so the interrupt lands while it handles
+    # frames; another thread's call on the same tunnel must still get its answer, and the
+    # connection must stay in step.
+    with Local("interrupted") as tunnel:
+        other = tunnel.submit(remote_funcs.sleep_then_report, 1.0)
+        with sigint_after(delay), pytest.raises(KeyboardInterrupt):
+            tunnel.call(remote_funcs.print_for, 5)
+        assert other.result(timeout=10) == "slept"
+        assert tunnel.call(len, "abcd") == 4
