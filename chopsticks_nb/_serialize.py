@@ -16,7 +16,6 @@ from __future__ import annotations
 import ast
 import builtins
 import importlib
-import io
 import linecache
 import pickle
 import sys
@@ -33,30 +32,40 @@ RemoteInfo = Callable[[], dict[str, Any]]
 _PLAIN = (type(None), bool, int, float, str, bytes)
 
 
+class Chunks(list[bytes]):
+    """A pickle as the pieces the pickler wrote: with protocol 4 a large ``bytes`` value
+    arrives as a piece of its own, the caller's object itself, so a 1 MB argument is sent with
+    ``writev`` and never copied here (copying it into fresh memory costs ~0.4 ms)."""
+
+    write = list.append
+
+
 def dumps_call(
     func: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     host: str,
     remote_info: RemoteInfo | None = None,
-) -> bytes:
+) -> Chunks:
     """Pickle ``(func, args, kwargs)`` for the agent; SerializationError names what failed."""
     call = (func, args, kwargs)
     if _importable(func) and _plain(args) and _plain(kwargs):
-        return pickle.dumps(call, protocol=PICKLE_PROTOCOL)  # the common case, kept fast
+        chunks = Chunks()  # the common case, kept fast
+        pickle.Pickler(chunks, protocol=PICKLE_PROTOCOL).dump(call)
+        return chunks
     return dumps(call, host, remote_info)
 
 
-def dumps(obj: object, host: str, remote_info: RemoteInfo | None = None) -> bytes:
+def dumps(obj: object, host: str, remote_info: RemoteInfo | None = None) -> Chunks:
     """Pickle ``obj``, shipping notebook and ``__main__`` functions and classes as source."""
-    buffer = io.BytesIO()
+    chunks = Chunks()
     try:
-        _SourcePickler(buffer, host, remote_info).dump(obj)
+        _SourcePickler(chunks, host, remote_info).dump(obj)
     except SerializationError:
         raise
     except (pickle.PicklingError, TypeError, AttributeError, ValueError) as exc:
         raise SerializationError(f"cannot send {_describe(obj)}: {exc}", host) from None
-    return buffer.getvalue()
+    return chunks
 
 
 def _describe(obj: object) -> str:
@@ -101,7 +110,7 @@ def _needs_value(obj: Any) -> bool:
 
 
 class _SourcePickler(pickle.Pickler):
-    def __init__(self, file: io.BytesIO, host: str, remote_info: RemoteInfo | None) -> None:
+    def __init__(self, file: Chunks, host: str, remote_info: RemoteInfo | None) -> None:
         super().__init__(file, protocol=PICKLE_PROTOCOL)
         self.host = host
         self.remote_info = remote_info

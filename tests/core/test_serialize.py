@@ -10,7 +10,7 @@ import pytest
 import remote_funcs as rf
 
 from chopsticks_nb import errors
-from chopsticks_nb._serialize import dumps
+from chopsticks_nb._serialize import dumps, dumps_call
 from chopsticks_nb.tunnel import Local
 from fixtures.pythons import RemotePython
 
@@ -84,5 +84,19 @@ def test_unpicklable_argument_is_named() -> None:
 
 
 def test_importable_functions_still_go_by_reference() -> None:
-    assert b"remote_funcs" in dumps((rf.echo, (), {}), "h")
-    assert b"def echo" not in dumps((rf.echo, (), {}), "h")
+    pickled = b"".join(dumps((rf.echo, (), {}), "h"))
+    assert b"remote_funcs" in pickled
+    assert b"def echo" not in pickled
+
+
+@pytest.mark.parametrize(
+    "func", [len, rf.echo, lambda data: len(data)], ids=["builtin", "module", "lambda"]
+)
+def test_a_large_bytes_argument_is_sent_without_a_copy(func: object) -> None:
+    big = bytes(range(256)) * 4096
+    assert any(chunk is big for chunk in dumps_call(func, (big,), {}, "h"))  # type: ignore[arg-type]
+
+
+def test_large_arguments_arrive_whole(local: Local) -> None:
+    data = bytes(range(256)) * 12289  # 3 MiB and a bit: several pipe-fulls, one frame
+    assert local.call(rf.echo, data, key=data[:70000]) == [[data], {"key": data[:70000]}]
