@@ -29,7 +29,7 @@ from ._agent import PICKLE_PROTOCOL
 from .errors import SerializationError
 
 RemoteInfo = Callable[[], dict[str, Any]]
-_PLAIN = (type(None), bool, int, float, str, bytes)
+_PLAIN = frozenset((type(None), bool, int, float, str, bytes))
 
 
 class Chunks(list[bytes]):
@@ -75,16 +75,22 @@ def _describe(obj: object) -> str:
 
 
 def _plain(value: object, depth: int = 0) -> bool:
-    """Only builtin data, shallow: no object inside can need shipping by value."""
-    if isinstance(value, _PLAIN):
+    """Only builtin data, shallow: no object inside can need shipping by value. Exact types:
+    a subclass (an IntEnum defined in ``__main__``) must go by value."""
+    kind = type(value)
+    if kind in _PLAIN:
         return True
-    if depth > 2 or type(value) not in (tuple, list, dict):
+    if depth > 2:
         return False
-    assert isinstance(value, (tuple, list, dict))
-    if len(value) >= 64:
-        return False
-    items = value.items() if isinstance(value, dict) else enumerate(value)
-    return all(_plain(k, depth + 1) and _plain(v, depth + 1) for k, v in items)
+    if kind is tuple or kind is list:
+        items: Any = value
+        return len(items) < 64 and all(_plain(item, depth + 1) for item in items)
+    if kind is dict:
+        pairs: dict[Any, Any] = value  # type: ignore[assignment]
+        return len(pairs) < 64 and all(
+            type(k) in _PLAIN and _plain(v, depth + 1) for k, v in pairs.items()
+        )
+    return False
 
 
 def _importable(obj: object) -> bool:

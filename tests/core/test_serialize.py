@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import subprocess
 import sys
 from pathlib import Path
@@ -100,3 +101,11 @@ def test_a_large_bytes_argument_is_sent_without_a_copy(func: object) -> None:
 def test_large_arguments_arrive_whole(local: Local) -> None:
     data = bytes(range(256)) * 12289  # 3 MiB and a bit: several pipe-fulls, one frame
     assert local.call(rf.echo, data, key=data[:70000]) == [[data], {"key": data[:70000]}]
+
+
+def test_a_subclass_of_a_builtin_type_goes_by_value(local: Local) -> None:
+    class Level(enum.IntEnum):  # an int, but the remote cannot import its class
+        LOW = 1
+        HIGH = 2
+
+    assert local.call(rf.echo, Level.HIGH, [Level.LOW]) == [[2, [1]], {}]
