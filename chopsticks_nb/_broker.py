@@ -6,7 +6,6 @@ timer and ends when it has none left, so a closed program leaves no thread behin
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import itertools
 import logging
@@ -48,8 +47,10 @@ class _Poller:
 
     def remove(self, fd: int) -> None:
         if self.callbacks.pop(fd, 0) != 0:
-            with contextlib.suppress(KeyError, OSError):  # closed: the kernel dropped it
+            try:  # noqa: SIM105 - suppress() costs 0.5 us, and this runs on every call()
                 self._backend.unregister(fd)
+            except (KeyError, OSError):  # closed: the kernel dropped it
+                pass
 
     def wait(self, timeout: float | None) -> list[tuple[int, int]]:
         if self._epoll is not None:
