@@ -360,7 +360,7 @@ def test_a_progress_callback_error_cancels_the_rest(trio: Group) -> None:
         trio.run(helpers.act, (actions,), progress=progress)
     start = time.monotonic()
     assert trio.call(os.getpid) == pids  # the sleepers were cancelled
-    assert time.monotonic() - start < 5  # not the 60 s they asked for (loaded CI: not 2)
+    assert time.monotonic() - start < 30  # not the 60 s they asked for
 
 
 # -- KeyboardInterrupt -------------------------------------------------------------------------
