@@ -5,9 +5,10 @@ stdin, whatever the fragmentation, and serves. It is valid Python 2 so that an o
 answers with a readable refusal instead of a syntax error.
 
 When the far side is this very interpreter (a ``Local`` tunnel), compiling the agent there again
-is wasted work (the largest part of an agent's start): the tunnel adds :func:`agent_code_arg`
-after STAGE1, the agent's code object compiled here, which STAGE1 loads instead if its bytecode
-magic number equals ours, and otherwise ignores (it compiles the source, as everywhere else).
+is wasted work (the largest part of an agent's start): the controller also sends the agent's
+code object compiled here (:func:`compiled_agent`) after the source, and passes its length as
+the one argument after STAGE1. STAGE1 loads it if its bytecode magic number equals ours, and
+otherwise ignores it (it compiles the source, as everywhere else).
 """
 
 from __future__ import annotations
@@ -27,9 +28,6 @@ EXIT_EOF = 87
 #: The agent's file name in remote tracebacks.
 AGENT_FILENAME = "chopsticks_nb/_agent.py"
 
-#: Longest code argument: Linux refuses a single argument of 128 KiB (MAX_ARG_STRLEN) or more.
-MAX_CODE_ARG = 120 * 1024
-
 # The source stays compressed on the far side (SOURCE_ZLIB) unless it is compiled there: only a
 # tunnel started from the agent needs it (agent_source below).
 _STAGE1 = """\
@@ -37,15 +35,18 @@ import sys
 if sys.version_info<(3,6):sys.stderr.write("chopsticks_nb: the agent needs Python 3.6 or newer, \
 this is Python %%d.%%d\\n"%%sys.version_info[:2]);sys.exit(%(too_old)d)
 import os,zlib
-n=%(length)d;b=bytearray()
-while len(b)<n:
- c=os.read(0,n-len(b))
- if not c:sys.exit(%(eof)d)
- b+=c
-b=bytes(b);m=type(sys)("chopsticks_nb._agent");sys.modules[m.__name__]=m;c=None
+def r(n):
+ b=bytearray()
+ while len(b)<n:
+  c=os.read(0,n-len(b))
+  if not c:sys.exit(%(eof)d)
+  b+=c
+ return bytes(b)
+b=r(%(length)d);m=type(sys)("chopsticks_nb._agent");sys.modules[m.__name__]=m;c=None
 if len(sys.argv)>1:
+ k=r(int(sys.argv[1]))
  if getattr(sys.modules.get("_frozen_importlib_external"),"MAGIC_NUMBER",0)==bytes.fromhex("\
-%(magic)s"):import marshal;c=marshal.loads(zlib.decompress(bytes.fromhex(sys.argv[1])))
+%(magic)s"):import marshal;c=marshal.loads(zlib.decompress(k))
  del sys.argv[1:]
 if c is None:c=compile(zlib.decompress(b),"%(filename)s","exec")
 exec(c,m.__dict__);m.SOURCE_ZLIB=b;m.serve()"""
@@ -80,20 +81,19 @@ def stage1() -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def agent_code_arg() -> str | None:
-    """The agent compiled by this interpreter, for a far side that runs this same interpreter:
-    the argument after STAGE1, or None if it would be too long for a command line."""
-    return code_arg(agent_source())
+def compiled_agent() -> bytes:
+    """The agent compiled by this interpreter, for a far side that runs this same interpreter."""
+    return compile_for_stage1(agent_source())
 
 
-def code_arg(source: bytes) -> str | None:
-    """``source`` compiled here, as STAGE1 reads it: hex (no NUL byte, and no module to import
-    there to decode it) of the compressed marshal of the code object."""
+def compile_for_stage1(source: bytes) -> bytes:
+    """``source`` compiled here, as STAGE1 reads it: the compressed marshal of the code."""
     code = compile(source, AGENT_FILENAME, "exec", dont_inherit=True)
-    text = zlib.compress(marshal.dumps(code)).hex()
-    return text if len(text) <= MAX_CODE_ARG else None
+    return zlib.compress(marshal.dumps(code))
 
 
-def first_bytes(config: dict[str, object]) -> bytes:
-    """What the controller writes to a fresh pipe: the agent, then its configuration."""
-    return _compressed_agent() + _agent.frame(_agent.Msg.CONFIG, 0, _agent.encode(config))
+def first_bytes(config: dict[str, object], compiled: bytes | None = None) -> bytes:
+    """What the controller writes to a fresh pipe: the agent (and its code object compiled here,
+    when STAGE1 was given its length), then its configuration."""
+    config_frame = _agent.frame(_agent.Msg.CONFIG, 0, _agent.encode(config))
+    return _compressed_agent() + (compiled or b"") + config_frame

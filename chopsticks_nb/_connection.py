@@ -243,6 +243,7 @@ class Connection:
         output: OutputHandler,
         modserver: ModuleServer,
         explain_exit: ExitExplainer,
+        compiled_agent: bytes | None = None,
     ) -> None:
         self.host = host
         self.argv = argv
@@ -253,6 +254,7 @@ class Connection:
         self.output = output
         self.modserver = modserver
         self.explain_exit = explain_exit
+        self.compiled_agent = compiled_agent
         self.hello: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
         self.remote: dict[str, Any] = {}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -313,7 +315,7 @@ class Connection:
             with contextlib.suppress(OSError):  # bigger pipes: fewer wake-ups for bulk data
                 fcntl.fcntl(self._fds[name], F_SETPIPE_SZ, 1024 * 1024)
         config = {"depth": self.depth + 1, "host": self.host, "idle_timeout": self._idle_timeout()}
-        self._queue_bytes(_bootstrap.first_bytes(config))
+        self._queue_bytes(_bootstrap.first_bytes(config, self.compiled_agent))
         BROKER.call_soon(self._register)
 
     def _idle_timeout(self) -> float | None:

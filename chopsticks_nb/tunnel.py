@@ -105,6 +105,11 @@ class BaseTunnel:
         """The command that starts the remote interpreter with the stage-1 bootstrap."""
         raise NotImplementedError
 
+    def compiled_agent(self) -> bytes | None:
+        """The agent's code compiled here, for a far side known to run this very interpreter
+        (it then skips compiling the agent: most of an agent's start); else None."""
+        return None
+
     def explain_exit(self, returncode: int | None, stderr_tail: str) -> str:
         """A readable reason why the agent did not start (subclasses know their tools)."""
         detail = f": {stderr_tail}" if stderr_tail else ""
@@ -138,6 +143,7 @@ class BaseTunnel:
                 depth=_agent.DEPTH,
                 output=self.output,
                 modserver=ModuleServer(self._serve, self._deny),
+                compiled_agent=self.compiled_agent(),
                 explain_exit=self._weak_explain_exit(),
             )
             conn.start()
@@ -376,7 +382,9 @@ class SubprocessTunnel(BaseTunnel):
             self.python3 = python3
 
     def python_args(self) -> list[str]:
-        return [self.python3, "-c", _bootstrap.stage1()]
+        compiled = self.compiled_agent()
+        length = [] if compiled is None else [str(len(compiled))]
+        return [self.python3, "-c", _bootstrap.stage1(), *length]
 
     def cmd_args(self) -> list[str]:
         return self.python_args()
@@ -390,15 +398,10 @@ class Local(SubprocessTunnel):
     def __init__(self, name: str = "localhost", **options: Any) -> None:
         super().__init__(name, **options)
 
-    def python_args(self) -> list[str]:
-        args = super().python_args()
+    def compiled_agent(self) -> bytes | None:
         # This very interpreter: send the agent compiled (stage 1 checks the bytecode magic).
-        # Not for Sudo: sudo would log the long argument with every command it runs.
-        if self.python3 == sys.executable:
-            code = _bootstrap.agent_code_arg()
-            if code is not None:
-                args.append(code)
-        return args
+        # Not for Sudo: sudo runs what the sudoers policy says, maybe another Python.
+        return _bootstrap.compiled_agent() if self.python3 == sys.executable else None
 
 
 class Sudo(SubprocessTunnel):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from chopsticks_nb import _bootstrap
 from chopsticks_nb.tunnel import Local, SubprocessTunnel
 
 HERE = Path(__file__).parent
@@ -31,9 +32,13 @@ class Relayed(SubprocessTunnel):
 
     python3 = sys.executable
 
-    def __init__(self, name: str, chunk: int, **options: object) -> None:
+    def __init__(self, name: str, chunk: int, compiled: bool = False, **options: object) -> None:
         super().__init__(name, **options)  # type: ignore[arg-type]
         self.chunk = chunk
+        self.compiled = compiled
+
+    def compiled_agent(self) -> bytes | None:
+        return _bootstrap.compiled_agent() if self.compiled else None
 
     def cmd_args(self) -> list[str]:
         return [sys.executable, str(HERE / "relay.py"), str(self.chunk), *self.python_args()]

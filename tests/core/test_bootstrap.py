@@ -2,33 +2,29 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
 import remote_funcs as rf
 
 from chopsticks_nb import _bootstrap
-from chopsticks_nb.tunnel import Local, SubprocessTunnel
+from chopsticks_nb.tunnel import Local
 from fixtures.pythons import RemotePython
 
 MARKED_SOURCE = _bootstrap.agent_source() + b"\nMARKER = 'compiled by the controller'\n"
 
 
 class MarkedLocal(Local):
-    """Sends a code argument compiled here from the agent's source plus a MARKER, whatever
-    interpreter the far side runs: MARKER shows whether stage 1 loaded it."""
+    """Sends code compiled here from the agent's source plus a MARKER, whatever interpreter the
+    far side runs: MARKER shows whether stage 1 loaded it."""
 
-    def python_args(self) -> list[str]:
-        code = _bootstrap.code_arg(MARKED_SOURCE)
-        assert code is not None
-        return [*SubprocessTunnel.python_args(self), code]
+    def compiled_agent(self) -> bytes:
+        return _bootstrap.compile_for_stage1(MARKED_SOURCE)
 
 
 def test_a_local_tunnel_of_this_interpreter_sends_the_compiled_agent() -> None:
-    assert Local("same").cmd_args() == [
-        sys.executable, "-c", _bootstrap.stage1(), _bootstrap.agent_code_arg()
-    ]  # fmt: skip
+    length = str(len(_bootstrap.compiled_agent()))
+    assert Local("same").cmd_args() == [sys.executable, "-c", _bootstrap.stage1(), length]
     with MarkedLocal("marked") as tunnel:
         state = tunnel.call(rf.agent_module_state)
     assert state["marker"] == "compiled by the controller"
@@ -37,6 +33,7 @@ def test_a_local_tunnel_of_this_interpreter_sends_the_compiled_agent() -> None:
 
 def test_another_interpreter_gets_the_source_only(remote_python: RemotePython) -> None:
     tunnel = Local("other", python3=str(remote_python.path))
+    assert tunnel.compiled_agent() is None
     assert tunnel.cmd_args() == [str(remote_python.path), "-c", _bootstrap.stage1()]
 
 
@@ -66,8 +63,3 @@ def test_the_agent_keeps_its_source_compressed_until_a_nested_tunnel_needs_it() 
         after = tunnel.call(rf.agent_module_state)
     assert (before["source"], before["source_zlib"]) == (False, True)
     assert nested["source_zlib"] and after["source"]
-
-
-def test_a_code_argument_too_long_for_a_command_line_is_not_sent() -> None:
-    incompressible = b"X = %r\n" % os.urandom(_bootstrap.MAX_CODE_ARG)
-    assert _bootstrap.code_arg(incompressible) is None

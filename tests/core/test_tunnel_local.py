@@ -220,10 +220,12 @@ def test_missing_remote_interpreter_through_a_shell_is_explained() -> None:
         tunnel.call(rf.getpid)
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["source", "compiled"])
 @pytest.mark.parametrize("chunk", [1, 1024, 16384])
-def test_bootstrap_survives_any_fragmentation(chunk: int) -> None:
-    with Relayed(f"relay-{chunk}", chunk) as tunnel:
+def test_bootstrap_survives_any_fragmentation(chunk: int, compiled: bool) -> None:
+    with Relayed(f"relay-{chunk}", chunk, compiled) as tunnel:
         assert tunnel.call(rf.echo, b"x" * 100_000)[0][0] == b"x" * 100_000
+        assert tunnel.call(rf.agent_module_state)["argv"] == ["-c"]
 
 
 def test_depth_limit_stops_recursive_tunnels() -> None:
