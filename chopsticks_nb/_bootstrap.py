@@ -42,7 +42,7 @@ def r(n):
   if not c:sys.exit(%(eof)d)
   b+=c
  return bytes(b)
-b=r(%(length)d);m=type(sys)("chopsticks_nb._agent");sys.modules[m.__name__]=m;c=None
+n=%(length)d;b=r(n);m=type(sys)("chopsticks_nb._agent");sys.modules[m.__name__]=m;c=None
 if len(sys.argv)>1:
  k=r(int(sys.argv[1]))
  if getattr(sys.modules.get("_frozen_importlib_external"),"MAGIC_NUMBER",0)==bytes.fromhex("\
