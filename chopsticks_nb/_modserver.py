@@ -166,7 +166,8 @@ class RecordCache:
     a file keeps that file while the import system looks the same, as an imported module keeps
     it in ``sys.modules``; so does a name found in the standard library or compiled (never
     served). A name not found at all is looked for again on every request: the module may be
-    written in the meantime.
+    written in the meantime. Threads share it without a lock (the broker, and callers reading
+    their own answers): each step is one dict operation, and a race costs a second lookup.
     """
 
     def __init__(self, limit: int = 4096) -> None:
