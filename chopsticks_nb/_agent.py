@@ -10,6 +10,7 @@ below. The agent runs calls in its main thread, one at a time, so a cancel can i
 with SIGINT; a reader thread serves imports, files and cancels meanwhile.
 """
 
+import _imp
 import io
 import os
 import select
@@ -521,11 +522,24 @@ class _RemoteModuleFinder(object):
                 return self.records[fullname]
         if threading.current_thread() is self.agent.reader:
             return None  # the answer could only be read by this very thread: never wait for it
-        answer = self.agent.ask(Msg.IMPORT, fullname)
+        answer = self.ask_unlocked(fullname)
         with self.lock:
             for record in answer:
                 self.records.setdefault(record["name"], record)
             return self.records.setdefault(fullname, None)
+
+    def ask_unlocked(self, fullname):
+        """Ask the controller, without importlib's global lock (it calls find_spec holding it):
+        held, it would stop the first import of anything by any other thread until the answer
+        came, and the reader thread imports (tempfile, for a put) before it reads that answer."""
+        try:
+            _imp.release_lock()
+        except RuntimeError:  # not held by this thread: find_spec was called directly
+            return self.agent.ask(Msg.IMPORT, fullname)
+        try:
+            return self.agent.ask(Msg.IMPORT, fullname)
+        finally:
+            _imp.acquire_lock()
 
 
 class _RemoteModuleLoader(object):

@@ -128,3 +128,15 @@ def test_missing_module_is_a_clean_remote_import_error() -> None:
     with Local("missing") as tunnel, pytest.raises(errors.RemoteException) as info:
         tunnel.call(rf.import_and_sum, "no_such_module_anywhere")
     assert info.value.remote_type == "ModuleNotFoundError"
+
+
+def test_a_put_right_behind_a_call_still_importing_its_module(tmp_path: Path) -> None:
+    """importlib holds its global lock while a finder looks: the agent's import hook must not
+    wait for the controller with it held, or the put's handler (importing tempfile) would stop
+    until the answer came, and the answer would never be read."""
+    (tmp_path / "source").write_bytes(b"data")
+    with Local("put-import") as tunnel:
+        call = tunnel.submit(rf.echo, "imported")  # the agent asks for remote_funcs first
+        put = tunnel.put(str(tmp_path / "source"), str(tmp_path / "copy"))
+        assert call.result() == [["imported"], {}]
+    assert put["size"] == 4 and (tmp_path / "copy").read_bytes() == b"data"
