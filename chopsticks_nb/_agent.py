@@ -7,9 +7,12 @@ imports this same file for the frame format and the codec: the protocol is writt
 Wire format: every message is a frame, a fixed header followed by ``length`` payload bytes.
 Payloads are raw bytes, a pickle (controller -> agent only) or a value in the closed codec
 below. The agent runs calls in its main thread, one at a time, so a cancel can interrupt them
-with SIGINT; a reader thread serves imports, files and cancels meanwhile.
+with SIGINT. That thread also reads the requests while no call runs, so a call starts with no
+hand-off between threads; a reader thread serves the pipe (imports, files, cancels) only while a
+call runs.
 """
 
+import _imp
 import io
 import os
 import select
@@ -18,20 +21,18 @@ import sys
 import threading
 
 # hashlib, tempfile, traceback and socket are imported where used, and the C modules below
-# directly (pickle and queue would import re, enum and more): every module imported here delays
-# the first call of every connection (see bench/bench_core.py, "first call").
+# directly (pickle and collections would import re, enum and more): every module imported here
+# delays the first call of every connection (see bench/bench_core.py, "first call").
 try:
     from _pickle import loads as _unpickle
 except ImportError:  # pragma: no cover - every CPython has _pickle
     from pickle import loads as _unpickle
-try:
-    from _queue import SimpleQueue as _CallQueue
-except ImportError:  # Python 3.6
-    from queue import Queue as _CallQueue
 try:  # the C half of signal: signal.py wraps its constants in IntEnums, and enum costs ~4 ms
     import _signal as signal
 except ImportError:  # pragma: no cover - CPython has had _signal since 3.5
     import signal
+from _collections import deque as _deque
+from time import monotonic as _monotonic
 
 PROTOCOL_VERSION = 1
 
@@ -372,60 +373,109 @@ def frame(kind, req_id, payload=b""):
 
 
 class _Channel(object):
-    """The protocol pipes of the agent: a locked writer and a frame reader."""
+    """The protocol pipes of the agent: a locked writer, and a frame reader that one thread at a
+    time may use (which one: see Agent)."""
 
     def __init__(self, rfd, wfd, idle_timeout):
         self.rfd = rfd
         self.wfd = wfd
         self.idle_timeout = idle_timeout
+        self.heard = _monotonic()  # when the controller last sent anything
         self.lock = threading.Lock()
         self.buf = bytearray(1 << 20)  # reused for every read: no allocation per chunk of a put
+        self.view = memoryview(self.buf)
         self.start = self.end = 0
+        # A call unpickles its payload straight from the buffer: while it does, no bytes may be
+        # moved over it (a reader thread making room gets a new buffer instead).
+        self.pinned = False
 
     def send(self, kind, req_id, payload=b""):
         header = HEADER.pack(kind, req_id, len(payload))
         data = [header + payload] if len(payload) < 65536 else [header, payload]
         with self.lock:
             for chunk in data:
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(self.wfd, view) :]
+                written = os.write(self.wfd, chunk)
+                if written < len(chunk):
+                    view = memoryview(chunk)[written:]
+                    while view:
+                        view = view[os.write(self.wfd, view) :]
+
+    def next_frame(self):
+        """The next (kind, req_id, payload) already in the buffer, or None.
+
+        The payload is a view into the buffer, valid until the next read.
+        """
+        available = self.end - self.start
+        if available >= HEADER.size:
+            kind, req_id, length = HEADER.unpack_from(self.buf, self.start)
+            if available >= HEADER.size + length:
+                begin = self.start + HEADER.size
+                self.start = begin + length
+                return kind, req_id, self.view[begin : begin + length]
+        return None
+
+    def silence_left(self):
+        """Seconds until the controller will have been silent for idle_timeout (-1: never, 0:
+        it has been)."""
+        if not self.idle_timeout:
+            return -1
+        left = self.heard + self.idle_timeout - _monotonic()
+        if left > 0:
+            return left
+        if select.select([self.rfd], [], [], 0)[0]:
+            return self.idle_timeout  # it spoke; the thread that reads is busy, not waiting
+        return 0
+
+    def wait(self, fds):
+        """Those of ``fds`` that are readable; none once the controller has been silent for
+        idle_timeout."""
+        while True:
+            left = self.silence_left()
+            if left == 0:
+                return []
+            ready = select.select(fds, [], [], None if left < 0 else left)[0]
+            if ready:
+                return ready
+
+    def read(self):
+        """Add what the pipe holds to the buffer (blocking until it holds something); False at
+        EOF."""
+        needed = HEADER.size
+        if self.end - self.start >= HEADER.size:
+            needed += HEADER.unpack_from(self.buf, self.start)[2]
+        self._make_room(needed)
+        count = os.readv(self.rfd, [self.view[self.end :]])
+        self.end += count
+        self.heard = _monotonic()
+        return count > 0
 
     def read_frame(self):
-        """The next (kind, req_id, payload); None at EOF or when the controller went quiet.
-
-        The payload is a view into the read buffer, valid until the next call.
-        """
-        needed = HEADER.size
-        while True:
-            available = self.end - self.start
-            if available >= HEADER.size:
-                kind, req_id, length = HEADER.unpack_from(self.buf, self.start)
-                needed = HEADER.size + length
-                if available >= needed:
-                    begin = self.start + HEADER.size
-                    self.start += needed
-                    return kind, req_id, memoryview(self.buf)[begin : begin + length]
-            self._make_room(needed)
-            if self.idle_timeout and not select.select([self.rfd], [], [], self.idle_timeout)[0]:
+        """The next frame, waiting for it; None at EOF."""
+        message = self.next_frame()
+        while message is None:
+            if not self.read():
                 return None
-            with memoryview(self.buf) as view:
-                count = os.readv(self.rfd, [view[self.end :]])
-            if not count:
-                return None
-            self.end += count
+            message = self.next_frame()
+        return message
 
     def _make_room(self, needed):
         """Room to read a frame of ``needed`` bytes from ``start``: move the partial frame to
         the front, or grow the buffer (a new one: views handed out stay valid)."""
         kept = self.end - self.start
-        if self.start and (len(self.buf) - self.end < 65536 or len(self.buf) - self.start < needed):
-            self.buf[:kept] = self.buf[self.start : self.end]
-            self.start, self.end = 0, kept
+        size = len(self.buf)
+        if self.start and (size - self.end < 65536 or size - self.start < needed):
+            if self.pinned:
+                self._replace(size, kept)
+            else:
+                self.buf[:kept] = self.buf[self.start : self.end]
+                self.start, self.end = 0, kept
         if len(self.buf) - self.start < max(needed, kept + 65536):
-            grown = bytearray(max(needed, kept + 65536, 2 * len(self.buf)))
-            grown[:kept] = self.buf[self.start : self.end]
-            self.buf, self.start, self.end = grown, 0, kept
+            self._replace(max(needed, kept + 65536, 2 * len(self.buf)), kept)
+
+    def _replace(self, size, kept):
+        fresh = bytearray(size)
+        fresh[:kept] = self.buf[self.start : self.end]
+        self.buf, self.view, self.start, self.end = fresh, memoryview(fresh), 0, kept
 
 
 class _OutputStream(io.TextIOBase):
@@ -471,6 +521,8 @@ class _OutputStream(io.TextIOBase):
                 self.agent.send_output(self.kind, data[:cut])
 
     def flush(self):
+        if not self.pending:  # at the end of every call: this thread's own writes are seen
+            return
         with self.lock:
             data, self.pending = self.pending, b""
         if data:
@@ -524,13 +576,26 @@ class _RemoteModuleFinder(object):
         with self.lock:
             if fullname in self.records:
                 return self.records[fullname]
-        if threading.current_thread() is self.agent.reader:
-            return None  # the answer could only be read by this very thread: never wait for it
-        answer = self.agent.ask(Msg.IMPORT, fullname)
+        answer = self.ask_unlocked(fullname)
+        if answer is None:
+            return None  # this thread would have to read the answer itself (see Agent.ask)
         with self.lock:
             for record in answer:
                 self.records.setdefault(record["name"], record)
             return self.records.setdefault(fullname, None)
+
+    def ask_unlocked(self, fullname):
+        """Ask the controller, without importlib's global lock (it calls find_spec holding it):
+        held, it would stop the first import of anything by any other thread until the answer
+        came, and the reader thread imports (tempfile, for a put) before it reads that answer."""
+        try:
+            _imp.release_lock()
+        except RuntimeError:  # not held by this thread: find_spec was called directly
+            return self.agent.ask(Msg.IMPORT, fullname)
+        try:
+            return self.agent.ask(Msg.IMPORT, fullname)
+        finally:
+            _imp.acquire_lock()
 
 
 class _RemoteModuleLoader(object):
@@ -661,22 +726,69 @@ def _create_part_file(path):
                 raise
 
 
+# Who reads the channel (Agent.pipe, under Agent.state_lock): one thread at a time, so that no
+# frame is lost, reordered or read twice.
+_MAIN = 0  # the main thread: no call runs; it reads and dispatches every frame itself
+_LENT = 1  # a call runs in the main thread: the reader thread may take the pipe
+_READER = 2  # the reader thread reads, until the main thread, out of calls, takes the pipe back
+
+#: While calls keep starting, the reader thread looks this often (seconds) for one still running
+#: to take the pipe for; once none started for that long, it sleeps until the next one starts.
+READER_PATROL = 0.005
+
+
+def _locked():
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
+
+
 class Agent(object):
-    """The remote end of one tunnel."""
+    """The remote end of one tunnel.
+
+    The main thread reads the frames while no call runs and runs a CALL as soon as it has read
+    it: no hand-off between threads from request to result. Calls run there, one at a time, so
+    that a cancel can interrupt one with SIGINT. While a call runs, the reader thread takes the
+    pipe, to serve cancels, import answers, files and pings and queue further calls, and the
+    main thread takes it back when its calls are done. The reader does not wake for every call:
+    waking it costs a GIL switch and two thread wake-ups, as much as the hand-off saved. It is
+    woken by the first call after a quiet spell and by an import waiting for its answer;
+    otherwise it looks every READER_PATROL seconds while calls keep starting. A call shorter
+    than that (most) never meets it, and giving the pipe back then costs nothing.
+    """
 
     def __init__(self, channel):
         self.channel = channel
-        self.calls = _CallQueue()
         self.current = 0  # id of the call running in the main thread
         self.cancelling = 0
-        self.dropped = set()
+        self.pending = _deque()  # (id, payload) of calls the reader thread read, in order
         self.replies = {}  # request id -> [event, answer]
         self.next_request = 0
         self.uploads = {}
         self.fetches = {}  # request id -> threading.Event that stops the stream
         self.state_lock = threading.Lock()
         self.finder = _RemoteModuleFinder(self)
+        self.main = threading.current_thread()
         self.reader = None  # the thread running read_loop
+        self.handlers = {
+            Msg.CANCEL: self.on_cancel,
+            Msg.REPLY: self.on_reply,
+            Msg.PUT_OPEN: self.on_put_open,
+            Msg.PUT_DATA: self.on_put_data,
+            Msg.PUT_CLOSE: self.on_put_close,
+            Msg.FETCH: self.on_fetch,
+            Msg.PING: lambda req_id, payload: None,
+        }
+        # The pipe's ownership, under state_lock.
+        self.pipe = _MAIN
+        self.reader_busy = False  # the reader thread is reading or dispatching (not in select)
+        self.want_pipe = False  # the main thread waits for the busy reader to give the pipe back
+        self.signalled = False  # wake_reader was released and the reader has not looked yet
+        self.reader_parked = True  # the reader waits for wake_reader with no time limit
+        self.calls_started = 0  # lets the reader see whether calls keep coming
+        self.wake_reader = _locked()
+        self.pipe_returned = _locked()  # released when the busy reader gives the pipe back
+        self.wake_r, self.wake_w = os.pipe()  # out of the reader's select: the pipe is taken
 
     # -- outgoing --------------------------------------------------------------------------------
 
@@ -688,11 +800,19 @@ class Agent(object):
             self.channel.send(kind, req_id, data[start : start + CHUNK_SIZE])
 
     def ask(self, kind, arg):
-        """Send a request to the controller and wait for its REPLY."""
+        """Send a request to the controller and wait for its REPLY. None, unasked, when the
+        calling thread is the one that would have to read the reply: the reader thread, or the
+        main thread between calls (a lazy import while it handles a put)."""
+        me = threading.current_thread()
+        if me is self.reader or (me is self.main and not self.current):
+            return None
         with self.state_lock:
             self.next_request += 1
             req_id = self.next_request
             slot = self.replies[req_id] = [threading.Event(), None]
+            wake = self.pipe == _LENT and self.signal_reader()
+        if wake:
+            self.wake_reader.release()  # the answer should not wait for the reader's patrol
         self.channel.send(kind, req_id, encode(arg))
         slot[0].wait()
         return slot[1]
@@ -711,45 +831,225 @@ class Agent(object):
         }
         self.channel.send(Msg.ERROR, req_id, encode(record))
 
+    def shutdown(self):
+        """The controller is gone (EOF, silence, a broken stream): nothing we do can be reported
+        any more."""
+        try:
+            for upload in list(self.uploads.values()):
+                if upload is not None:
+                    upload.abort()
+        finally:
+            os._exit(0)
+
+    def dispatch(self, kind, req_id, payload):
+        """Handle any frame but a CALL."""
+        handler = self.handlers.get(kind)
+        if handler is None:
+            raise DecodeError("unknown message kind %d" % kind)
+        handler(req_id, payload)
+
+    # -- the main thread ---------------------------------------------------------------------------
+
+    def main_loop(self):
+        """Read and dispatch frames while no call runs; run each call as it is read."""
+        channel = self.channel
+        try:
+            while True:
+                message = channel.next_frame()
+                if message is None:
+                    if not channel.read():  # no select: the reader thread watches for silence
+                        return
+                elif message[0] == Msg.CALL:
+                    self.run_calls(message[1], message[2])
+                else:
+                    self.dispatch(*message)
+        finally:
+            self.shutdown()
+
+    def run_calls(self, req_id, payload):
+        """Run a call, then those the reader thread queued meanwhile, in order, and take the
+        pipe back."""
+        self.run_call(req_id, payload)
+        # Unlocked look: only the reader queues calls, and only while it has the pipe, which
+        # only this thread takes from it.
+        while self.pending or self.pipe == _READER:
+            call = self.next_call()
+            if call is None:
+                return
+            self.run_call(call[0], call[1])
+
+    def next_call(self):
+        """The next call the reader thread queued, or None once the main thread has the pipe."""
+        while True:
+            with self.state_lock:
+                if self.pending:
+                    return self.pending.popleft()
+                if self.pipe != _READER:
+                    self.pipe = _MAIN
+                    return None
+                wait = self.want_pipe = self.reader_busy
+                if not wait:
+                    self.pipe = _MAIN  # it is in select: it will see that and let go
+            if wait:
+                self.pipe_returned.acquire()
+            else:
+                os.write(self.wake_w, b"\0")  # at most a byte or two ever wait there
+            # Loop: the reader may have queued calls before it gave the pipe back.
+
+    def on_sigint(self, signum, frame):
+        # A SIGINT sent by on_cancel may land after its call ended: only the target is interrupted.
+        if self.cancelling and self.cancelling == self.current:
+            raise KeyboardInterrupt("cancelled by the controller")
+
+    def run_call(self, req_id, payload):
+        """Run one call and send its answer."""
+        kind = "exception"
+        error = None
+        try:
+            try:
+                self.channel.pinned = True  # the payload may be a view into the read buffer
+                self.start_call(req_id)
+                try:
+                    func, args, kwargs = _unpickle(payload)
+                finally:
+                    self.channel.pinned = False
+                value = func(*args, **kwargs)
+                kind = "encode"
+                data = encode(value)
+                if len(data) > MAX_MESSAGE:
+                    raise EncodeError(
+                        "the result takes %d bytes; one message may take %d (put and fetch "
+                        "carry files of any size)" % (len(data), MAX_MESSAGE)
+                    )
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+        except BaseException as exc:
+            error = exc
+        while True:  # the cancel of this call may land even now (once): end_call must run
+            try:
+                cancelled = self.end_call(req_id)
+                break
+            except KeyboardInterrupt:
+                pass
+        if error is None:
+            self.channel.send(Msg.RESULT, req_id, data)
+        else:
+            if isinstance(error, KeyboardInterrupt) and cancelled:
+                kind = "cancelled"
+            self.send_error(req_id, error, kind)
+
+    def start_call(self, req_id):
+        """Lend the pipe to the reader thread while the call runs; wake it if it sleeps."""
+        with self.state_lock:
+            self.current = req_id
+            self.calls_started += 1
+            if self.pipe == _MAIN:
+                self.pipe = _LENT
+            wake = self.pipe == _LENT and self.reader_parked and self.signal_reader()
+        if wake:
+            self.wake_reader.release()
+
+    def signal_reader(self):
+        """Under state_lock: whether to release wake_reader (not if it already is)."""
+        if self.signalled:
+            return False
+        self.signalled = True
+        self.reader_parked = False
+        return True
+
+    def end_call(self, req_id):
+        """The call is over (its output sent): nothing may interrupt it any more, and the
+        reader thread, unless it already took the pipe, may not. True if it was cancelled."""
+        with self.state_lock:
+            cancelled = self.cancelling == req_id
+            self.current = self.cancelling = 0
+            if self.pipe == _LENT:
+                self.pipe = _MAIN
+        return cancelled
+
     # -- the reader thread -------------------------------------------------------------------------
 
     def read_loop(self):
-        handlers = {
-            Msg.CALL: self.on_call,
-            Msg.CANCEL: self.on_cancel,
-            Msg.REPLY: self.on_reply,
-            Msg.PUT_OPEN: self.on_put_open,
-            Msg.PUT_DATA: self.on_put_data,
-            Msg.PUT_CLOSE: self.on_put_close,
-            Msg.FETCH: self.on_fetch,
-            Msg.PING: lambda req_id, payload: None,
-        }
+        """Look for a running call to take the pipe for, and serve the pipe until the main
+        thread takes it back. Also end the agent once the controller has been silent for
+        idle_timeout (the main thread reads with no time limit)."""
+        channel = self.channel
         try:
+            patrol = False
+            seen = 0
             while True:
-                message = self.channel.read_frame()
-                if message is None:
-                    break
-                kind, req_id, payload = message
-                handler = handlers.get(kind)
-                if handler is None:
-                    raise DecodeError("unknown message kind %d" % kind)
-                handler(req_id, payload)
+                timeout = READER_PATROL if patrol else channel.silence_left()
+                if timeout == 0:
+                    return
+                woken = self.wake_reader.acquire(True, timeout)
+                with self.state_lock:
+                    if woken:
+                        self.signalled = False
+                    lent = self.pipe == _LENT
+                    if lent:
+                        self.pipe = _READER
+                    elif seen == self.calls_started:
+                        patrol = False  # calls stopped: sleep until one starts
+                        self.reader_parked = True
+                    else:
+                        patrol, seen = True, self.calls_started
+                if lent:
+                    self.serve_pipe()
+                    patrol, seen = True, self.calls_started
         finally:
-            # The controller is gone: nothing we do can be reported any more.
-            for upload in list(self.uploads.values()):
-                upload.abort()
-            os._exit(0)
+            self.shutdown()
 
-    def on_call(self, req_id, payload):
-        self.calls.put((req_id, bytes(payload)))  # the view dies with the next read
+    def serve_pipe(self):
+        """Read and dispatch frames until the main thread takes the pipe back."""
+        channel = self.channel
+        fds = [channel.rfd, self.wake_r]
+        ready = ()  # first the frames the main thread left in the buffer (a cancel, say)
+        while True:
+            with self.state_lock:
+                if self.pipe != _READER:
+                    return
+                self.reader_busy = True
+            if channel.rfd in ready and not channel.read():
+                self.shutdown()
+            self.dispatch_read()
+            with self.state_lock:
+                self.reader_busy = False
+                if self.want_pipe:
+                    self.want_pipe = False
+                    self.pipe = _MAIN
+                    self.pipe_returned.release()
+                    return
+            ready = channel.wait(fds)
+            if not ready:
+                self.shutdown()  # silent for idle_timeout, even in the middle of a call
+            if self.wake_r in ready:
+                os.read(self.wake_r, 512)
+
+    def dispatch_read(self):
+        """Dispatch every complete frame in the buffer; queue calls for the main thread."""
+        message = self.channel.next_frame()
+        while message is not None:
+            kind, req_id, payload = message
+            if kind == Msg.CALL:
+                with self.state_lock:
+                    self.pending.append((req_id, bytes(payload)))  # the view dies with a read
+            else:
+                self.dispatch(kind, req_id, payload)
+            message = self.channel.next_frame()
+
+    # -- handlers (in whichever thread holds the pipe) --------------------------------------------
 
     def on_cancel(self, req_id, payload):
         with self.state_lock:
-            if req_id == self.current:
-                self.cancelling = req_id
-                os.kill(os.getpid(), signal.SIGINT)
+            if req_id == self.current and req_id != self.cancelling:
+                self.cancelling = req_id  # one SIGINT per call: see run_call
+                signal.pthread_kill(self.main.ident, signal.SIGINT)
             else:
-                self.dropped.add(req_id)
+                for call in self.pending:
+                    if call[0] == req_id:
+                        self.pending.remove(call)  # a cancelled call waiting its turn: dropped
+                        break
             stop = self.fetches.get(req_id)
         if stop is not None:
             stop.set()
@@ -828,50 +1128,6 @@ class Agent(object):
             self.send_error(req_id, exc)
         finally:
             self.fetches.pop(req_id, None)
-
-    # -- the main thread ---------------------------------------------------------------------------
-
-    def on_sigint(self, signum, frame):
-        # A SIGINT sent by on_cancel may land after its call ended: only the target is interrupted.
-        if self.cancelling and self.cancelling == self.current:
-            raise KeyboardInterrupt("cancelled by the controller")
-
-    def run_calls(self):
-        while True:
-            req_id, payload = self.calls.get()
-            with self.state_lock:
-                if req_id in self.dropped:
-                    self.dropped.discard(req_id)
-                    continue
-                self.current = req_id
-            self.run_call(req_id, payload)
-
-    def run_call(self, req_id, payload):
-        kind = "exception"
-        cancelled = False
-        try:
-            try:
-                func, args, kwargs = _unpickle(payload)
-                value = func(*args, **kwargs)
-                kind = "encode"
-                data = encode(value)
-                if len(data) > MAX_MESSAGE:
-                    raise EncodeError(
-                        "the result takes %d bytes; one message may take %d (put and fetch "
-                        "carry files of any size)" % (len(data), MAX_MESSAGE)
-                    )
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                with self.state_lock:
-                    cancelled = self.cancelling == req_id
-                    self.current = self.cancelling = 0
-        except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt) and cancelled:
-                kind = "cancelled"
-            self.send_error(req_id, exc, kind)
-        else:
-            self.channel.send(Msg.RESULT, req_id, data)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1061,4 +1317,4 @@ def serve():
     agent.reader = threading.Thread(target=agent.read_loop, name="chopsticks-reader")
     agent.reader.daemon = True
     agent.reader.start()
-    agent.run_calls()
+    agent.main_loop()

@@ -54,6 +54,8 @@ MAX_UNREAD_REPLIES = 64 * 1024 * 1024
 READ_SIZE = 1024 * 1024
 STDERR_TAIL_LINES = 20
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_HEADER_SIZE = HEADER.size
+_DATA_KINDS = frozenset((Msg.STDOUT, Msg.STDERR, Msg.FETCH_DATA))  # frames up to MAX_DATA_FRAME
 
 ErrorFactory = Callable[[], ChopsticksError]
 ExitExplainer = Callable[[Optional[int], str], str]
@@ -572,25 +574,23 @@ class Connection:
 
     def _read_frames(self) -> None:
         buf = self._input
-        while len(buf) >= HEADER.size and self._dead is None:
+        while buf.end - buf.start >= _HEADER_SIZE and self._dead is None:
             kind, req_id, length = HEADER.unpack_from(buf.data, buf.start)
-            limit = (
-                MAX_DATA_FRAME if kind in (Msg.STDOUT, Msg.STDERR, Msg.FETCH_DATA) else MAX_FRAME
-            )
+            limit = MAX_DATA_FRAME if kind in _DATA_KINDS else MAX_FRAME
             if length > limit:
                 raise ProtocolError(
                     f"frame of {length} bytes (kind {kind}) exceeds the {limit}-byte limit",
                     self.host,
                 )
-            end = HEADER.size + length
-            if len(buf) < end:
+            end = _HEADER_SIZE + length
+            if buf.end - buf.start < end:
                 if end > len(buf.data) - buf.start:
                     # Grow with the bytes actually received (doubling), not to the length the
                     # header claims: a header claiming 500 MiB followed by nothing must not
                     # cost 500 MiB here.
                     buf.reserve(min(end, max(READ_SIZE, 2 * len(buf))))
                 return
-            with buf.view(HEADER.size, length) as payload:
+            with buf.view(_HEADER_SIZE, length) as payload:
                 buf.start += end
                 self._dispatch(kind, req_id, payload)
 

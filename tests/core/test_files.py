@@ -175,3 +175,17 @@ def test_a_wrong_checksum_leaves_no_file(tmp_path: Path, chunks: int) -> None:
     with Local("sums") as tunnel:
         outcome = tunnel.call(rf.upload_with_wrong_checksum, str(target), [b"x" * 1000] * chunks)
     assert "checksum mismatch" in outcome["error"] and outcome["left"] == []
+
+
+def test_agent_exits_by_itself_after_a_failed_put(tmp_path: Path) -> None:
+    """A put that failed on the remote gets no PUT_CLOSE (the controller stops sending): its
+    placeholder stays among the uploads, and at EOF the agent must still exit, without the
+    signals close() sends stragglers."""
+    write_random(tmp_path / "source", 16 * 1024 * 1024)
+    tunnel = Local("failed-put")
+    with pytest.raises(errors.TransferError, match="FileNotFoundError"):
+        tunnel.put(str(tmp_path / "source"), str(tmp_path / "no-such-dir" / "file"))
+    assert tunnel._conn is not None and tunnel._conn.proc is not None
+    proc = tunnel._conn.proc
+    tunnel.close()
+    assert proc.returncode == 0

@@ -195,3 +195,15 @@ def test_a_group_looks_up_and_scans_each_module_once(served: Path) -> None:
         assert set(group.call(rf.import_and_sum, "genpkg").values()) == {sum(range(10))}
         assert all(t._conn is not None and len(t._conn.modserver.sent) >= 13 for t in group)
     assert (RECORDS.lookups - lookups, RECORDS.scans - scans) == (12, 12)
+
+
+def test_a_put_right_behind_a_call_still_importing_its_module(tmp_path: Path) -> None:
+    """importlib holds its global lock while a finder looks: the agent's import hook must not
+    wait for the controller with it held, or the put's handler (importing tempfile) would stop
+    until the answer came, and the answer would never be read."""
+    (tmp_path / "source").write_bytes(b"data")
+    with Local("put-import") as tunnel:
+        call = tunnel.submit(rf.echo, "imported")  # the agent asks for remote_funcs first
+        put = tunnel.put(str(tmp_path / "source"), str(tmp_path / "copy"))
+        assert call.result() == [["imported"], {}]
+    assert put["size"] == 4 and (tmp_path / "copy").read_bytes() == b"data"
