@@ -761,6 +761,7 @@ class Agent(object):
         self.channel = channel
         self.current = 0  # id of the call running in the main thread
         self.cancelling = 0
+        self.interrupted = 0  # the call whose KeyboardInterrupt was raised (once per call)
         self.pending = _deque()  # (id, payload) of calls the reader thread read, in order
         self.replies = {}  # request id -> [event, answer]
         self.next_request = 0
@@ -897,8 +898,11 @@ class Agent(object):
             # Loop: the reader may have queued calls before it gave the pipe back.
 
     def on_sigint(self, signum, frame):
-        # A SIGINT sent by on_cancel may land after its call ended: only the target is interrupted.
-        if self.cancelling and self.cancelling == self.current:
+        # A SIGINT sent by on_cancel may land after its call ended, or be one of its repeats
+        # (keep_interrupting): only the target is interrupted, and once.
+        call = self.current
+        if call and self.cancelling == call and self.interrupted != call:
+            self.interrupted = call
             raise KeyboardInterrupt("cancelled by the controller")
 
     def run_call(self, req_id, payload):
@@ -1043,8 +1047,11 @@ class Agent(object):
     def on_cancel(self, req_id, payload):
         with self.state_lock:
             if req_id == self.current and req_id != self.cancelling:
-                self.cancelling = req_id  # one SIGINT per call: see run_call
+                self.cancelling = req_id
                 signal.pthread_kill(self.main.ident, signal.SIGINT)
+                repeater = threading.Thread(target=self.keep_interrupting, args=(req_id,))
+                repeater.daemon = True
+                repeater.start()
             else:
                 for call in self.pending:
                     if call[0] == req_id:
@@ -1059,6 +1066,19 @@ class Agent(object):
         upload = self.uploads.pop(req_id, None)
         if upload is not None:
             upload.abort()
+
+    def keep_interrupting(self, req_id):
+        """Repeat the SIGINT until its handler has run or the call ended. Python runs a handler
+        between bytecodes: a signal that lands just before the call enters a blocking function
+        (time.sleep) would otherwise wait for that function to return."""
+        delay = 0.02
+        while True:
+            select.select([], [], [], delay)
+            with self.state_lock:
+                if self.current != req_id or self.interrupted == req_id:
+                    return
+                signal.pthread_kill(self.main.ident, signal.SIGINT)
+            delay = min(2 * delay, 0.5)
 
     def on_reply(self, req_id, payload):
         with self.state_lock:

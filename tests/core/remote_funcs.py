@@ -220,3 +220,14 @@ def print_later(delay, text):
     timer.daemon = True
     timer.start()
     return True
+
+
+def sleep_after_ignoring_sigint(ignore_for, seconds):
+    """Ignore SIGINT for ``ignore_for`` seconds (a cancel's first signal is lost), then sleep."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    print("ignoring SIGINT", flush=True)
+    time.sleep(ignore_for)
+    signal.signal(signal.SIGINT, previous)
+    return sleep_then_report(seconds)

@@ -185,6 +185,16 @@ def test_cancel_interrupts_running_call_quickly(local: Local) -> None:
     assert time.monotonic() - started < 1.0
 
 
+def test_a_cancel_whose_first_signal_is_lost_still_interrupts(captured: Captured) -> None:
+    # A SIGINT can be lost to the call (ignored here; in real life one landing just before a
+    # blocking call, which Python handles only after it returns): the agent repeats it.
+    with Local("lost", output=captured, call_timeout=20) as tunnel:
+        future = tunnel.submit(rf.sleep_after_ignoring_sigint, 1.0, 60)
+        wait_until(lambda: "ignoring SIGINT" in captured.text("stdout"), 10, "the call to start")
+        assert future.cancel()
+        assert tunnel.call(rf.echo, 3) == [[3], {}]  # within call_timeout: not after 60 s
+
+
 def test_cancel_of_a_queued_call_drops_it(local: Local) -> None:
     running = local.submit(rf.sleep, 0.5)
     queued = local.submit(rf.sleep_then_report, 0.1)
