@@ -4,8 +4,8 @@ Two parts, interleaved over several trials (the machine is shared: read the spre
 
 1. A model with no library: a length-prefixed 8-byte echo over a subprocess's pipes, with or
    without a thread handoff on each side. "controller thread": a reader thread reads the reply
-   and completes a concurrent.futures.Future the caller waits on (chopsticks_nb's broker, execnet's
-   receiver thread). "agent thread": the far side's reader thread passes each request through a
+   and completes a concurrent.futures.Future the caller waits on (chopsticks_nb's broker before
+   callers read their own answers, execnet's receiver thread). "agent thread": the far side's reader thread passes each request through a
    queue.Queue to its main thread, which answers (chopsticks_nb's agent until its main thread
    read the requests itself, chopsticks' bubble).
 2. Every contender's trivial call (the adapters of contenders.py, local subprocesses): wall
@@ -158,7 +158,7 @@ MODELS = {
     "model: no thread either side (raw echo)": (False, False),
     "model: controller reader thread + future": (False, True),
     "model: agent reader thread + queue": (True, False),
-    "model: both (chopsticks_nb's shape)": (True, True),
+    "model: a reader thread on both sides": (True, True),
 }
 
 
