@@ -118,6 +118,7 @@ class RemoteFuture(concurrent.futures.Future[Any]):
 
     def __init__(self, host: str, conn: Connection | None = None) -> None:
         super().__init__()
+        self.settled = False  # done() without its lock, for a reader's loop
         self.host = host
         self._conn = conn  # whose output completes this future: result() may read it itself
         self._on_cancel: Callable[[], None] | None = None
@@ -125,10 +126,18 @@ class RemoteFuture(concurrent.futures.Future[Any]):
     def cancel(self) -> bool:
         return self._fail(CallCancelled("cancelled", self.host))
 
+    def set_result(self, result: Any) -> None:
+        super().set_result(result)
+        self.settled = True
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        super().set_exception(exception)
+        self.settled = True
+
     def result(self, timeout: float | None = None) -> Any:
         try:
             left = timeout
-            if self._conn is not None and not self.done():
+            if self._conn is not None and not self.settled:
                 left = self._conn.read_until(self, timeout)
             return super().result(left)
         except concurrent.futures.TimeoutError:
@@ -423,7 +432,7 @@ class Connection:
         if self._poll is None:
             self._poll = select.poll()  # not select(): no FD_SETSIZE limit with many hosts
             self._poll.register(self._fds["stdout"], select.POLLIN)
-        while not future.done() and not self._stdout_eof and self._dead is None:
+        while not future.settled and not self._stdout_eof and self._dead is None:
             wait = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
             interrupts.waiting = True
             try:
