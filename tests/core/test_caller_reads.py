@@ -57,10 +57,19 @@ def test_threads_calling_one_tunnel_at_once_each_get_their_own_answer() -> None:
         def caller(worker: int) -> list[object]:
             return [tunnel.call(remote_funcs.echo, worker, i) for i in range(150)]
 
-        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        def submitter() -> list[object]:
+            # Futures nobody waits on in result(): the broker reads these answers, in turns
+            # with the callers above.
+            futures = [tunnel.submit(remote_funcs.echo, "async", i) for i in range(150)]
+            concurrent.futures.wait(futures, timeout=60)
+            return [f.result(timeout=0) for f in futures]
+
+        with concurrent.futures.ThreadPoolExecutor(7) as pool:
+            submitted = pool.submit(submitter)
             results = list(pool.map(caller, range(6)))
         for worker, answers in enumerate(results):
             assert answers == [[[worker, i], {}] for i in range(150)]
+        assert submitted.result() == [[["async", i], {}] for i in range(150)]
 
 
 def test_a_timeout_gives_the_pipe_back_to_the_broker() -> None:
