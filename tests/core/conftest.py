@@ -53,3 +53,17 @@ def captured() -> Captured:
 def local(captured: Captured) -> Iterator[Local]:
     with Local("local1", output=captured) as tunnel:
         yield tunnel
+
+
+@pytest.fixture
+def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A directory on the controller's sys.path that the remote has not got; the modules the
+    controller imported from it are forgotten afterwards."""
+    root = tmp_path / "served"
+    root.mkdir()
+    monkeypatch.syspath_prepend(str(root))
+    yield root
+    for name, module in list(sys.modules.items()):
+        places = [getattr(module, "__file__", None) or "", *getattr(module, "__path__", [])]
+        if any(str(place).startswith(str(root)) for place in places):
+            del sys.modules[name]

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pipe_funcs as pf
@@ -37,17 +36,6 @@ def wait_for(predicate: Callable[[], bool], what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {PATIENCE} s")
         time.sleep(0.01)
-
-
-@pytest.fixture
-def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A directory on the controller's sys.path that the remote has not got."""
-    root = tmp_path / "served"
-    root.mkdir()
-    monkeypatch.syspath_prepend(str(root))
-    yield root
-    for name in [m for m in sys.modules if m.startswith("pipemod")]:
-        del sys.modules[name]
 
 
 def hold_pipe_with_reader(tunnel: Local, tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,17 +27,6 @@ def make_package(root: Path, name: str, modules: int) -> None:
     (pkg / "__init__.py").write_text(f"{imports}\n\ndef total():\n    return {total}\n")
     (pkg / "data").mkdir()
     (pkg / "data" / "greeting.txt").write_bytes(b"hello \xff resource")
-
-
-@pytest.fixture
-def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A directory on the controller's sys.path that the remote has not got."""
-    root = tmp_path / "served"
-    root.mkdir()
-    monkeypatch.syspath_prepend(str(root))
-    yield root
-    for name in [m for m in sys.modules if m.startswith(("genpkg", "nspkg"))]:
-        del sys.modules[name]
 
 
 def test_package_of_fifty_modules_arrives_in_one_round_trip(served: Path) -> None:
