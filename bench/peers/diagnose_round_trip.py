@@ -5,9 +5,9 @@ Two parts, interleaved over several trials (the machine is shared: read the spre
 1. A model with no library: a length-prefixed 8-byte echo over a subprocess's pipes, with or
    without a thread handoff on each side. "controller thread": a reader thread reads the reply
    and completes a concurrent.futures.Future the caller waits on (chopsticks_nb's broker before
-   callers read their own answers, execnet's receiver thread). "agent thread": the far side's reader thread passes each request through a
-   queue.Queue to its main thread, which answers (chopsticks_nb's agent until its main thread
-   read the requests itself, chopsticks' bubble).
+   callers read their own answers, execnet's receiver thread). "agent thread": the far side's
+   reader thread passes each request through a queue.Queue to its main thread, which answers
+   (chopsticks_nb's agent until its main thread read the requests itself, chopsticks' bubble).
 2. Every contender's trivial call (the adapters of contenders.py, local subprocesses): wall
    time per call, and the CPU each side burns per call (this process's CPU time, the far
    process's from /proc), so that waiting (handoffs, wake-ups) and work (Python code) separate.
