@@ -13,12 +13,12 @@ call runs.
 """
 
 import _imp
+import _thread  # not threading: it imports functools and collections, ~4 ms of every start
 import io
 import os
 import select
 import struct
 import sys
-import threading
 
 # hashlib, tempfile, traceback and socket are imported where used, and the C modules below
 # directly (pickle and collections would import re, enum and more): every module imported here
@@ -381,7 +381,7 @@ class _Channel(object):
         self.wfd = wfd
         self.idle_timeout = idle_timeout
         self.heard = _monotonic()  # when the controller last sent anything
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()
         self.buf = bytearray(1 << 20)  # reused for every read: no allocation per chunk of a put
         self.view = memoryview(self.buf)
         self.start = self.end = 0
@@ -490,7 +490,7 @@ class _OutputStream(io.TextIOBase):
         self.kind = kind
         self.name = name
         self.pending = b""
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()
         self.buffer = _BinaryOutput(self)
 
     def writable(self):
@@ -555,7 +555,7 @@ class _RemoteModuleFinder(object):
     def __init__(self, agent):
         self.agent = agent
         self.records = {}  # name -> module record, or None when the controller has not got it
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()
 
     def find_spec(self, fullname, path=None, target=None):
         import importlib.util
@@ -738,7 +738,7 @@ READER_PATROL = 0.005
 
 
 def _locked():
-    lock = threading.Lock()
+    lock = _thread.allocate_lock()
     lock.acquire()
     return lock
 
@@ -766,11 +766,11 @@ class Agent(object):
         self.replies = {}  # request id -> [event, answer]
         self.next_request = 0
         self.uploads = {}
-        self.fetches = {}  # request id -> threading.Event that stops the stream
-        self.state_lock = threading.Lock()
+        self.fetches = {}  # request id -> [stop]: stop turns True to end the stream
+        self.state_lock = _thread.allocate_lock()
         self.finder = _RemoteModuleFinder(self)
-        self.main = threading.current_thread()
-        self.reader = None  # the thread running read_loop
+        self.main = _thread.get_ident()
+        self.reader = None  # ident of the thread running read_loop
         self.handlers = {
             Msg.CANCEL: self.on_cancel,
             Msg.REPLY: self.on_reply,
@@ -804,18 +804,18 @@ class Agent(object):
         """Send a request to the controller and wait for its REPLY. None, unasked, when the
         calling thread is the one that would have to read the reply: the reader thread, or the
         main thread between calls (a lazy import while it handles a put)."""
-        me = threading.current_thread()
-        if me is self.reader or (me is self.main and not self.current):
+        me = _thread.get_ident()
+        if me == self.reader or (me == self.main and not self.current):
             return None
         with self.state_lock:
             self.next_request += 1
             req_id = self.next_request
-            slot = self.replies[req_id] = [threading.Event(), None]
+            slot = self.replies[req_id] = [_locked(), None]  # released when the answer is in
             wake = self.pipe == _LENT and self.signal_reader()
         if wake:
             self.wake_reader.release()  # the answer should not wait for the reader's patrol
         self.channel.send(kind, req_id, encode(arg))
-        slot[0].wait()
+        slot[0].acquire()
         return slot[1]
 
     def send_error(self, req_id, exc, kind="exception"):
@@ -978,6 +978,7 @@ class Agent(object):
         """Look for a running call to take the pipe for, and serve the pipe until the main
         thread takes it back. Also end the agent once the controller has been silent for
         idle_timeout (the main thread reads with no time limit)."""
+        self.reader = _thread.get_ident()  # before serve() has it: ask() checks it
         channel = self.channel
         try:
             patrol = False
@@ -1048,10 +1049,8 @@ class Agent(object):
         with self.state_lock:
             if req_id == self.current and req_id != self.cancelling:
                 self.cancelling = req_id
-                signal.pthread_kill(self.main.ident, signal.SIGINT)
-                repeater = threading.Thread(target=self.keep_interrupting, args=(req_id,))
-                repeater.daemon = True
-                repeater.start()
+                signal.pthread_kill(self.main, signal.SIGINT)
+                _thread.start_new_thread(self.keep_interrupting, (req_id,))
             else:
                 for call in self.pending:
                     if call[0] == req_id:
@@ -1059,7 +1058,7 @@ class Agent(object):
                         break
             stop = self.fetches.get(req_id)
         if stop is not None:
-            stop.set()
+            stop[0] = True
         # A cancelled put sends no PUT_CLOSE: drop its temporary file now, not when the
         # connection ends (a long-lived tunnel would collect .part files). Data frames still
         # on their way find no upload and are ignored.
@@ -1077,7 +1076,7 @@ class Agent(object):
             with self.state_lock:
                 if self.current != req_id or self.interrupted == req_id:
                     return
-                signal.pthread_kill(self.main.ident, signal.SIGINT)
+                signal.pthread_kill(self.main, signal.SIGINT)
             delay = min(2 * delay, 0.5)
 
     def on_reply(self, req_id, payload):
@@ -1085,7 +1084,7 @@ class Agent(object):
             slot = self.replies.pop(req_id, None)
         if slot is not None:
             slot[1] = decode(payload)
-            slot[0].set()
+            slot[0].release()
 
     def on_put_open(self, req_id, payload):
         args = decode(payload)
@@ -1120,12 +1119,8 @@ class Agent(object):
 
     def on_fetch(self, req_id, payload):
         path = decode(payload)["path"]
-        stop = self.fetches[req_id] = threading.Event()
-        thread = threading.Thread(
-            target=self.stream_file, args=(req_id, path, stop), name="fetch-%d" % req_id
-        )
-        thread.daemon = True
-        thread.start()
+        stop = self.fetches[req_id] = [False]
+        _thread.start_new_thread(self.stream_file, (req_id, path, stop))
 
     def stream_file(self, req_id, path, stop):
         import hashlib
@@ -1135,7 +1130,7 @@ class Agent(object):
             sha1 = hashlib.sha1()
             size = 0
             with open(path, "rb") as f:
-                while not stop.is_set():
+                while not stop[0]:
                     chunk = f.read(CHUNK_SIZE)
                     if not chunk:
                         break
@@ -1334,7 +1329,5 @@ def serve():
     with channel.lock:
         os.write(wfd, MAGIC)
     channel.send(Msg.HELLO, 0, hello)
-    agent.reader = threading.Thread(target=agent.read_loop, name="chopsticks-reader")
-    agent.reader.daemon = True
-    agent.reader.start()
+    agent.reader = _thread.start_new_thread(agent.read_loop, ())
     agent.main_loop()

@@ -90,4 +90,4 @@ def import_once_idle(name):
     thread = threading.Thread(target=run, name="importer")
     thread.daemon = True
     thread.start()
-    return agent.main.ident != thread.ident
+    return agent.main != thread.ident

@@ -124,7 +124,7 @@ def import_missing_as_reader_thread():
 
     finder = next(f for f in sys.meta_path if type(f).__name__ == "_RemoteModuleFinder")
     saved = finder.agent.reader
-    finder.agent.reader = threading.current_thread()
+    finder.agent.reader = threading.get_ident()
     before = finder.agent.next_request
     try:
         __import__("module_that_is_nowhere_at_all")
