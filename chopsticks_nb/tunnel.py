@@ -52,6 +52,19 @@ def _check(kind: str, value: str, pattern: re.Pattern[str] = _NAME) -> str:
     return value
 
 
+#: Something to start on a live connection: it sends the request and returns its future.
+Operation = Callable[[Connection], RemoteFuture]
+
+
+def _put_operation(local_path: str, remote_path: str | None, mode: int) -> Operation:
+    return lambda conn: _transfer.start_put(conn, os.fspath(local_path), remote_path, mode)
+
+
+def _fetch_operation(remote_path: str, local_path: str | None) -> Operation:
+    local = None if local_path is None else os.fspath(local_path)
+    return lambda conn: _transfer.start_fetch(conn, remote_path, local)
+
+
 def _close_connection(conn: Connection) -> None:
     conn.close(wait=not BROKER.in_broker_thread())
 
@@ -236,8 +249,7 @@ class BaseTunnel:
         The value comes back through a closed codec (None, bool, int, float, str, bytes, list,
         tuple, dict, set, frozenset). A remote exception raises RemoteException.
         """
-        payload = dumps_call(callable, args, kwargs, self.host, lambda: self.remote_info)
-        return self._wait(lambda conn: conn.call(payload))
+        return self._wait(self._call_operation(callable, args, kwargs))
 
     def submit(self, callable: Callable[..., Any], *args: Any, **kwargs: Any) -> RemoteFuture:
         """Like :meth:`call`, but return at once a future (``.result(timeout)``, ``.cancel()``)."""
@@ -252,8 +264,7 @@ class BaseTunnel:
         output: OutputHandler | None = None,
     ) -> RemoteFuture:
         """The explicit form of :meth:`submit`, with a per-call ``output`` handler."""
-        payload = dumps_call(callable, args, kwargs or {}, self.host, lambda: self.remote_info)
-        return self._start(lambda conn: conn.call(payload, output))
+        return self._start(self._call_operation(callable, args, kwargs or {}, output))
 
     def exec(self, code: str, names: dict[str, Any] | None = None) -> Any:
         """Run Python source on the remote host in the tunnel's persistent namespace.
@@ -262,14 +273,7 @@ class BaseTunnel:
         value of the last line if it is an expression, like a notebook cell. The namespace
         lasts as long as the connection.
         """
-        payload = dumps_call(
-            _agent.run_cell,
-            (code, "<remote-cell>", names or {}),
-            {},
-            self.host,
-            lambda: self.remote_info,
-        )
-        return self._wait(lambda conn: conn.call(payload))
+        return self.call(_agent.run_cell, code, "<remote-cell>", names or {})
 
     def submit_exec(
         self,
@@ -286,7 +290,18 @@ class BaseTunnel:
         """``await tunnel.call_async(f, ...)``: the asyncio face of :meth:`call`."""
         return await asyncio.wrap_future(self.submit(callable, *args, **kwargs))
 
-    def _wait(self, operation: Callable[[Connection], RemoteFuture]) -> Any:
+    def _call_operation(
+        self,
+        callable: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        output: OutputHandler | None = None,
+    ) -> Operation:
+        """The pickled call (pickled now: a SerializationError is raised here), to start."""
+        payload = dumps_call(callable, args, kwargs, self.host, lambda: self.remote_info)
+        return lambda conn: conn.call(payload, output)
+
+    def _wait(self, operation: Operation) -> Any:
         """Start ``operation`` and wait for its result, reading the answer on this thread."""
         conn = self._connection()
         claimed = conn.claim_reader()
@@ -296,7 +311,7 @@ class BaseTunnel:
             if claimed:
                 conn.release_reader()
 
-    def _start(self, operation: Callable[[Connection], RemoteFuture]) -> RemoteFuture:
+    def _start(self, operation: Operation) -> RemoteFuture:
         try:
             return operation(self._connection())
         except ChopsticksError as exc:
@@ -315,32 +330,24 @@ class BaseTunnel:
         ``local_path``, ``remote_path``, ``size`` and ``sha1sum``. The remote file appears whole
         or not at all.
         """
-        result: dict[str, Any] = self._wait(
-            lambda conn: _transfer.start_put(conn, os.fspath(local_path), remote_path, mode)
-        )
+        result: dict[str, Any] = self._wait(_put_operation(local_path, remote_path, mode))
         return result
 
     def submit_put(
         self, local_path: str, remote_path: str | None = None, mode: int = 0o644
     ) -> RemoteFuture:
-        return self._start(
-            lambda conn: _transfer.start_put(conn, os.fspath(local_path), remote_path, mode)
-        )
+        return self._start(_put_operation(local_path, remote_path, mode))
 
     def fetch(self, remote_path: str, local_path: str | None = None) -> dict[str, Any]:
         """Copy a remote file here (streamed, any size); without ``local_path``, to a temp file.
 
         Returns a dict with ``local_path``, ``remote_path``, ``size`` and ``sha1sum``.
         """
-        local = None if local_path is None else os.fspath(local_path)
-        result: dict[str, Any] = self._wait(
-            lambda conn: _transfer.start_fetch(conn, remote_path, local)
-        )
+        result: dict[str, Any] = self._wait(_fetch_operation(remote_path, local_path))
         return result
 
     def submit_fetch(self, remote_path: str, local_path: str | None = None) -> RemoteFuture:
-        local = None if local_path is None else os.fspath(local_path)
-        return self._start(lambda conn: _transfer.start_fetch(conn, remote_path, local))
+        return self._start(_fetch_operation(remote_path, local_path))
 
     # -- set operations: a tunnel acts as a group of one ------------------------------------------
 
