@@ -463,7 +463,9 @@ class _Channel(object):
         the front, or grow the buffer (a new one: views handed out stay valid)."""
         kept = self.end - self.start
         size = len(self.buf)
-        if self.start and (size - self.end < 65536 or size - self.start < needed):
+        if not kept and not self.pinned:
+            self.start = self.end = 0  # free now; later it would cost moving a partial frame
+        elif self.start and (size - self.end < 65536 or size - self.start < needed):
             if self.pinned:
                 self._replace(size, kept)
             else:
