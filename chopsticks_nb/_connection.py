@@ -192,6 +192,10 @@ class _DeferredInterrupt:
             self._previous(*self._pending)
 
 
+def _time_left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
 def _settle(
     future: concurrent.futures.Future[Any], *, value: Any = None, exc: BaseException | None = None
 ) -> bool:
@@ -206,37 +210,86 @@ def _settle(
     return True
 
 
-class Request:
-    """An operation awaiting the agent's answer. Subclasses handle data frames and results."""
+class Pending:
+    """An operation awaiting the agent's answer, in the connection's table until answered.
+
+    Whoever takes it out of the table (the answer, a cancel, the connection's end) completes
+    it, so it completes once."""
 
     def __init__(self, conn: Connection, req_id: int, output: OutputHandler | None = None) -> None:
         self.conn = conn
         self.req_id = req_id
         self.output = output
+
+    def on_result(self, value: object) -> None:
+        raise NotImplementedError
+
+    def on_error(self, record: dict[str, Any]) -> None:
+        self.fail(self.conn.error_from_record(record))
+
+    def on_data(self, payload: memoryview) -> None:
+        raise ProtocolError(f"unexpected data frame for request {self.req_id}", self.conn.host)
+
+    def fail(self, exc: ChopsticksError) -> None:
+        raise NotImplementedError
+
+
+class Request(Pending):
+    """A pending operation with a future. Subclasses handle data frames and results."""
+
+    def __init__(self, conn: Connection, req_id: int, output: OutputHandler | None = None) -> None:
+        super().__init__(conn, req_id, output)
         self.future = RemoteFuture(conn.host, conn)
         self.future._on_cancel = self.cancel
 
     def on_result(self, value: object) -> None:
         _settle(self.future, value=value)
 
-    def on_error(self, record: dict[str, Any]) -> None:
-        _settle(self.future, exc=self.conn.error_from_record(record))
-
-    def on_data(self, payload: memoryview) -> None:
-        raise ProtocolError(f"unexpected data frame for request {self.req_id}", self.conn.host)
-
     def fail(self, exc: ChopsticksError) -> None:
         _settle(self.future, exc=exc)
 
     def cancel(self) -> None:
         """The future failed early (cancel, timeout): forget it and stop the remote work."""
-        if self.conn.forget(self.req_id):
-            with contextlib.suppress(ChopsticksError):
-                self.conn.send(Msg.CANCEL, self.req_id)
+        self.conn.cancel(self.req_id)
         self.abandon()
 
     def abandon(self) -> None:
         """Release what the request holds locally (a fetch's partial file)."""
+
+
+class Answer(Pending):
+    """A call whose caller reads the answer on its own thread (:meth:`Connection.call_here`).
+
+    A flag and a lock stand in for a Future: its condition and callbacks cost more than all
+    the rest of a small call. The lock is only waited for when another thread completes it
+    (the connection died)."""
+
+    def __init__(self, conn: Connection, req_id: int, output: OutputHandler | None = None) -> None:
+        super().__init__(conn, req_id, output)
+        self.settled = False
+        self.value: object = None
+        self.error: ChopsticksError | None = None
+        self._done = threading.Lock()
+        self._done.acquire()
+
+    def on_result(self, value: object) -> None:
+        self.value = value
+        self.settled = True
+        self._done.release()
+
+    def fail(self, exc: ChopsticksError) -> None:
+        self.error = exc
+        self.settled = True
+        self._done.release()
+
+    def wait(self, timeout: float | None) -> bool:
+        """Whether it is settled, waiting up to ``timeout`` seconds (None: no limit)."""
+        return self.settled or self._done.acquire(True, -1 if timeout is None else timeout)
+
+    def outcome(self) -> object:
+        if self.error is not None:
+            raise self.error
+        return self.value
 
 
 class Connection:
@@ -271,7 +324,7 @@ class Connection:
         self.proc: subprocess.Popen[bytes] | None = None
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._requests: dict[int, Request] = {}
+        self._requests: dict[int, Pending] = {}
         self._wlock = threading.Lock()
         self._out: deque[bytes | memoryview] = deque()
         self._out_bytes = 0
@@ -380,9 +433,50 @@ class Connection:
         """Run a pickled ``(callable, args, kwargs)`` remotely."""
         return self.submit(lambda req_id: Request(self, req_id, output), Msg.CALL, payload)
 
+    def call_here(
+        self, payload: list[bytes], timeout: float | None, output: OutputHandler | None = None
+    ) -> Any:
+        """Run a pickled ``(callable, args, kwargs)`` remotely and return its value, reading the
+        answer on this thread (waiting for the thread that reads, if another one does). Raises
+        like ``RemoteFuture.result``: CallTimeout (and the call is cancelled) after ``timeout``
+        seconds, KeyboardInterrupt (cancelling it too), or the call's error."""
+        if not self.claim_reader():
+            return self.call(payload, output).result(timeout)
+        try:
+            answer = Answer(self, next(self._ids), output)
+            with self._lock:
+                if self._dead is not None:
+                    raise self._dead()
+                self._requests[answer.req_id] = answer
+            deadline = None if timeout is None else time.monotonic() + timeout
+            try:
+                # Everything is ready before the frame goes: once it is written, this thread
+                # should block at once, and the agent then runs on this CPU, not another.
+                with _DeferredInterrupt() as interrupts:
+                    self.send(Msg.CALL, answer.req_id, payload)
+                    self._read_while_waiting(answer, deadline, interrupts)
+                settled = answer.wait(_time_left(deadline))
+            except BaseException:
+                self.cancel(answer.req_id)  # unsent, or interrupted: nothing will answer
+                raise
+            if settled or not self.cancel(answer.req_id):  # else: answered meanwhile
+                answer.wait(None)
+                return answer.outcome()
+            raise CallTimeout(f"no answer within {timeout:g} s; cancelled", self.host)
+        finally:
+            self.release_reader()
+
     def forget(self, req_id: int) -> bool:
         with self._lock:
             return self._requests.pop(req_id, None) is not None
+
+    def cancel(self, req_id: int) -> bool:
+        """Forget a request and stop its remote work; False if it was already answered."""
+        if not self.forget(req_id):
+            return False
+        with contextlib.suppress(ChopsticksError):
+            self.send(Msg.CANCEL, req_id)
+        return True
 
     def claim_reader(self) -> bool:
         """Take this connection's stdout from the broker for the calling thread, if free.
@@ -406,11 +500,15 @@ class Connection:
         """Give stdout back to the broker (after :meth:`claim_reader`)."""
         with self._wlock:  # _kill_with sets _dead under it: never watch a dead connection's fd
             self._reader = None
-            if self._dead is None and not self._stdout_eof:
-                BROKER.watch(self._fds["stdout"], False, self._on_stdout)
+            if self._dead is None:
+                if not self._stdout_eof:
+                    BROKER.watch(self._fds["stdout"], False, self._on_stdout)
+                if self._out and not self._writer_watched:  # what this thread left unwritten
+                    self._writer_watched = True
+                    BROKER.call_soon(self._watch_writer)
         self._read_lock.release()
 
-    def read_until(self, future: RemoteFuture, timeout: float | None) -> float | None:
+    def read_until(self, future: RemoteFuture | Answer, timeout: float | None) -> float | None:
         """Read the agent's output on this thread until ``future`` is done or ``timeout`` passes,
         handling every frame as the broker would; return the time left. If another thread reads
         this connection already, return at once: the caller just waits."""
@@ -424,26 +522,46 @@ class Connection:
         finally:
             if not claimed_before:
                 self.release_reader()
-        return None if deadline is None else max(0.0, deadline - time.monotonic())
+        return _time_left(deadline)
 
     def _read_while_waiting(
-        self, future: RemoteFuture, deadline: float | None, interrupts: _DeferredInterrupt
+        self,
+        future: RemoteFuture | Answer,
+        deadline: float | None,
+        interrupts: _DeferredInterrupt,
     ) -> None:
-        if self._poll is None:
-            self._poll = select.poll()  # not select(): no FD_SETSIZE limit with many hosts
-            self._poll.register(self._fds["stdout"], select.POLLIN)
+        """The reading loop. The thread also writes what it left queued (a frame larger than
+        the pipe's room), as the broker would: handing that to the broker costs two thread
+        wake-ups per call."""
+        poll = self._poll
+        if poll is None:
+            poll = self._poll = select.poll()  # not select(): no FD_SETSIZE limit
+            poll.register(self._fds["stdout"], select.POLLIN)
+        writing = False
         while not future.settled and not self._stdout_eof and self._dead is None:
+            if writing != (bool(self._out) and not self._writer_watched):
+                writing = not writing
+                if writing:
+                    poll.register(self._fds["stdin"], select.POLLOUT)
+                else:
+                    poll.unregister(self._fds["stdin"])
             wait = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
             interrupts.waiting = True
             try:
-                ready = self._poll.poll(wait)
+                ready = poll.poll(wait)
             finally:
                 interrupts.waiting = False
             if not ready:
                 if wait == 0:
-                    return
+                    break
                 continue
+            if writing:
+                with self._wlock:
+                    if not self._writer_watched:
+                        self._flush_locked()
             self._read_stdout()
+        if writing and "stdin" in self._fds:
+            poll.unregister(self._fds["stdin"])
 
     def add_producer(self, producer: Producer) -> None:
         def add() -> None:
@@ -463,6 +581,8 @@ class Connection:
             self._queue_bytes(HEADER.pack(kind, req_id, sum(map(len, payload))), *payload)
 
     def _queue_bytes(self, *chunks: bytes) -> None:
+        """Write ``chunks`` now as far as the pipe takes them; queue the rest for the broker, or
+        for this thread if it reads this connection (it writes while it waits)."""
         with self._wlock:
             if self._dead is not None:
                 raise self._dead()
@@ -475,7 +595,7 @@ class Connection:
             if self._writer_watched:
                 return
             self._flush_locked()
-            if self._out:
+            if self._out and self._reader != threading.get_ident():
                 self._writer_watched = True
                 BROKER.call_soon(self._watch_writer)
 

@@ -249,7 +249,8 @@ class BaseTunnel:
         The value comes back through a closed codec (None, bool, int, float, str, bytes, list,
         tuple, dict, set, frozenset). A remote exception raises RemoteException.
         """
-        return self._wait(self._call_operation(callable, args, kwargs))
+        payload = dumps_call(callable, args, kwargs, self.host, lambda: self.remote_info)
+        return self._connection().call_here(payload, self.call_timeout)
 
     def submit(self, callable: Callable[..., Any], *args: Any, **kwargs: Any) -> RemoteFuture:
         """Like :meth:`call`, but return at once a future (``.result(timeout)``, ``.cancel()``)."""

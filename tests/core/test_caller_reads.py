@@ -4,15 +4,18 @@ then gives the pipe back to the broker: every frame still arrives exactly once, 
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import signal
 import threading
 import time
 
 import pytest
 import remote_funcs
 
-from chopsticks_nb.errors import CallTimeout
+from chopsticks_nb.errors import CallTimeout, TunnelClosed
 from chopsticks_nb.tunnel import Local
 from fixtures.interrupts import sigint_after
+from fixtures.system import wait_until
 
 
 class ThreadNames:
@@ -93,3 +96,39 @@ def test_ctrl_c_while_frames_stream_in_loses_none(delay: float) -> None:
             tunnel.call(remote_funcs.print_for, 5)
         assert other.result(timeout=10) == "slept"
         assert tunnel.call(len, "abcd") == 4
+
+
+def test_what_a_timed_out_caller_left_unwritten_is_sent_by_the_broker() -> None:
+    # A frame larger than the pipe is written by the waiting caller as the agent drains it.
+    # Stop the agent so that the frame is still half-written when the call times out: the
+    # broker must write the rest, though nothing is sent afterwards (no keepalive pings), or
+    # the agent never gets it and the stream stays out of step.
+    size = 3 << 20
+    with Local("half-written", call_timeout=0.5, keepalive=None) as tunnel:
+        pid = tunnel.call(os.getpid)
+        received = _bytes_read_by(pid)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(CallTimeout, match="half-written"):
+                tunnel.call(len, b"x" * size)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        wait_until(lambda: _bytes_read_by(pid) - received > size, 10, "the agent to read it all")
+        assert tunnel.call(remote_funcs.echo, "in step") == [["in step"], {}]
+
+
+def _bytes_read_by(pid: int) -> int:
+    with open(f"/proc/{pid}/io") as io:
+        return next(int(line.split()[1]) for line in io if line.startswith("rchar:"))
+
+
+def test_closing_from_another_thread_ends_a_call_read_here() -> None:
+    tunnel = Local("closed-under")
+    tunnel.connect()
+    closer = threading.Timer(0.3, tunnel.close)
+    closer.start()
+    started = time.monotonic()
+    with pytest.raises(TunnelClosed, match="closed-under"):
+        tunnel.call(remote_funcs.sleep, 30)
+    assert time.monotonic() - started < 10
+    closer.join()
