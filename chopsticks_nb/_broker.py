@@ -85,6 +85,7 @@ class Broker:
         self._timers: list[tuple[float, int, TimerHandle]] = []
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
+        self._ident: int | None = None  # the thread's, for a cheap in_broker_thread()
         self._poller: _Poller | None = None
         self._wake_r = self._wake_w = -1
         self._woken = False
@@ -122,7 +123,7 @@ class Broker:
         done.wait(timeout)
 
     def in_broker_thread(self) -> bool:
-        return threading.current_thread() is self._thread
+        return threading.get_ident() == self._ident
 
     def _wake_locked(self) -> None:
         if self._thread is None:
@@ -165,6 +166,7 @@ class Broker:
     # -- broker thread only ----------------------------------------------------------------------
 
     def _run(self) -> None:
+        self._ident = threading.get_ident()  # first: its callbacks may ask in_broker_thread()
         poller = self._poller
         assert poller is not None
         callbacks = poller.callbacks
@@ -226,7 +228,7 @@ class Broker:
             os.close(self._wake_r)
             os.close(self._wake_w)
             self._poller = None
-            self._thread = None
+            self._thread = self._ident = None
             return True
 
     @staticmethod
@@ -241,7 +243,7 @@ class Broker:
         self._lock = threading.Lock()
         self._pending.clear()
         self._timers = []
-        self._thread = None
+        self._thread = self._ident = None
         self._poller = None
 
 

@@ -56,6 +56,7 @@ STDERR_TAIL_LINES = 20
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _HEADER_SIZE = HEADER.size
 _DATA_KINDS = frozenset((Msg.STDOUT, Msg.STDERR, Msg.FETCH_DATA))  # frames up to MAX_DATA_FRAME
+_RESULT, _ERROR, _STDOUT, _STDERR = Msg.RESULT, Msg.ERROR, Msg.STDOUT, Msg.STDERR  # hot: no lookups
 
 ErrorFactory = Callable[[], ChopsticksError]
 ExitExplainer = Callable[[Optional[int], str], str]
@@ -94,9 +95,6 @@ class InputBuffer:
         else:
             self.data[:kept] = self.data[self.start : self.end]
         self.start, self.end = 0, kept
-
-    def view(self, offset: int, size: int) -> memoryview:
-        return memoryview(self.data)[self.start + offset : self.start + offset + size]
 
 
 class Producer(Protocol):
@@ -586,12 +584,13 @@ class Connection:
         with self._wlock:
             if self._dead is not None:
                 raise self._dead()
+            size = 0
             for chunk in chunks:
-                if not chunk:
-                    continue  # writev would write 0 bytes of it, and _flush_locked wait for more
-                self._out.append(chunk)
-                self._out_bytes += len(chunk)
-                self._queued_total += len(chunk)
+                if chunk:  # writev would write 0 bytes of it, and _flush_locked wait for more
+                    self._out.append(chunk)
+                    size += len(chunk)
+            self._out_bytes += size
+            self._queued_total += size
             if self._writer_watched:
                 return
             self._flush_locked()
@@ -601,13 +600,16 @@ class Connection:
 
     def _flush_locked(self) -> None:
         fd = self._fds.get("stdin", -1)
-        while self._out and fd >= 0:
+        out = self._out
+        while out and fd >= 0:
             try:
-                written = os.writev(fd, list(itertools.islice(self._out, 64)))
+                written = os.writev(fd, out if len(out) <= 64 else list(itertools.islice(out, 64)))
             except BlockingIOError:
                 return
             except OSError:  # the agent is gone; the reader will notice EOF and say why
-                self._out.clear()
+                written = self._out_bytes
+            if written == self._out_bytes:
+                out.clear()  # the usual case: all of it
                 self._out_bytes = 0
                 return
             self._out_bytes -= written
@@ -719,19 +721,18 @@ class Connection:
                     # cost 500 MiB here.
                     buf.reserve(min(end, max(READ_SIZE, 2 * len(buf))))
                 return
-            with buf.view(_HEADER_SIZE, length) as payload:
-                buf.start += end
+            begin = buf.start + _HEADER_SIZE
+            buf.start += end
+            with memoryview(buf.data)[begin : begin + length] as payload:
                 self._dispatch(kind, req_id, payload)
 
     def _dispatch(self, kind: int, req_id: int, payload: memoryview) -> None:
-        if kind in (Msg.STDOUT, Msg.STDERR):
-            self._deliver_output("stdout" if kind == Msg.STDOUT else "stderr", payload, req_id)
-        elif kind in (Msg.RESULT, Msg.ERROR):
+        if kind in (_RESULT, _ERROR):
             # Check the answer before taking its request out of the table: a malformed answer
             # kills the connection, and only requests still in the table are failed by _die
             # (a request popped first would wait for ever).
             value = _agent.decode(payload)
-            record = _error_record(value, self.host) if kind == Msg.ERROR else None
+            record = _error_record(value, self.host) if kind == _ERROR else None
             with self._lock:
                 request = self._requests.pop(req_id, None)
             if request is None:
@@ -744,6 +745,8 @@ class Connection:
             except ChopsticksError as exc:  # a transfer result of the wrong shape
                 request.fail(ProtocolError(exc.message, self.host))
                 raise
+        elif kind in (_STDOUT, _STDERR):
+            self._deliver_output("stdout" if kind == _STDOUT else "stderr", payload, req_id)
         elif kind == Msg.FETCH_DATA:
             with self._lock:
                 request = self._requests.get(req_id)
