@@ -34,7 +34,7 @@ except ImportError:  # pragma: no cover - CPython has had _signal since 3.5
 from _collections import deque as _deque
 from time import monotonic as _monotonic
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 #: Frame header: kind (1 byte), request id (4 bytes), payload length (4 bytes), big-endian.
 HEADER = struct.Struct(">BII")
@@ -139,6 +139,8 @@ _I64 = struct.Struct(">q")
 _F64 = struct.Struct(">d")
 _INT_MIN = -(1 << 63)
 _INT_MAX = (1 << 63) - 1
+_ENCODED_NONE = bytes(bytearray([CODEC_VERSION, Op.NONE]))
+_INT_PREFIX = bytes(bytearray([CODEC_VERSION, Op.INT]))
 
 
 class _Output(list):
@@ -153,6 +155,10 @@ def encode(value):
     """Encode ``value`` to bytes; raise EncodeError naming any type the codec cannot carry,
     or if the decoder would refuse the value for its size (so that the sender learns it, not
     the receiver)."""
+    if value is None:
+        return _ENCODED_NONE
+    if type(value) is int and _INT_MIN <= value <= _INT_MAX:
+        return _INT_PREFIX + _I64.pack(value)  # the commonest answers, without an _Output
     out = _Output([bytes(bytearray([CODEC_VERSION]))])
     _encode(value, out, 0)
     data = b"".join(out)
@@ -918,10 +924,15 @@ class Agent(object):
                 self.channel.pinned = True  # the payload may be a view into the read buffer
                 self.start_call(req_id)
                 try:
-                    func, args, kwargs = _unpickle(payload)
+                    call = _unpickle(payload)
                 finally:
                     self.channel.pinned = False
-                value = func(*args, **kwargs)
+                if len(call) == 4:  # (module, qualname, args, kwargs): a callable by name
+                    func = _resolve(call[0], call[1])
+                    value = func(*call[2], **call[3])
+                else:
+                    func, args, kwargs = call
+                    value = func(*args, **kwargs)
                 kind = "encode"
                 data = encode(value)
                 if len(data) > MAX_MESSAGE:
@@ -1153,6 +1164,17 @@ class Agent(object):
 # Rebuilding functions and classes that the controller sent as source (see _serialize.py).
 # The pickle calls make_* to create the object, then fill_* with its globals and closure, so
 # that functions referring to each other (or to themselves) can be rebuilt.
+
+
+def _resolve(module, qualname):
+    """The callable a call names, found as unpickling would find it (cheaper to send)."""
+    found = sys.modules.get(module)
+    if found is None:
+        __import__(module)
+        found = sys.modules[module]
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    return found
 
 
 def _compile_source(source, filename, firstlineno):

@@ -50,14 +50,18 @@ def dumps_call(
     remote_info: RemoteInfo | None = None,
 ) -> list[bytes]:
     """Pickle ``(func, args, kwargs)`` for the agent; SerializationError names what failed."""
-    call = (func, args, kwargs)
-    if _importable(func) and _plain(args) and _plain(kwargs):  # the common case, kept fast
+    name = _name(func)
+    if name is not None and _plain(args) and (not kwargs or _plain(kwargs)):
+        # The common case, kept fast: the callable goes as (module, qualname), which the agent
+        # looks up itself; pickling a reference (an import and lookups to check it) costs more
+        # than the rest of a small call.
+        call = (*name, args, kwargs)
         if not any(type(arg) is bytes and len(arg) >= _LARGE for arg in args):
             return [pickle.dumps(call, PICKLE_PROTOCOL)]  # a third faster than a Pickler
         chunks = Chunks()
         pickle.Pickler(chunks, protocol=PICKLE_PROTOCOL).dump(call)
         return chunks
-    return dumps(call, host, remote_info)
+    return dumps((func, args, kwargs), host, remote_info)
 
 
 def dumps(obj: object, host: str, remote_info: RemoteInfo | None = None) -> Chunks:
@@ -97,6 +101,20 @@ def _plain(value: object, depth: int = 0) -> bool:
             type(k) in _PLAIN and _plain(v, depth + 1) for k, v in pairs.items()
         )
     return False
+
+
+def _name(func: object) -> tuple[str, str] | None:
+    """``(module, qualname)`` by which the remote finds this very callable, if it can."""
+    module = getattr(func, "__module__", None)
+    qualname = getattr(func, "__qualname__", None)  # a functools.partial has none
+    if not isinstance(module, str) or not isinstance(qualname, str) or not qualname:
+        return None
+    if module == "__main__" or "<" in qualname or module not in sys.modules:
+        return None
+    found: Any = sys.modules[module]
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return (module, qualname) if found is func else None
 
 
 def _importable(obj: object) -> bool:

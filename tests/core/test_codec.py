@@ -34,6 +34,14 @@ def test_every_codec_value_round_trips(value: object) -> None:
     assert decode(encode(value)) == value
 
 
+@given(st.none() | st.booleans() | st.integers())
+def test_scalars_encode_alike_alone_and_nested(value: object) -> None:
+    # A lone int or None is encoded (and decoded) on a short path: it must match the general one.
+    alone, nested = encode(value), encode([value])
+    assert alone[1:] == nested[6:]  # after the version; after the version and the list header
+    assert type(decode(alone)) is type(value)
+
+
 @given(st.binary(max_size=200))
 @settings(max_examples=500)
 def test_decoder_raises_only_decode_error_on_garbage(data: bytes) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -109,3 +110,20 @@ def test_a_subclass_of_a_builtin_type_goes_by_value(local: Local) -> None:
         HIGH = 2
 
     assert local.call(rf.echo, Level.HIGH, [Level.LOW]) == [[2, [1]], {}]
+
+
+def test_an_importable_callable_goes_by_name_and_runs_there(local: Local) -> None:
+    call = pickle.loads(b"".join(dumps_call(rf.Tools.double, (21,), {}, "h")))
+    assert call == ("remote_funcs", "Tools.double", (21,), {})
+    assert local.call(rf.Tools.double, 21) == 42
+    assert local.call(len, "four") == 4
+
+
+def test_a_callable_its_module_no_longer_names_goes_by_value(
+    local: Local, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = rf.echo
+    monkeypatch.setattr(rf, "echo", rf.getpid)  # the module's name now finds another function
+    call = pickle.loads(b"".join(dumps_call(original, (1,), {}, "h")))
+    assert len(call) == 3 and callable(call[0])  # the function itself, not its name
+    assert local.call(original, 1) == [[1], {}]

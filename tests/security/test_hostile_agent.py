@@ -145,7 +145,7 @@ CASES: dict[str, tuple[str, dict[str, Any], int, str]] = {
         "raw_after_hello", {"data": frame_hex(Msg.RESULT, b"")[:10]}, 5,
         "ended inside a message"),
     "wrong-protocol-version": (
-        "wrong_hello", {"hello": {"protocol": 2, "pid": 1}}, 20, "unknown protocol"),
+        "wrong_hello", {"hello": {"protocol": 999, "pid": 1}}, 20, "unknown protocol"),
     "hello-not-a-dict": (
         "wrong_hello", {"hello": [1, 2, 3]}, 20, "unknown protocol"),
 }  # fmt: skip
