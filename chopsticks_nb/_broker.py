@@ -27,8 +27,8 @@ WRITABLE = select.POLLOUT
 class _Poller:
     """Which fds to wait for, and each one's callback: epoll where there is one, else poll().
 
-    Any thread may change it (a caller that reads its own answer takes its fd out and puts it
-    back, one syscall each). epoll sees a change made while the broker waits in it; poll() only
+    Any thread may change it (a caller that reads its own answer pauses its fd and resumes
+    it, one syscall each). epoll sees a change made while the broker waits in it; poll() only
     on its next call, so ``sees_changes_at_once`` tells the caller to wake the broker.
     """
 
@@ -44,6 +44,12 @@ class _Poller:
         else:
             self._backend.register(fd, events)
         self.callbacks[fd] = callback
+
+    def pause(self, fd: int) -> None:
+        """Stop reporting ``fd`` but keep it registered: resuming it with set() is a cheaper
+        syscall than registering it again. (Hang-ups are still reported.)"""
+        if fd in self.callbacks:
+            self._backend.modify(fd, 0)
 
     def remove(self, fd: int) -> None:
         if self.callbacks.pop(fd, 0) != 0:
@@ -155,6 +161,12 @@ class Broker:
             self._poller.set(fd, WRITABLE if writable else READABLE, callback)
             if not self._poller.sees_changes_at_once:
                 self._wake_locked()
+
+    def pause(self, fd: int) -> None:
+        """Stop watching ``fd`` for a while: a caller reads it itself, then watch()es it again."""
+        with self._lock:
+            if self._poller is not None:
+                self._poller.pause(fd)
 
     def unwatch(self, fd: int) -> None:
         """Stop watching ``fd``. A callback for it that a wait had already returned may still

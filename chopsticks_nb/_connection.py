@@ -58,6 +58,12 @@ _HEADER_SIZE = HEADER.size
 _DATA_KINDS = frozenset((Msg.STDOUT, Msg.STDERR, Msg.FETCH_DATA))  # frames up to MAX_DATA_FRAME
 _RESULT, _ERROR, _STDOUT, _STDERR = Msg.RESULT, Msg.ERROR, Msg.STDOUT, Msg.STDERR  # hot: no lookups
 
+#: A caller waiting for its answer reads without sleeping for up to this long first: waking
+#: a sleeping CPU costs more than a small call on a VM (20-50 us). Never with one CPU, where
+#: the agent could not run meanwhile, and less and less while answers take longer than this.
+SPIN = 100e-6
+MULTI_CPU = len(os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else "01") > 1
+
 ErrorFactory = Callable[[], ChopsticksError]
 ExitExplainer = Callable[[Optional[int], str], str]
 
@@ -167,6 +173,10 @@ class _DeferredInterrupt:
         self._previous: Callable[[int, Any], Any] | None = None
         self._pending: tuple[int, Any] | None = None
 
+    @property
+    def pending(self) -> bool:
+        return self._pending is not None
+
     def __enter__(self) -> _DeferredInterrupt:
         if threading.current_thread() is threading.main_thread():
             handler = _signal.getsignal(signal.SIGINT)
@@ -182,12 +192,17 @@ class _DeferredInterrupt:
         else:
             self._pending = (signum, frame)
 
+    def deliver(self) -> None:
+        """At a safe point (no frame half-handled): raise a Ctrl-C that was deferred."""
+        pending, self._pending = self._pending, None
+        if pending is not None and self._previous is not None:
+            self._previous(*pending)
+
     def __exit__(self, *exc_info: object) -> None:
         if self._previous is None:
             return
         _signal.signal(signal.SIGINT, self._previous)
-        if self._pending is not None:
-            self._previous(*self._pending)
+        self.deliver()
 
 
 def _time_left(deadline: float | None) -> float | None:
@@ -334,6 +349,8 @@ class Connection:
         self._input = InputBuffer()
         self._read_lock = threading.Lock()  # held by whoever reads stdout: broker or a caller
         self._reader: int | None = None  # the thread that claimed stdout (claim_reader)
+        self._spin_misses = 0  # spins in a row that ended without the answer (_spin)
+        self._spin_skip = 0  # waits left before the next spin
         self._poll: select.poll | None = None
         self._stdout_eof = False
         self._synced = False
@@ -491,7 +508,7 @@ class Connection:
                 self._read_lock.release()
                 return False
             self._reader = threading.get_ident()
-            BROKER.unwatch(fd)
+            BROKER.pause(fd)
         return True
 
     def release_reader(self) -> None:
@@ -536,7 +553,14 @@ class Connection:
             poll = self._poll = select.poll()  # not select(): no FD_SETSIZE limit
             poll.register(self._fds["stdout"], select.POLLIN)
         writing = False
+        spin = self._may_spin()
         while not future.settled and not self._stdout_eof and self._dead is None:
+            if interrupts.pending:
+                interrupts.deliver()
+            if spin and not self._out:
+                spin = False
+                if self._spin(future, interrupts):
+                    continue
             if writing != (bool(self._out) and not self._writer_watched):
                 writing = not writing
                 if writing:
@@ -560,6 +584,29 @@ class Connection:
             self._read_stdout()
         if writing and "stdin" in self._fds:
             poll.unregister(self._fds["stdin"])
+
+    def _may_spin(self) -> bool:
+        """Whether a caller should poll for its answer before sleeping (see SPIN)."""
+        if self._spin_skip:
+            self._spin_skip -= 1
+            return False
+        return MULTI_CPU
+
+    def _spin(self, future: RemoteFuture | Answer, interrupts: _DeferredInterrupt) -> bool:
+        """Read without sleeping for up to SPIN seconds; whether the answer came meanwhile.
+        Each time it does not, spinning pauses for twice as many waits as the time before."""
+        end = time.perf_counter() + SPIN
+        while True:
+            self._read_stdout()
+            if future.settled or self._stdout_eof or self._dead is not None:
+                self._spin_misses = 0
+                return True
+            if interrupts.pending:
+                interrupts.deliver()
+            if time.perf_counter() > end:
+                self._spin_misses = min(self._spin_misses + 1, 10)
+                self._spin_skip = (1 << self._spin_misses) - 1
+                return False
 
     def add_producer(self, producer: Producer) -> None:
         def add() -> None:

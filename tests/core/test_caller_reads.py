@@ -12,6 +12,7 @@ import time
 import pytest
 import remote_funcs
 
+from chopsticks_nb._connection import MULTI_CPU
 from chopsticks_nb.errors import CallTimeout, TunnelClosed
 from chopsticks_nb.tunnel import Local
 from fixtures.interrupts import sigint_after
@@ -132,3 +133,27 @@ def test_closing_from_another_thread_ends_a_call_read_here() -> None:
         tunnel.call(remote_funcs.sleep, 30)
     assert time.monotonic() - started < 10
     closer.join()
+
+
+def test_ctrl_c_while_frames_stream_in_interrupts_at_once() -> None:
+    # A Ctrl-C that lands while a frame is handled waits for the frame, not for the call.
+    with Local("streaming") as tunnel:
+        started = time.monotonic()
+        with sigint_after(0.3), pytest.raises(KeyboardInterrupt):
+            tunnel.call(remote_funcs.print_for, 60)
+        assert time.monotonic() - started < 20
+        assert tunnel.call(len, "abcde") == 5
+
+
+def test_a_caller_polls_before_sleeping_only_while_answers_come_quickly() -> None:
+    # Each wait that the answer outlasts doubles the number of waits before the next poll:
+    # 20 slow calls poll at the 1st, 3rd, 7th and 15th only (never with a single CPU).
+    with Local("patient") as tunnel:
+        for _ in range(20):
+            tunnel.call(remote_funcs.sleep, 0.005)
+        conn = tunnel._conn
+        assert conn is not None
+        assert conn._spin_misses == (4 if MULTI_CPU else 0)
+        for _ in range(3):
+            tunnel.call(len, "quick")  # a success would reset the count: none happened yet
+        assert conn._spin_misses == (4 if MULTI_CPU else 0)
