@@ -58,6 +58,10 @@ _HEADER_SIZE = HEADER.size
 _DATA_KINDS = frozenset((Msg.STDOUT, Msg.STDERR, Msg.FETCH_DATA))  # frames up to MAX_DATA_FRAME
 _RESULT, _ERROR, _STDOUT, _STDERR = Msg.RESULT, Msg.ERROR, Msg.STDOUT, Msg.STDERR  # hot: no lookups
 
+#: The broker watches a connection's stdout again only once no caller has read it for this
+#: long: pausing and resuming its watch around every call costs more than a small call.
+#: Output that arrives between calls (a remote thread's prints) waits at most this long.
+READER_GRACE = 0.002
 #: A caller waiting for its answer reads without sleeping for up to this long first: waking
 #: a sleeping CPU costs more than a small call on a VM (20-50 us). Never with one CPU, where
 #: the agent could not run meanwhile, and less and less while answers take longer than this.
@@ -349,6 +353,8 @@ class Connection:
         self._input = InputBuffer()
         self._read_lock = threading.Lock()  # held by whoever reads stdout: broker or a caller
         self._reader: int | None = None  # the thread that claimed stdout (claim_reader)
+        self._parked_since: float | None = None  # released by a caller, not yet given back
+        self._give_back_armed = False
         self._spin_misses = 0  # spins in a row that ended without the answer (_spin)
         self._spin_skip = 0  # waits left before the next spin
         self._poll: select.poll | None = None
@@ -431,6 +437,8 @@ class Connection:
         self, request_factory: Callable[[int], Request], kind: int, payload: bytes | list[bytes]
     ) -> RemoteFuture:
         """Register a request made by ``request_factory(req_id)`` and send its first frame."""
+        if self._parked_since is not None:
+            self._unpark()
         req_id = next(self._ids)
         request = request_factory(req_id)
         with self._lock:
@@ -508,20 +516,47 @@ class Connection:
                 self._read_lock.release()
                 return False
             self._reader = threading.get_ident()
-            BROKER.pause(fd)
+            if self._parked_since is None:
+                BROKER.pause(fd)
+            else:
+                self._parked_since = None  # the broker was not watching it: nothing to undo
         return True
 
     def release_reader(self) -> None:
-        """Give stdout back to the broker (after :meth:`claim_reader`)."""
+        """Give stdout back (after :meth:`claim_reader`): to the next caller at once, to the
+        broker once no caller has claimed it for READER_GRACE seconds (_give_back)."""
         with self._wlock:  # _kill_with sets _dead under it: never watch a dead connection's fd
             self._reader = None
             if self._dead is None:
                 if not self._stdout_eof:
-                    BROKER.watch(self._fds["stdout"], False, self._on_stdout)
+                    self._parked_since = time.monotonic()
+                    if not self._give_back_armed:
+                        self._give_back_armed = True
+                        BROKER.call_later(READER_GRACE, self._give_back)
                 if self._out and not self._writer_watched:  # what this thread left unwritten
                     self._writer_watched = True
                     BROKER.call_soon(self._watch_writer)
         self._read_lock.release()
+
+    def _give_back(self) -> None:
+        """Broker thread: watch stdout again once callers have left it for READER_GRACE."""
+        with self._wlock:
+            since = self._parked_since
+            if since is not None and self._dead is None and not self._stdout_eof:
+                left = since + READER_GRACE - time.monotonic()
+                if left > 0:
+                    BROKER.call_later(left, self._give_back)
+                    return
+                BROKER.watch(self._fds["stdout"], False, self._on_stdout)
+            self._parked_since = None
+            self._give_back_armed = False
+
+    def _unpark(self) -> None:
+        """Let the broker read at once (a future's answer must not wait for _give_back)."""
+        with self._wlock:
+            if self._parked_since is not None and self._dead is None and not self._stdout_eof:
+                BROKER.watch(self._fds["stdout"], False, self._on_stdout)
+            self._parked_since = None
 
     def read_until(self, future: RemoteFuture | Answer, timeout: float | None) -> float | None:
         """Read the agent's output on this thread until ``future`` is done or ``timeout`` passes,
@@ -675,7 +710,7 @@ class Connection:
         if self._dead is not None:
             return
         with self._wlock:
-            if self._reader is None:  # else its release_reader watches it
+            if self._reader is None and self._parked_since is None:  # else _give_back will
                 BROKER.watch(self._fds["stdout"], False, self._on_stdout)
         BROKER.watch(self._fds["stderr"], False, self._on_stderr)
         self._timers.append(BROKER.call_later(self.connect_timeout, self._on_connect_timeout))

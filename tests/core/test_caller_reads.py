@@ -157,3 +157,13 @@ def test_a_caller_polls_before_sleeping_only_while_answers_come_quickly() -> Non
         for _ in range(3):
             tunnel.call(len, "quick")  # a success would reset the count: none happened yet
         assert conn._spin_misses == (4 if MULTI_CPU else 0)
+
+
+def test_an_agent_that_dies_between_calls_is_noticed_without_a_call() -> None:
+    # Between calls the pipe is parked (neither a caller nor the broker reads it) for a grace
+    # period, then the broker watches it again: the death must still be seen on its own.
+    with Local("dies-idle") as tunnel:
+        pid = tunnel.call(os.getpid)
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not tunnel.connected, 10, "the tunnel to notice")
+        assert tunnel.call(len, "back") == 4  # a new agent
