@@ -56,7 +56,8 @@ STDERR_TAIL_LINES = 20
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _HEADER_SIZE = HEADER.size
 _DATA_KINDS = frozenset((Msg.STDOUT, Msg.STDERR, Msg.FETCH_DATA))  # frames up to MAX_DATA_FRAME
-_RESULT, _ERROR, _STDOUT, _STDERR = Msg.RESULT, Msg.ERROR, Msg.STDOUT, Msg.STDERR  # hot: no lookups
+_CALL, _RESULT, _ERROR = Msg.CALL, Msg.RESULT, Msg.ERROR  # the hot path: no class lookups
+_STDOUT, _STDERR = Msg.STDOUT, Msg.STDERR
 
 #: The broker watches a connection's stdout again only once no caller has read it for this
 #: long: pausing and resuming its watch around every call costs more than a small call.
@@ -182,7 +183,7 @@ class _DeferredInterrupt:
         return self._pending is not None
 
     def __enter__(self) -> _DeferredInterrupt:
-        if threading.current_thread() is threading.main_thread():
+        if threading.get_ident() == threading.main_thread().ident:
             handler = _signal.getsignal(signal.SIGINT)
             if callable(handler):  # SIG_IGN and SIG_DFL raise nothing
                 self._previous = handler
@@ -206,7 +207,8 @@ class _DeferredInterrupt:
         if self._previous is None:
             return
         _signal.signal(signal.SIGINT, self._previous)
-        self.deliver()
+        if self._pending is not None:
+            self.deliver()
 
 
 def _time_left(deadline: float | None) -> float | None:
@@ -476,7 +478,8 @@ class Connection:
                 # Everything is ready before the frame goes: once it is written, this thread
                 # should block at once, and the agent then runs on this CPU, not another.
                 with _DeferredInterrupt() as interrupts:
-                    self.send(Msg.CALL, answer.req_id, payload)
+                    size = sum(map(len, payload))
+                    self._queue_bytes(HEADER.pack(_CALL, answer.req_id, size), *payload)
                     self._read_while_waiting(answer, deadline, interrupts)
                 settled = answer.wait(_time_left(deadline))
             except BaseException:

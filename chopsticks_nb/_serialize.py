@@ -51,12 +51,13 @@ def dumps_call(
 ) -> list[bytes]:
     """Pickle ``(func, args, kwargs)`` for the agent; SerializationError names what failed."""
     name = _name(func)
-    if name is not None and _plain(args) and (not kwargs or _plain(kwargs)):
+    shape = _MIXED if name is None else _args_shape(args)
+    if name is not None and shape != _MIXED and (not kwargs or _plain(kwargs)):
         # The common case, kept fast: the callable goes as (module, qualname), which the agent
         # looks up itself; pickling a reference (an import and lookups to check it) costs more
         # than the rest of a small call.
         call = (*name, args, kwargs)
-        if not any(type(arg) is bytes and len(arg) >= _LARGE for arg in args):
+        if shape == _PLAIN_SMALL:
             return [pickle.dumps(call, PICKLE_PROTOCOL)]  # a third faster than a Pickler
         chunks = Chunks()
         pickle.Pickler(chunks, protocol=PICKLE_PROTOCOL).dump(call)
@@ -80,6 +81,25 @@ def _describe(obj: object) -> str:
     if isinstance(obj, tuple) and len(obj) == 3 and callable(obj[0]):
         obj = obj[0]
     return f"{getattr(obj, '__qualname__', type(obj).__name__)}"
+
+
+_PLAIN_SMALL, _PLAIN_LARGE, _MIXED = range(3)
+
+
+def _args_shape(args: tuple[Any, ...]) -> int:
+    """_PLAIN_SMALL or _PLAIN_LARGE (a large bytes argument: see Chunks) if every argument is
+    plain (see _plain), else _MIXED. One pass: this runs on every call."""
+    if len(args) >= 64:
+        return _MIXED
+    shape = _PLAIN_SMALL
+    for arg in args:
+        kind = type(arg)
+        if kind in _PLAIN:
+            if kind is bytes and len(arg) >= _LARGE:
+                shape = _PLAIN_LARGE
+        elif not _plain(arg, 1):
+            return _MIXED
+    return shape
 
 
 def _plain(value: object, depth: int = 0) -> bool:

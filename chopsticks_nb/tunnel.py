@@ -250,7 +250,10 @@ class BaseTunnel:
         tuple, dict, set, frozenset). A remote exception raises RemoteException.
         """
         payload = dumps_call(callable, args, kwargs, self.host, lambda: self.remote_info)
-        return self._connection().call_here(payload, self.call_timeout)
+        conn = self._conn
+        if conn is None or not conn.alive:  # the lock only when there is something to do
+            conn = self._connection()
+        return conn.call_here(payload, self.call_timeout)
 
     def submit(self, callable: Callable[..., Any], *args: Any, **kwargs: Any) -> RemoteFuture:
         """Like :meth:`call`, but return at once a future (``.result(timeout)``, ``.cancel()``)."""
