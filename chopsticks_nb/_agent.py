@@ -745,6 +745,12 @@ _READER = 2  # the reader thread reads, until the main thread, out of calls, tak
 #: While calls keep starting, the reader thread looks this often (seconds) for one still running
 #: to take the pipe for; once none started for that long, it sleeps until the next one starts.
 READER_PATROL = 0.005
+#: After answering a call the main thread looks for the next one without sleeping for up to
+#: this long: a controller calling in a loop sends it within tens of microseconds, and waking
+#: a sleeping CPU costs as much on a VM. Less and less while none comes that soon; never on
+#: one CPU, where the controller could not run meanwhile.
+SPIN = 100e-6
+_MULTI_CPU = len(os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else "01") > 1
 
 
 def _locked():
@@ -781,6 +787,9 @@ class Agent(object):
         self.finder = _RemoteModuleFinder(self)
         self.main = _thread.get_ident()
         self.reader = None  # ident of the thread running read_loop
+        self.spin_after_call = False  # see spin()
+        self.spin_misses = 0
+        self.spin_skip = 0
         self.handlers = {
             Msg.CANCEL: self.on_cancel,
             Msg.REPLY: self.on_reply,
@@ -868,14 +877,36 @@ class Agent(object):
             while True:
                 message = channel.next_frame()
                 if message is None:
+                    if self.spin_after_call:
+                        self.spin_after_call = False
+                        self.spin()
                     if not channel.read():  # no select: the reader thread watches for silence
                         return
                 elif message[0] == Msg.CALL:
                     self.run_calls(message[1], message[2])
+                    self.spin_after_call = self.may_spin()
                 else:
                     self.dispatch(*message)
         finally:
             self.shutdown()
+
+    def may_spin(self):
+        if self.spin_skip:
+            self.spin_skip -= 1
+            return False
+        return _MULTI_CPU
+
+    def spin(self):
+        """Wait up to SPIN seconds for input without sleeping. Each time none comes, spinning
+        pauses for twice as many calls as the time before."""
+        fds = [self.channel.rfd]
+        end = _monotonic() + SPIN
+        while not select.select(fds, (), (), 0)[0]:
+            if _monotonic() > end:
+                self.spin_misses = min(self.spin_misses + 1, 10)
+                self.spin_skip = (1 << self.spin_misses) - 1
+                return
+        self.spin_misses = 0
 
     def run_calls(self, req_id, payload):
         """Run a call, then those the reader thread queued meanwhile, in order, and take the

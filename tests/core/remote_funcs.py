@@ -239,3 +239,8 @@ class Tools:
     @staticmethod
     def double(value):
         return value * 2
+
+
+def agent_spin_misses():
+    """How many times in a row the agent looked for the next call in vain (see Agent.spin)."""
+    return sys.stdout.agent.spin_misses

@@ -167,3 +167,13 @@ def test_an_agent_that_dies_between_calls_is_noticed_without_a_call() -> None:
         os.kill(pid, signal.SIGKILL)
         wait_until(lambda: not tunnel.connected, 10, "the tunnel to notice")
         assert tunnel.call(len, "back") == 4  # a new agent
+
+
+def test_an_agent_polls_for_the_next_call_only_while_calls_come_quickly() -> None:
+    # The agent's side of the same policy: 20 calls 5 ms apart, so each of its looks for the
+    # next call fails; it looks after the 1st, 3rd, 7th and 15th only.
+    with Local("agent-polls") as tunnel:
+        for _ in range(20):
+            tunnel.call(len, "x")
+            time.sleep(0.005)
+        assert tunnel.call(remote_funcs.agent_spin_misses) == (4 if MULTI_CPU else 0)
