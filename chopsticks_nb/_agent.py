@@ -877,8 +877,7 @@ class Agent(object):
             while True:
                 message = channel.next_frame()
                 if message is None:
-                    if self.spin_after_call or (channel.end > channel.start and self.may_spin()):
-                        # After a call, or inside a frame: the rest comes as the pipe drains.
+                    if self.spin_after_call:
                         self.spin_after_call = False
                         self.spin()
                     if not channel.read():  # no select: the reader thread watches for silence

@@ -595,7 +595,7 @@ class Connection:
         while not future.settled and not self._stdout_eof and self._dead is None:
             if interrupts.pending:
                 interrupts.deliver()
-            if spin:
+            if spin and not self._out:
                 spin = False
                 if self._spin(future, interrupts):
                     continue
@@ -635,10 +635,6 @@ class Connection:
         Each time it does not, spinning pauses for twice as many waits as the time before."""
         end = time.perf_counter() + SPIN
         while True:
-            if self._out and not self._writer_watched:  # a frame larger than the pipe's room
-                with self._wlock:
-                    if not self._writer_watched:
-                        self._flush_locked()
             self._read_stdout()
             if future.settled or self._stdout_eof or self._dead is not None:
                 self._spin_misses = 0
