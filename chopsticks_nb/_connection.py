@@ -590,6 +590,7 @@ class Connection:
         if poll is None:
             poll = self._poll = select.poll()  # not select(): no FD_SETSIZE limit
             poll.register(self._fds["stdout"], select.POLLIN)
+        stdin = self._fds.get("stdin", -1)  # kept: _kill_with may drop it from _fds meanwhile
         writing = False
         spin = self._may_spin()
         while not future.settled and not self._stdout_eof and self._dead is None:
@@ -599,12 +600,12 @@ class Connection:
                 spin = False
                 if self._spin(future, interrupts):
                     continue
-            if writing != (bool(self._out) and not self._writer_watched):
+            if writing != (bool(self._out) and not self._writer_watched and stdin >= 0):
                 writing = not writing
                 if writing:
-                    poll.register(self._fds["stdin"], select.POLLOUT)
+                    poll.register(stdin, select.POLLOUT)
                 else:
-                    poll.unregister(self._fds["stdin"])
+                    poll.unregister(stdin)
             wait = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
             interrupts.waiting = True
             try:
@@ -620,8 +621,8 @@ class Connection:
                     if not self._writer_watched:
                         self._flush_locked()
             self._read_stdout()
-        if writing and "stdin" in self._fds:
-            poll.unregister(self._fds["stdin"])
+        if writing:
+            poll.unregister(stdin)
 
     def _may_spin(self) -> bool:
         """Whether a caller should poll for its answer before sleeping (see SPIN)."""

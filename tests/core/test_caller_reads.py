@@ -13,7 +13,7 @@ import pytest
 import remote_funcs
 
 from chopsticks_nb._connection import MULTI_CPU
-from chopsticks_nb.errors import CallTimeout, TunnelClosed
+from chopsticks_nb.errors import CallTimeout, ConnectionLost, TunnelClosed
 from chopsticks_nb.tunnel import Local
 from fixtures.interrupts import sigint_after
 from fixtures.system import wait_until
@@ -177,3 +177,17 @@ def test_an_agent_polls_for_the_next_call_only_while_calls_come_quickly() -> Non
             tunnel.call(len, "x")
             time.sleep(0.005)
         assert tunnel.call(remote_funcs.agent_spin_misses) == (4 if MULTI_CPU else 0)
+
+
+def test_an_agent_killed_while_the_caller_writes_its_frame_fails_only_that_call() -> None:
+    # Stopped, the agent leaves most of a 3 MB frame to write; killed, it ends the write with
+    # a readable error, and the tunnel starts a new agent for the next call.
+    with Local("killed-mid-write") as tunnel:
+        pid = tunnel.call(os.getpid)
+        os.kill(pid, signal.SIGSTOP)
+        killer = threading.Timer(0.3, os.kill, (pid, signal.SIGKILL))
+        killer.start()
+        with pytest.raises(ConnectionLost, match="killed-mid-write"):
+            tunnel.call(len, b"x" * (3 << 20))
+        killer.join()
+        assert tunnel.call(len, "again") == 5
