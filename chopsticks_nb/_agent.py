@@ -750,7 +750,17 @@ READER_PATROL = 0.005
 #: a sleeping CPU costs as much on a VM. Less and less while none comes that soon; never on
 #: one CPU, where the controller could not run meanwhile.
 SPIN = 100e-6
-_MULTI_CPU = len(os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else "01") > 1
+
+
+def usable_cpus():
+    """How many CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux, or a kernel that will not say
+        return os.cpu_count() or 1
+
+
+_MULTI_CPU = usable_cpus() > 1
 
 
 def _locked():

@@ -67,7 +67,7 @@ READER_GRACE = 0.002
 #: a sleeping CPU costs more than a small call on a VM (20-50 us). Never with one CPU, where
 #: the agent could not run meanwhile, and less and less while answers take longer than this.
 SPIN = 100e-6
-MULTI_CPU = len(os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else "01") > 1
+MULTI_CPU: bool = _agent.usable_cpus() > 1
 
 ErrorFactory = Callable[[], ChopsticksError]
 ExitExplainer = Callable[[Optional[int], str], str]
