@@ -526,12 +526,17 @@ class Connection:
         return True
 
     def release_reader(self) -> None:
-        """Give stdout back (after :meth:`claim_reader`): to the next caller at once, to the
-        broker once no caller has claimed it for READER_GRACE seconds (_give_back)."""
+        """Give stdout back (after :meth:`claim_reader`): to the broker at once if other
+        requests await answers, else to the next caller, and to the broker only once no
+        caller has claimed it for READER_GRACE seconds (_give_back)."""
         with self._wlock:  # _kill_with sets _dead under it: never watch a dead connection's fd
             self._reader = None
             if self._dead is None:
-                if not self._stdout_eof:
+                if self._stdout_eof:
+                    pass
+                elif self._requests:  # others await answers: the broker reads them from now
+                    BROKER.watch(self._fds["stdout"], False, self._on_stdout)
+                else:
                     self._parked_since = time.monotonic()
                     if not self._give_back_armed:
                         self._give_back_armed = True

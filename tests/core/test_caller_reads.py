@@ -191,3 +191,22 @@ def test_an_agent_killed_while_the_caller_writes_its_frame_fails_only_that_call(
             tunnel.call(len, b"x" * (3 << 20))
         killer.join()
         assert tunnel.call(len, "again") == 5
+
+
+def test_a_caller_leaves_the_pipe_to_the_broker_when_futures_await_answers() -> None:
+    # Parking the pipe after a call would leave a pending future's answer unread for the grace
+    # period: with requests still in flight the broker takes the pipe back at once.
+    with Local("shared-pipe") as tunnel, concurrent.futures.ThreadPoolExecutor(1) as pool:
+
+        def submit_soon() -> concurrent.futures.Future[object]:
+            time.sleep(0.1)  # while the call below runs: the agent runs this one after it
+            return tunnel.submit(remote_funcs.sleep, 0.3)
+
+        submitting = pool.submit(submit_soon)
+        assert tunnel.call(remote_funcs.sleep, 0.3) == 0.3
+        later = submitting.result(timeout=10)
+        conn = tunnel._conn
+        assert conn is not None and conn._parked_since is None  # not parked: watched
+        done, _ = concurrent.futures.wait([later], timeout=10)  # read by the broker alone
+        assert done and later.result() == 0.3
+        assert tunnel.call(len, "abc") == 3
