@@ -745,10 +745,9 @@ _READER = 2  # the reader thread reads, until the main thread, out of calls, tak
 #: While calls keep starting, the reader thread looks this often (seconds) for one still running
 #: to take the pipe for; once none started for that long, it sleeps until the next one starts.
 READER_PATROL = 0.005
-#: After answering a call the main thread looks for the next one without sleeping for up to
-#: this long: a controller calling in a loop sends it within tens of microseconds, and waking
-#: a sleeping CPU costs as much on a VM. Less and less while none comes that soon; never on
-#: one CPU, where the controller could not run meanwhile.
+#: Either end, waiting for the other, first polls without sleeping for up to this long (the
+#: controller for an answer, the agent for the next call after answering one): waking a
+#: sleeping CPU costs more than a small call on a VM (20-50 us).
 SPIN = 100e-6
 
 
@@ -760,7 +759,29 @@ def usable_cpus():
         return os.cpu_count() or 1
 
 
-_MULTI_CPU = usable_cpus() > 1
+class PollPolicy(object):
+    """Whether to poll (see SPIN) before the next wait: never on one CPU, where the other end
+    could not run meanwhile, and less and less while it does not answer that soon: each poll
+    in vain doubles the waits until the next one."""
+
+    multi_cpu = usable_cpus() > 1
+
+    def __init__(self):
+        self.misses = 0  # polls in a row that ended in vain
+        self.skip = 0  # waits left before the next poll
+
+    def ready(self):
+        if self.skip:
+            self.skip -= 1
+            return False
+        return self.multi_cpu
+
+    def answered(self):
+        self.misses = 0
+
+    def in_vain(self):
+        self.misses = min(self.misses + 1, 10)
+        self.skip = (1 << self.misses) - 1
 
 
 def _locked():
@@ -798,8 +819,7 @@ class Agent(object):
         self.main = _thread.get_ident()
         self.reader = None  # ident of the thread running read_loop
         self.spin_after_call = False  # see spin()
-        self.spin_misses = 0
-        self.spin_skip = 0
+        self.polls = PollPolicy()
         self.handlers = {
             Msg.CANCEL: self.on_cancel,
             Msg.REPLY: self.on_reply,
@@ -894,29 +914,21 @@ class Agent(object):
                         return
                 elif message[0] == Msg.CALL:
                     self.run_calls(message[1], message[2])
-                    self.spin_after_call = self.may_spin()
+                    self.spin_after_call = self.polls.ready()
                 else:
                     self.dispatch(*message)
         finally:
             self.shutdown()
 
-    def may_spin(self):
-        if self.spin_skip:
-            self.spin_skip -= 1
-            return False
-        return _MULTI_CPU
-
     def spin(self):
-        """Wait up to SPIN seconds for input without sleeping. Each time none comes, spinning
-        pauses for twice as many calls as the time before."""
+        """Wait up to SPIN seconds for input without sleeping."""
         fds = [self.channel.rfd]
         end = _monotonic() + SPIN
         while not select.select(fds, (), (), 0)[0]:
             if _monotonic() > end:
-                self.spin_misses = min(self.spin_misses + 1, 10)
-                self.spin_skip = (1 << self.spin_misses) - 1
+                self.polls.in_vain()
                 return
-        self.spin_misses = 0
+        self.polls.answered()
 
     def run_calls(self, req_id, payload):
         """Run a call, then those the reader thread queued meanwhile, in order, and take the

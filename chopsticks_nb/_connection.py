@@ -63,11 +63,6 @@ _STDOUT, _STDERR = Msg.STDOUT, Msg.STDERR
 #: long: pausing and resuming its watch around every call costs more than a small call.
 #: Output that arrives between calls (a remote thread's prints) waits at most this long.
 READER_GRACE = 0.002
-#: A caller waiting for its answer reads without sleeping for up to this long first: waking
-#: a sleeping CPU costs more than a small call on a VM (20-50 us). Never with one CPU, where
-#: the agent could not run meanwhile, and less and less while answers take longer than this.
-SPIN = 100e-6
-MULTI_CPU: bool = _agent.usable_cpus() > 1
 
 ErrorFactory = Callable[[], ChopsticksError]
 ExitExplainer = Callable[[Optional[int], str], str]
@@ -293,11 +288,13 @@ class Answer(Pending):
 
     def on_result(self, value: object) -> None:
         self.value = value
-        self.settled = True
-        self._done.release()
+        self._settle()
 
     def fail(self, exc: ChopsticksError) -> None:
         self.error = exc
+        self._settle()
+
+    def _settle(self) -> None:
         self.settled = True
         self._done.release()
 
@@ -357,8 +354,7 @@ class Connection:
         self._reader: int | None = None  # the thread that claimed stdout (claim_reader)
         self._parked_since: float | None = None  # released by a caller, not yet given back
         self._give_back_armed = False
-        self._spin_misses = 0  # spins in a row that ended without the answer (_spin)
-        self._spin_skip = 0  # waits left before the next spin
+        self._polls = _agent.PollPolicy()  # whether to poll before waiting (_spin)
         self._poll: select.poll | None = None
         self._stdout_eof = False
         self._synced = False
@@ -532,11 +528,9 @@ class Connection:
         with self._wlock:  # _kill_with sets _dead under it: never watch a dead connection's fd
             self._reader = None
             if self._dead is None:
-                if self._stdout_eof:
-                    pass
-                elif self._requests:  # others await answers: the broker reads them from now
-                    BROKER.watch(self._fds["stdout"], False, self._on_stdout)
-                else:
+                if self._requests:  # others await answers: the broker reads them from now
+                    self._watch_stdout_locked()
+                elif not self._stdout_eof:
                     self._parked_since = time.monotonic()
                     if not self._give_back_armed:
                         self._give_back_armed = True
@@ -550,21 +544,25 @@ class Connection:
         """Broker thread: watch stdout again once callers have left it for READER_GRACE."""
         with self._wlock:
             since = self._parked_since
-            if since is not None and self._dead is None and not self._stdout_eof:
-                left = since + READER_GRACE - time.monotonic()
-                if left > 0:
-                    BROKER.call_later(left, self._give_back)
-                    return
-                BROKER.watch(self._fds["stdout"], False, self._on_stdout)
-            self._parked_since = None
+            left = 0.0 if since is None else since + READER_GRACE - time.monotonic()
+            if left > 0 and self._dead is None:
+                BROKER.call_later(left, self._give_back)
+                return
             self._give_back_armed = False
+            if since is not None:
+                self._watch_stdout_locked()
 
     def _unpark(self) -> None:
         """Let the broker read at once (a future's answer must not wait for _give_back)."""
         with self._wlock:
-            if self._parked_since is not None and self._dead is None and not self._stdout_eof:
-                BROKER.watch(self._fds["stdout"], False, self._on_stdout)
-            self._parked_since = None
+            if self._parked_since is not None:
+                self._watch_stdout_locked()
+
+    def _watch_stdout_locked(self) -> None:
+        """Under _wlock: the broker reads stdout (again), unless the connection has ended."""
+        self._parked_since = None
+        if self._dead is None and not self._stdout_eof:
+            BROKER.watch(self._fds["stdout"], False, self._on_stdout)
 
     def read_until(self, future: RemoteFuture | Answer, timeout: float | None) -> float | None:
         """Read the agent's output on this thread until ``future`` is done or ``timeout`` passes,
@@ -597,7 +595,7 @@ class Connection:
             poll.register(self._fds["stdout"], select.POLLIN)
         stdin = self._fds.get("stdin", -1)  # kept: _kill_with may drop it from _fds meanwhile
         writing = False
-        spin = self._may_spin()
+        spin = self._polls.ready()
         while not future.settled and not self._stdout_eof and self._dead is None:
             if interrupts.pending:
                 interrupts.deliver()
@@ -629,27 +627,18 @@ class Connection:
         if writing:
             poll.unregister(stdin)
 
-    def _may_spin(self) -> bool:
-        """Whether a caller should poll for its answer before sleeping (see SPIN)."""
-        if self._spin_skip:
-            self._spin_skip -= 1
-            return False
-        return MULTI_CPU
-
     def _spin(self, future: RemoteFuture | Answer, interrupts: _DeferredInterrupt) -> bool:
-        """Read without sleeping for up to SPIN seconds; whether the answer came meanwhile.
-        Each time it does not, spinning pauses for twice as many waits as the time before."""
-        end = time.perf_counter() + SPIN
+        """Read without sleeping for up to SPIN seconds; whether the answer came meanwhile."""
+        end = time.perf_counter() + _agent.SPIN
         while True:
             self._read_stdout()
             if future.settled or self._stdout_eof or self._dead is not None:
-                self._spin_misses = 0
+                self._polls.answered()
                 return True
             if interrupts.pending:
                 interrupts.deliver()
             if time.perf_counter() > end:
-                self._spin_misses = min(self._spin_misses + 1, 10)
-                self._spin_skip = (1 << self._spin_misses) - 1
+                self._polls.in_vain()
                 return False
 
     def add_producer(self, producer: Producer) -> None:
@@ -720,7 +709,7 @@ class Connection:
             return
         with self._wlock:
             if self._reader is None and self._parked_since is None:  # else _give_back will
-                BROKER.watch(self._fds["stdout"], False, self._on_stdout)
+                self._watch_stdout_locked()
         BROKER.watch(self._fds["stderr"], False, self._on_stderr)
         self._timers.append(BROKER.call_later(self.connect_timeout, self._on_connect_timeout))
 

@@ -243,4 +243,4 @@ class Tools:
 
 def agent_spin_misses():
     """How many times in a row the agent looked for the next call in vain (see Agent.spin)."""
-    return sys.stdout.agent.spin_misses
+    return sys.stdout.agent.polls.misses

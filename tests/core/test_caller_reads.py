@@ -12,7 +12,7 @@ import time
 import pytest
 import remote_funcs
 
-from chopsticks_nb._connection import MULTI_CPU
+from chopsticks_nb._agent import PollPolicy
 from chopsticks_nb.errors import CallTimeout, ConnectionLost, TunnelClosed
 from chopsticks_nb.tunnel import Local
 from fixtures.interrupts import sigint_after
@@ -153,10 +153,10 @@ def test_a_caller_polls_before_sleeping_only_while_answers_come_quickly() -> Non
             tunnel.call(remote_funcs.sleep, 0.005)
         conn = tunnel._conn
         assert conn is not None
-        assert conn._spin_misses == (4 if MULTI_CPU else 0)
+        assert conn._polls.misses == (4 if PollPolicy.multi_cpu else 0)
         for _ in range(3):
             tunnel.call(len, "quick")  # a success would reset the count: none happened yet
-        assert conn._spin_misses == (4 if MULTI_CPU else 0)
+        assert conn._polls.misses == (4 if PollPolicy.multi_cpu else 0)
 
 
 def test_an_agent_that_dies_between_calls_is_noticed_without_a_call() -> None:
@@ -176,7 +176,7 @@ def test_an_agent_polls_for_the_next_call_only_while_calls_come_quickly() -> Non
         for _ in range(20):
             tunnel.call(len, "x")
             time.sleep(0.005)
-        assert tunnel.call(remote_funcs.agent_spin_misses) == (4 if MULTI_CPU else 0)
+        assert tunnel.call(remote_funcs.agent_spin_misses) == (4 if PollPolicy.multi_cpu else 0)
 
 
 def test_an_agent_killed_while_the_caller_writes_its_frame_fails_only_that_call() -> None:
