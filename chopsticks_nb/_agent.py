@@ -70,7 +70,7 @@ class Msg(object):
     PUT_DATA = 6  # raw file bytes
     PUT_CLOSE = 7  # codec dict: size, sha1
     FETCH = 8  # codec dict: path
-    PING = 9  # empty: the controller is alive
+    PING = 9  # the controller is alive; any payload is padding (see _connection._frame)
 
     # agent -> controller
     HELLO = 20  # codec dict describing the remote interpreter

@@ -8,11 +8,14 @@ import os
 import signal
 import threading
 import time
+from typing import Callable
 
 import pytest
 import remote_funcs
 
 from chopsticks_nb._agent import PollPolicy
+from chopsticks_nb._broker import BROKER, TimerHandle
+from chopsticks_nb._connection import READER_GRACE
 from chopsticks_nb.errors import CallTimeout, ConnectionLost, TunnelClosed
 from chopsticks_nb.tunnel import Local
 from fixtures.interrupts import sigint_after
@@ -167,6 +170,31 @@ def test_an_agent_that_dies_between_calls_is_noticed_without_a_call() -> None:
         os.kill(pid, signal.SIGKILL)
         wait_until(lambda: not tunnel.connected, 10, "the tunnel to notice")
         assert tunnel.call(len, "back") == 4  # a new agent
+
+
+def test_calls_in_a_row_wake_the_broker_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Arming, from a caller, the timer that hands the parked pipe back to the broker wakes the
+    # broker thread: while calls keep coming (here for ~10 grace periods) the broker re-arms
+    # it itself, and once they stop it takes the pipe back.
+    with Local("timer-once") as tunnel:
+        tunnel.call(len, "warm")
+        conn = tunnel._conn
+        assert conn is not None
+        wait_until(lambda: not conn._give_back_armed, 5, "the pipe given back")
+        armed_by_callers: list[float] = []
+        real = BROKER.call_later
+
+        def call_later(delay: float, callback: Callable[[], None]) -> TimerHandle:
+            if not BROKER.in_broker_thread():
+                armed_by_callers.append(delay)
+            return real(delay, callback)
+
+        monkeypatch.setattr(BROKER, "call_later", call_later)
+        end = time.monotonic() + 10 * READER_GRACE
+        while time.monotonic() < end:
+            tunnel.call(len, "x")
+        assert armed_by_callers == [READER_GRACE]
+        wait_until(lambda: conn._parked_since is None, 5, "the pipe given back")
 
 
 def test_an_agent_polls_for_the_next_call_only_while_calls_come_quickly() -> None:
