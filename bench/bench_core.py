@@ -2,7 +2,8 @@
 
 (a) nothing to first completed call, vs a bare ``python -c pass`` start
 (b) trivial call round trip (median, p99), vs a raw pipe echo of the same few bytes
-(c) 1 MB bytes argument round trip, vs a raw pipe echo of 1 MB
+(c) 1 MB bytes argument round trip, vs a raw pipe echo of 1 MB; and again with both ends on
+    one vCPU, then on two (the scheduler's choice between these moves the floor 2x)
 (e) put and fetch MB/s of a large file (SHA-1 checked), vs ``cat`` through a pipe
 (f) first call importing a generated 50-module package: import round trips and time
 
@@ -11,6 +12,7 @@ Usage: python bench/bench_core.py [--quick]
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -57,6 +59,55 @@ def round_trip(count: int, size: int) -> dict[str, object]:
         "pipe_echo_s": floor,
         "ratio": ours["median"] / floor["median"],
     }
+
+
+def placed_round_trips(count: int, rounds: int) -> dict[str, object]:
+    """(c) with the placement fixed, each in a process of its own, alternating: "one_vcpu",
+    both ends started on vCPU 0 (each end then knows it has one CPU and does not poll), and
+    "two_vcpus", started free and then this end's threads pinned to vCPU 0, the remote's to
+    vCPU 1. Left to the scheduler, the raw echo runs both ends on one vCPU at times (its
+    fastest case) and ours rarely: see bench/README.md."""
+    if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
+        return {"skipped": "needs two vCPUs and sched_setaffinity"}
+    runs: dict[str, list[dict[str, float]]] = {"one_vcpu": [], "two_vcpus": []}
+    for _ in range(rounds):
+        for placement, runs_of in runs.items():
+            out = subprocess.run(
+                [sys.executable, __file__, "--placed", placement, str(count)],
+                check=True,
+                capture_output=True,
+                text=True,
+                preexec_fn=(lambda: os.sched_setaffinity(0, {0}))
+                if placement == "one_vcpu"
+                else None,
+            ).stdout
+            runs_of.append(json.loads(out))
+    return {
+        placement: {
+            "chopsticks_nb_us": [round(r["ours"] * 1e6) for r in found],
+            "pipe_echo_us": [round(r["floor"] * 1e6) for r in found],
+            "ratio": median_spread([r["ours"] / r["floor"] for r in found]),
+        }
+        for placement, found in runs.items()
+    }
+
+
+def _placed_round_trip(placement: str, count: int) -> None:
+    payload = b"x" * (1024 * 1024)
+    echo = PipeEcho(reply=8)
+    with Local("bench") as tunnel:
+        remote = tunnel.call(os.getpid)
+        if placement == "two_vcpus":
+            for pid, cpu in ((os.getpid(), 0), (remote, 1), (echo.proc.pid, 1)):
+                for task in os.listdir(f"/proc/{pid}/task"):
+                    os.sched_setaffinity(int(task), {cpu})
+        for _ in range(10):
+            tunnel.call(len, payload)
+            echo.echo(payload)
+        ours = median_spread(timed(lambda: tunnel.call(len, payload), count))["median"]
+    floor = median_spread(timed(lambda: echo.echo(payload), count))["median"]
+    echo.close()
+    print(json.dumps({"ours": ours, "floor": floor}))
 
 
 def transfer(size_mb: int) -> dict[str, object]:
@@ -115,11 +166,15 @@ def _import(name: str) -> int:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--placed"]:
+        _placed_round_trip(sys.argv[2], int(sys.argv[3]))
+        return
     quick = "--quick" in sys.argv
     figures = {
         "a_first_call": first_call(3 if quick else 15),
         "b_round_trip": round_trip(200 if quick else 5000, 8),
         "c_1mb_argument": round_trip(5 if quick else 100, 1024 * 1024),
+        "c_placed": placed_round_trips(5 if quick else 100, 1 if quick else 5),
         "e_transfer": transfer(4 if quick else 200),
         "f_package_import": package_import(50),
     }
