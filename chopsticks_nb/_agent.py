@@ -34,10 +34,11 @@ except ImportError:  # pragma: no cover - CPython has had _signal since 3.5
 from _collections import deque as _deque
 from time import monotonic as _monotonic
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 #: Frame header: kind (1 byte), request id (4 bytes), payload length (4 bytes), big-endian.
 HEADER = struct.Struct(">BII")
+_U32 = struct.Struct(">I")
 
 #: Written by the agent just before its first frame, so that noise a login shell prints on
 #: stdout before the agent starts can be skipped instead of breaking the stream.
@@ -71,6 +72,11 @@ class Msg(object):
     PUT_CLOSE = 7  # codec dict: size, sha1
     FETCH = 8  # codec dict: path
     PING = 9  # the controller is alive; any payload is padding (see _connection._frame)
+    # A call of an importable callable whose large bytes arguments ("blobs") follow its
+    # pickle, to be read from the pipe straight into their bytes objects: u32 size of the
+    # pickle; the pickle of (module, qualname, args, kwargs, ((index in args, size), ...)),
+    # plain data only (it imports nothing); the blobs.
+    CALL_BLOBS = 10
 
     # agent -> controller
     HELLO = 20  # codec dict describing the remote interpreter
@@ -416,11 +422,41 @@ class _Channel(object):
         available = self.end - self.start
         if available >= HEADER.size:
             kind, req_id, length = HEADER.unpack_from(self.buf, self.start)
+            if kind == Msg.CALL_BLOBS:
+                return self._blob_call(req_id)
             if available >= HEADER.size + length:
                 begin = self.start + HEADER.size
                 self.start = begin + length
                 return kind, req_id, self.view[begin : begin + length]
         return None
+
+    def _blob_call(self, req_id):
+        """(CALL, req_id, call) for the CALL_BLOBS frame at start once its pickle is in, its
+        blobs then read from the pipe (waiting for them) into their places in args."""
+        at = self.start + HEADER.size + 4
+        if self.end < at:
+            return None
+        end = at + _U32.unpack_from(self.buf, at - 4)[0]
+        if self.end < end:
+            return None
+        module, qualname, args, kwargs, blobs = _unpickle(self.view[at:end])
+        self.start = end
+        args = list(args)
+        for index, size in blobs:
+            args[index] = self._read_blob(size)
+        return Msg.CALL, req_id, (module, qualname, tuple(args), kwargs)
+
+    def _read_blob(self, size):
+        """The next ``size`` bytes of the stream as a bytes object."""
+        have = min(size, self.end - self.start)
+        if have == size:
+            blob = bytes(self.view[self.start : self.start + size])
+            self.start += size
+            return blob
+        blob = io.BufferedReader(_PipeInto(self, have), 1).read(size)
+        if len(blob) < size:
+            raise EOFError("the controller went away in the middle of a frame")
+        return blob
 
     def silence_left(self):
         """Seconds until the controller will have been silent for idle_timeout (-1: never, 0:
@@ -450,9 +486,15 @@ class _Channel(object):
         EOF."""
         needed = HEADER.size
         if self.end - self.start >= HEADER.size:
-            needed += HEADER.unpack_from(self.buf, self.start)[2]
+            kind, _, length = HEADER.unpack_from(self.buf, self.start)
+            if kind != Msg.CALL_BLOBS:
+                needed += length
+            elif self.end - self.start >= HEADER.size + 4:  # its pickle, not its blobs
+                needed += 4 + _U32.unpack_from(self.buf, self.start + HEADER.size)[0]
         self._make_room(needed)
-        count = os.readv(self.rfd, [self.view[self.end :]])
+        # To the end of that frame or 64 KiB past start: the blobs of a CALL_BLOBS frame are
+        # to go straight into their objects, not through this buffer.
+        count = os.readv(self.rfd, [self.view[self.end : self.start + max(needed, 65536)]])
         self.end += count
         self.heard = _monotonic()
         return count > 0
@@ -486,6 +528,33 @@ class _Channel(object):
         fresh = bytearray(size)
         fresh[:kept] = self.buf[self.start : self.end]
         self.buf, self.view, self.start, self.end = fresh, memoryview(fresh), 0, kept
+
+
+class _PipeInto(io.RawIOBase):
+    """The agent's stdin as a raw file for ``io.BufferedReader(raw, 1).read(n)``, which reads
+    into the bytes object it returns: a blob is copied once, from the pipe, as in a raw echo,
+    not into the channel's buffer and then out of it. What the buffer holds of it comes first.
+    """
+
+    def __init__(self, channel, buffered):
+        self.channel = channel
+        self.buffered = buffered
+
+    def readable(self):
+        return True
+
+    def readinto(self, target):
+        channel = self.channel
+        if self.buffered:
+            count, self.buffered = self.buffered, 0
+            target[:count] = channel.view[channel.start : channel.start + count]
+            channel.start += count
+            return count
+        if channel.idle_timeout and not channel.wait([channel.rfd]):
+            return 0  # silent for idle_timeout: as at EOF
+        count = os.readv(channel.rfd, [target])
+        channel.heard = _monotonic()
+        return count
 
 
 class _OutputStream(io.TextIOBase):
@@ -977,7 +1046,7 @@ class Agent(object):
                 self.channel.pinned = True  # the payload may be a view into the read buffer
                 self.start_call(req_id)
                 try:
-                    call = _unpickle(payload)
+                    call = payload if payload.__class__ is tuple else _unpickle(payload)
                 finally:
                     self.channel.pinned = False
                 if len(call) == 4:  # (module, qualname, args, kwargs): a callable by name
@@ -1105,8 +1174,10 @@ class Agent(object):
         while message is not None:
             kind, req_id, payload = message
             if kind == Msg.CALL:
+                if payload.__class__ is not tuple:  # a call of CALL_BLOBS is unpickled already
+                    payload = bytes(payload)  # the view dies with the next read
                 with self.state_lock:
-                    self.pending.append((req_id, bytes(payload)))  # the view dies with a read
+                    self.pending.append((req_id, payload))
             else:
                 self.dispatch(kind, req_id, payload)
             message = self.channel.next_frame()

@@ -28,6 +28,7 @@ from ._agent import HEADER, MAGIC, Msg
 from ._broker import BROKER, TimerHandle, log
 from ._modserver import ModuleServer
 from ._output import OutputHandler
+from ._serialize import PickledCall
 from .errors import (
     CallCancelled,
     CallTimeout,
@@ -57,7 +58,7 @@ STDERR_TAIL_LINES = 20
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _HEADER_SIZE = HEADER.size
 _DATA_KINDS = frozenset((Msg.STDOUT, Msg.STDERR, Msg.FETCH_DATA))  # frames up to MAX_DATA_FRAME
-_CALL, _RESULT, _ERROR = Msg.CALL, Msg.RESULT, Msg.ERROR  # the hot path: no class lookups
+_RESULT, _ERROR = Msg.RESULT, Msg.ERROR  # the hot path: no class lookups
 _STDOUT, _STDERR = Msg.STDOUT, Msg.STDERR
 _ALIGN_FROM = 64 * 1024  # frames this large are lined up in the pipe (see _frame)
 _BYTES_DATA = sys.getsizeof(b"") - 1  # where a bytes object's data starts, from its id()
@@ -473,19 +474,19 @@ class Connection:
             request.fail(exc)
         return request.future
 
-    def call(self, payload: list[bytes], output: OutputHandler | None = None) -> RemoteFuture:
-        """Run a pickled ``(callable, args, kwargs)`` remotely."""
-        return self.submit(lambda req_id: Request(self, req_id, output), Msg.CALL, payload)
+    def call(self, call: PickledCall, output: OutputHandler | None = None) -> RemoteFuture:
+        """Run a pickled call (see dumps_call) remotely."""
+        return self.submit(lambda req_id: Request(self, req_id, output), *call)
 
     def call_here(
-        self, payload: list[bytes], timeout: float | None, output: OutputHandler | None = None
+        self, call: PickledCall, timeout: float | None, output: OutputHandler | None = None
     ) -> Any:
-        """Run a pickled ``(callable, args, kwargs)`` remotely and return its value, reading the
+        """Run a pickled call (see dumps_call) remotely and return its value, reading the
         answer on this thread (waiting for the thread that reads, if another one does). Raises
         like ``RemoteFuture.result``: CallTimeout (and the call is cancelled) after ``timeout``
         seconds, KeyboardInterrupt (cancelling it too), or the call's error."""
         if not self.claim_reader():
-            return self.call(payload, output).result(timeout)
+            return self.call(call, output).result(timeout)
         try:
             answer = Answer(self, next(self._ids), output)
             with self._lock:
@@ -497,7 +498,7 @@ class Connection:
                 # Everything is ready before the frame goes: once it is written, this thread
                 # should block at once, and the agent then runs on this CPU, not another.
                 with _DeferredInterrupt() as interrupts:
-                    self._queue_bytes(*_frame(_CALL, answer.req_id, payload))
+                    self._queue_bytes(*_frame(call[0], answer.req_id, call[1]))
                     self._read_while_waiting(answer, deadline, interrupts)
                 settled = answer.wait(_time_left(deadline))
             except BaseException:

@@ -18,6 +18,7 @@ import builtins
 import importlib
 import linecache
 import pickle
+import struct
 import sys
 import textwrap
 import types
@@ -25,18 +26,22 @@ from collections.abc import Sequence
 from typing import Any, Callable
 
 from . import _agent
-from ._agent import PICKLE_PROTOCOL
+from ._agent import PICKLE_PROTOCOL, Msg
 from .errors import SerializationError
 
 RemoteInfo = Callable[[], dict[str, Any]]
+#: A pickled call: the kind of its frame, and the pieces of its payload.
+PickledCall = tuple[int, list[bytes]]
+_CALL = Msg.CALL
+_U32 = struct.Struct(">I")
 _PLAIN = frozenset((type(None), bool, int, float, str, bytes))
-#: A bytes argument this large goes out as a piece of its own (see Chunks).
+#: A bytes argument this large goes after the pickle, not in it (see Msg.CALL_BLOBS).
 _LARGE = 64 * 1024
 
 
 class Chunks(list[bytes]):
     """A pickle as the pieces the pickler wrote: with protocol 4 a large ``bytes`` value
-    arrives as a piece of its own, the caller's object itself, so a 1 MB argument is sent with
+    arrives as a piece of its own, the caller's object itself, so a 1 MB value is sent with
     ``writev`` and never copied here (copying it into fresh memory costs ~0.4 ms)."""
 
     write = list.append
@@ -48,21 +53,33 @@ def dumps_call(
     kwargs: dict[str, Any],
     host: str,
     remote_info: RemoteInfo | None = None,
-) -> list[bytes]:
-    """Pickle ``(func, args, kwargs)`` for the agent; SerializationError names what failed."""
+) -> PickledCall:
+    """Pickle ``(func, args, kwargs)`` for the agent: the kind of frame and its payload's
+    pieces. SerializationError names what failed."""
     name = _name(func)
     shape = _MIXED if name is None else _args_shape(args)
     if name is not None and shape != _MIXED and (not kwargs or _plain(kwargs)):
         # The common case, kept fast: the callable goes as (module, qualname), which the agent
         # looks up itself; pickling a reference (an import and lookups to check it) costs more
         # than the rest of a small call.
-        call = (*name, args, kwargs)
-        if shape == _PLAIN_SMALL:
-            return [pickle.dumps(call, PICKLE_PROTOCOL)]  # a third faster than a Pickler
-        chunks = Chunks()
-        pickle.Pickler(chunks, protocol=PICKLE_PROTOCOL).dump(call)
-        return chunks
-    return dumps((func, args, kwargs), host, remote_info)
+        if shape == _PLAIN_LARGE:
+            return _blob_call(name, args, kwargs)
+        return _CALL, [pickle.dumps((*name, args, kwargs), PICKLE_PROTOCOL)]
+    return _CALL, dumps((func, args, kwargs), host, remote_info)
+
+
+def _blob_call(name: tuple[str, str], args: tuple[Any, ...], kwargs: dict[str, Any]) -> PickledCall:
+    """A CALL_BLOBS frame (see Msg): the large bytes arguments after the pickle, as they are."""
+    rest = list(args)
+    blobs: list[bytes] = []
+    places: list[tuple[int, int]] = []
+    for index, arg in enumerate(args):
+        if type(arg) is bytes and len(arg) >= _LARGE:
+            rest[index] = None
+            blobs.append(arg)
+            places.append((index, len(arg)))
+    pickled = pickle.dumps((*name, tuple(rest), kwargs, tuple(places)), PICKLE_PROTOCOL)
+    return Msg.CALL_BLOBS, [_U32.pack(len(pickled)), pickled, *blobs]
 
 
 def dumps(obj: object, host: str, remote_info: RemoteInfo | None = None) -> Chunks:
@@ -87,7 +104,7 @@ _PLAIN_SMALL, _PLAIN_LARGE, _MIXED = range(3)
 
 
 def _args_shape(args: tuple[Any, ...]) -> int:
-    """_PLAIN_SMALL or _PLAIN_LARGE (a large bytes argument: see Chunks) if every argument is
+    """_PLAIN_SMALL or _PLAIN_LARGE (with a large bytes argument) if every argument is
     plain (see _plain), else _MIXED. One pass: this runs on every call."""
     if len(args) >= 64:
         return _MIXED

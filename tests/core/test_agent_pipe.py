@@ -15,6 +15,7 @@ import hashlib
 import os
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +24,8 @@ import pytest
 from conftest import Captured
 
 from chopsticks_nb import errors
+from chopsticks_nb._connection import _frame
+from chopsticks_nb._serialize import dumps_call
 from chopsticks_nb.tunnel import Local
 from fixtures.pythons import RemotePython
 
@@ -113,6 +116,36 @@ def test_pipelined_calls_run_once_each_in_order(tmp_path: Path, reader: bool) ->
             assert first.result() == b"go"
         assert [f.result() for f in futures] == list(range(300))
         assert tunnel.call(pf.recorded) == list(range(300))
+
+
+def test_large_arguments_read_by_the_reader_thread_arrive_whole(tmp_path: Path) -> None:
+    # The reader thread reads a call's large bytes arguments straight into their objects too,
+    # from its buffer and the pipe, and queues the call with them.
+    trigger = tmp_path / "trigger"
+    with Local("blobs-queued") as tunnel:
+        first = tunnel.submit(pf.wait_for_file, str(trigger), PATIENCE)
+        blobs = [os.urandom((3 << 20) + i) for i in range(3)]
+        futures = [tunnel.submit(zlib.crc32, blob) for blob in blobs]
+        hold_pipe_with_reader(tunnel, tmp_path)
+        trigger.write_bytes(b"")
+        assert first.result() == b""
+        assert [f.result() for f in futures] == [zlib.crc32(b) for b in blobs]
+
+
+def test_an_agent_left_in_the_middle_of_a_large_argument_exits(tmp_path: Path) -> None:
+    # EOF while the agent reads a large argument straight from the pipe ends it as EOF
+    # anywhere else does: at once, by itself.
+    with Local("blob-eof") as tunnel:
+        tunnel.call(os.getpid)
+        conn = tunnel._conn
+        assert conn is not None and conn.proc is not None
+        kind, pieces = dumps_call(len, (b"x" * (1 << 20),), {}, "blob-eof")
+        frame = b"".join(_frame(kind, 99, pieces))
+        os.write(conn._fds["stdin"], frame[: len(frame) // 2])
+        start = time.monotonic()
+        tunnel.close()
+        assert conn.proc.returncode == 0  # exited by itself: not killed after a wait
+        assert time.monotonic() - start < PATIENCE
 
 
 def test_a_cancelled_call_queued_by_the_reader_is_dropped(tmp_path: Path) -> None:

@@ -40,6 +40,8 @@ def test_call_exception_import_and_files(remote_python: RemotePython, tmp_path: 
             int(p) for p in remote_python.version.split(".")
         )
         assert tunnel.call(rf.echo, 2**80, {"k": (1.5, None)}) == [[2**80, {"k": (1.5, None)}], {}]
+        data = source.read_bytes()  # large arguments are read into their bytes objects there
+        assert tunnel.call(rf.echo, data[:70000], 5, data) == [[data[:70000], 5, data], {}]
         with pytest.raises(errors.RemoteException) as info:
             tunnel.call(rf.boom, "old or new")
         assert info.value.remote_type == "RuntimeError" and "remote_funcs.py" in (
