@@ -830,12 +830,12 @@ def usable_cpus():
 
 class PollPolicy(object):
     """Whether to poll (see SPIN) before the next wait: never on one CPU, where the other end
-    could not run meanwhile, and less and less while it does not answer that soon: each poll
-    in vain doubles the waits until the next one."""
-
-    multi_cpu = usable_cpus() > 1
+    could not run meanwhile (the CPUs this process may use when the policy is made: one per
+    connection), and less and less while it does not answer that soon: each poll in vain
+    doubles the waits until the next one."""
 
     def __init__(self):
+        self.multi_cpu = usable_cpus() > 1
         self.misses = 0  # polls in a row that ended in vain
         self.skip = 0  # waits left before the next poll
 

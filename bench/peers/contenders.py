@@ -40,6 +40,54 @@ def _version(dist: str) -> str:
         return "?"
 
 
+class Placement:
+    """Where a round trip's two ends run, when the runner fixes it: "one_vcpu", both on vCPU 0
+    (this process's threads are pinned before the remote starts, which inherits it); "two_vcpus",
+    this process's threads on vCPU 0 and the remote (every process below this one) on vCPU 1,
+    once it runs; None, wherever the scheduler puts them. Afterwards this process may use every
+    vCPU again."""
+
+    def __init__(self, placement: str | None) -> None:
+        self.placement = placement
+        self.everywhere = os.sched_getaffinity(0)
+
+    def __enter__(self) -> Placement:
+        if self.placement == "one_vcpu":
+            _pin(os.getpid(), {0})
+        return self
+
+    def remote_started(self) -> None:
+        if self.placement == "two_vcpus":
+            _pin(os.getpid(), {0})
+            for pid in _descendants(os.getpid()):
+                _pin(pid, {1})
+
+    def __exit__(self, *exc: object) -> None:
+        if self.placement is not None:
+            _pin(os.getpid(), self.everywhere)
+
+
+def _pin(pid: int, cpus: set[int]) -> None:
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):  # a thread that has just ended
+            os.sched_setaffinity(int(task), cpus)
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def _time_calls(call: Callable[[bytes], object], payload: bytes, count: int) -> list[float]:
     """Seconds each of ``count`` calls ``call(payload)`` takes, one sample a call."""
     samples = []
@@ -143,16 +191,19 @@ class Contender:
         self.close(handle)
         return {"s": elapsed}
 
-    def round_trip(self, size: int, count: int) -> dict[str, Any]:
+    def round_trip(self, size: int, count: int, placement: str | None = None) -> dict[str, Any]:
         payload = b"x" * size
-        handle = self.connect(0)
-        try:
-            call = self.caller(handle)
-            for _ in range(3):
+        with Placement(placement) as place:
+            handle = self.connect(0)
+            try:
+                call = self.caller(handle)
                 assert call(payload) == size
-            samples = _time_calls(call, payload, count)
-        finally:
-            self.close(handle)
+                place.remote_started()
+                for _ in range(3):
+                    assert call(payload) == size
+                samples = _time_calls(call, payload, count)
+            finally:
+                self.close(handle)
         return {"samples": samples}
 
     def group(self, count: int) -> dict[str, Any]:
@@ -596,10 +647,15 @@ class Floor(Contender):
             proc.wait()
         return {"s": time.perf_counter() - start, "close_s": 0.0}
 
-    def round_trip(self, size: int, count: int) -> dict[str, Any]:
+    def round_trip(self, size: int, count: int, placement: str | None = None) -> dict[str, Any]:
+        with Placement(placement) as place:
+            return self._round_trip(size, count, place)
+
+    def _round_trip(self, size: int, count: int, place: Placement) -> dict[str, Any]:
         proc = subprocess.Popen(
             self.argv(0, "-c", ECHO_SERVER, "8"), stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
+        place.remote_started()
         assert proc.stdin and proc.stdout
         w, r = proc.stdin.fileno(), proc.stdout.fileno()
         for fd in (w, r):  # 1 MB pipes, as chopsticks_nb uses: the floor is the best case

@@ -18,7 +18,16 @@ from fixtures.system import need_root, need_tool
 
 RUNNER = Path(__file__).resolve().parents[2] / "bench" / "bench_peers.py"
 CONTENDERS = {"floor", "chopsticks_nb", "chopsticks", "execnet", "mitogen", "rpyc"}
-LOCAL = {"a_first_call", "b_round_trip", "c_big_argument", "d_group", "e_transfer", "f_package"}
+LOCAL = {
+    "a_first_call",
+    "b_round_trip",
+    "c_big_argument",
+    "c_one_vcpu",
+    "c_two_vcpus",
+    "d_group",
+    "e_transfer",
+    "f_package",
+}
 SSH = {"a_first_call", "b_round_trip", "d_group"}
 
 

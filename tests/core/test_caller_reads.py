@@ -156,10 +156,26 @@ def test_a_caller_polls_before_sleeping_only_while_answers_come_quickly() -> Non
             tunnel.call(remote_funcs.sleep, 0.005)
         conn = tunnel._conn
         assert conn is not None
-        assert conn._polls.misses == (4 if PollPolicy.multi_cpu else 0)
+        assert conn._polls.misses == (4 if PollPolicy().multi_cpu else 0)
         for _ in range(3):
             tunnel.call(len, "quick")  # a success would reset the count: none happened yet
-        assert conn._polls.misses == (4 if PollPolicy.multi_cpu else 0)
+        assert conn._polls.misses == (4 if PollPolicy().multi_cpu else 0)
+
+
+def test_a_connection_made_on_one_cpu_never_polls() -> None:
+    # Each connection, and its agent, decides when it is made: a process pinned to one CPU
+    # after importing chopsticks_nb must not poll there, where the other end cannot run.
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(before)})  # this thread; the agent inherits it
+    try:
+        with Local("one-cpu") as tunnel:
+            for _ in range(20):
+                tunnel.call(remote_funcs.sleep, 0.005)
+            conn = tunnel._conn
+            assert conn is not None and not conn._polls.multi_cpu
+            assert conn._polls.misses == 0 and tunnel.call(remote_funcs.agent_spin_misses) == 0
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def test_an_agent_that_dies_between_calls_is_noticed_without_a_call() -> None:
@@ -204,7 +220,7 @@ def test_an_agent_polls_for_the_next_call_only_while_calls_come_quickly() -> Non
         for _ in range(20):
             tunnel.call(len, "x")
             time.sleep(0.005)
-        assert tunnel.call(remote_funcs.agent_spin_misses) == (4 if PollPolicy.multi_cpu else 0)
+        assert tunnel.call(remote_funcs.agent_spin_misses) == (4 if PollPolicy().multi_cpu else 0)
 
 
 def test_an_agent_killed_while_the_caller_writes_its_frame_fails_only_that_call() -> None:
