@@ -154,26 +154,9 @@ def _name(func: object) -> tuple[str, str] | None:
     return (module, qualname) if found is func else None
 
 
-def _importable(obj: object) -> bool:
-    """Can the remote import ``obj`` by its module and qualified name?"""
-    module = getattr(obj, "__module__", None)
-    qualname = getattr(obj, "__qualname__", "")
-    if not module or module == "__main__" or "<" in qualname:
-        return False
-    return sys.modules.get(module) is not None
-
-
 def _needs_value(obj: Any) -> bool:
     """True unless the remote can import ``obj`` by name and would find this very object."""
-    if _importable(obj):
-        try:
-            found: Any = importlib.import_module(obj.__module__)
-            for part in obj.__qualname__.split("."):
-                found = getattr(found, part)
-            return found is not obj
-        except (ImportError, AttributeError):
-            return True
-    return True
+    return _name(obj) is None
 
 
 class _SourcePickler(pickle.Pickler):
