@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import PipeEcho, bare_starts, median_spread, timed, write_results
+from _placement import Placement
 
 from chopsticks_nb.tunnel import Local
 
@@ -62,25 +63,16 @@ def round_trip(count: int, size: int) -> dict[str, object]:
 
 
 def placed_round_trips(count: int, rounds: int) -> dict[str, object]:
-    """(c) with the placement fixed, each in a process of its own, alternating: "one_vcpu",
-    both ends started on vCPU 0 (each end then knows it has one CPU and does not poll), and
-    "two_vcpus", started free and then this end's threads pinned to vCPU 0, the remote's to
-    vCPU 1. Left to the scheduler, the raw echo runs both ends on one vCPU at times (its
-    fastest case) and ours rarely: see bench/README.md."""
+    """(c) with the placement fixed (see _placement.py), each run in a process of its own,
+    alternating "one_vcpu" and "two_vcpus". Left to the scheduler, the raw echo runs both ends
+    on one vCPU at times (its fastest case) and ours rarely: see bench/README.md."""
     if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
         return {"skipped": "needs two vCPUs and sched_setaffinity"}
     runs: dict[str, list[dict[str, float]]] = {"one_vcpu": [], "two_vcpus": []}
     for _ in range(rounds):
         for placement, runs_of in runs.items():
-            out = subprocess.run(
-                [sys.executable, __file__, "--placed", placement, str(count)],
-                check=True,
-                capture_output=True,
-                text=True,
-                preexec_fn=(lambda: os.sched_setaffinity(0, {0}))
-                if placement == "one_vcpu"
-                else None,
-            ).stdout
+            command = [sys.executable, __file__, "--placed", placement, str(count)]
+            out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             runs_of.append(json.loads(out))
     return {
         placement: {
@@ -94,19 +86,17 @@ def placed_round_trips(count: int, rounds: int) -> dict[str, object]:
 
 def _placed_round_trip(placement: str, count: int) -> None:
     payload = b"x" * (1024 * 1024)
-    echo = PipeEcho(reply=8)
-    with Local("bench") as tunnel:
-        remote = tunnel.call(os.getpid)
-        if placement == "two_vcpus":
-            for pid, cpu in ((os.getpid(), 0), (remote, 1), (echo.proc.pid, 1)):
-                for task in os.listdir(f"/proc/{pid}/task"):
-                    os.sched_setaffinity(int(task), {cpu})
-        for _ in range(10):
+    with Placement(placement) as place:
+        echo = PipeEcho(reply=8)
+        with Local("bench") as tunnel:
             tunnel.call(len, payload)
-            echo.echo(payload)
-        ours = median_spread(timed(lambda: tunnel.call(len, payload), count))["median"]
-    floor = median_spread(timed(lambda: echo.echo(payload), count))["median"]
-    echo.close()
+            place.remote_started()
+            for _ in range(10):
+                tunnel.call(len, payload)
+                echo.echo(payload)
+            ours = median_spread(timed(lambda: tunnel.call(len, payload), count))["median"]
+        floor = median_spread(timed(lambda: echo.echo(payload), count))["median"]
+        echo.close()
     print(json.dumps({"ours": ours, "floor": floor}))
 
 

@@ -69,7 +69,7 @@ MEASURES = {
     "f": "first call importing a generated package",
 }
 
-#: How the placed (c) rows are named (see bench/peers/contenders.py, Placement).
+#: How the placed (c) rows are named (see bench/_placement.py).
 PLACEMENTS = {"one_vcpu": "both ends on one vCPU", "two_vcpus": "one end on each vCPU"}
 FULL = {
     "first_call": 21,

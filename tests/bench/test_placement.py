@@ -1,4 +1,4 @@
-"""bench/peers/contenders.py's Placement pins a round trip's two ends where the runner says."""
+"""bench/_placement.py's Placement pins a round trip's two ends where the runner says."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench" / "peers"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from contenders import Placement
+from _placement import Placement
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 
