@@ -2,8 +2,9 @@
 
 (a) nothing to first completed call, vs a bare ``python -c pass`` start
 (b) trivial call round trip (median, p99), vs a raw pipe echo of the same few bytes
-(c) 1 MB bytes argument round trip, vs a raw pipe echo of 1 MB; and again with both ends on
-    one vCPU, then on two (the scheduler's choice between these moves the floor 2x)
+(c) 1 MB bytes argument round trip, vs a raw pipe echo of 1 MB, written and lent (vmsplice,
+    as chopsticks_nb sends it); and again with both ends on one vCPU, then on two (the
+    scheduler's choice between these moves the written echo 2x)
 (e) put and fetch MB/s of a large file (SHA-1 checked), vs ``cat`` through a pipe
 (f) first call importing a generated 50-module package: import round trips and time
 
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import PipeEcho, bare_starts, median_spread, timed, write_results
 from _placement import Placement
 
+from chopsticks_nb._connection import LEND_FROM
 from chopsticks_nb.tunnel import Local
 
 
@@ -55,11 +57,17 @@ def round_trip(count: int, size: int) -> dict[str, object]:
         ours = median_spread(timed(lambda: tunnel.call(len, payload), count))
     floor = median_spread(timed(lambda: echo.echo(payload), count))
     echo.close()
-    return {
+    figures = {
         "chopsticks_nb_s": ours,
         "pipe_echo_s": floor,
         "ratio": ours["median"] / floor["median"],
     }
+    if size >= LEND_FROM:  # we lend the pipe pages this large (vmsplice): an echo can too
+        lent = PipeEcho(reply=8, lend=True)
+        figures["pipe_echo_lent_s"] = median_spread(timed(lambda: lent.echo(payload), count))
+        lent.close()
+        figures["ratio_to_lent"] = ours["median"] / figures["pipe_echo_lent_s"]["median"]
+    return figures
 
 
 def placed_round_trips(count: int, rounds: int) -> dict[str, object]:
@@ -78,6 +86,7 @@ def placed_round_trips(count: int, rounds: int) -> dict[str, object]:
         placement: {
             "chopsticks_nb_us": [round(r["ours"] * 1e6) for r in found],
             "pipe_echo_us": [round(r["floor"] * 1e6) for r in found],
+            "pipe_echo_lent_us": [round(r["floor_lent"] * 1e6) for r in found],
             "ratio": median_spread([r["ours"] / r["floor"] for r in found]),
         }
         for placement, found in runs.items()
@@ -87,17 +96,20 @@ def placed_round_trips(count: int, rounds: int) -> dict[str, object]:
 def _placed_round_trip(placement: str, count: int) -> None:
     payload = b"x" * (1024 * 1024)
     with Placement(placement) as place:
-        echo = PipeEcho(reply=8)
+        echo, lent = PipeEcho(reply=8), PipeEcho(reply=8, lend=True)
         with Local("bench") as tunnel:
             tunnel.call(len, payload)
             place.remote_started()
             for _ in range(10):
                 tunnel.call(len, payload)
                 echo.echo(payload)
+                lent.echo(payload)
             ours = median_spread(timed(lambda: tunnel.call(len, payload), count))["median"]
         floor = median_spread(timed(lambda: echo.echo(payload), count))["median"]
+        floor_lent = median_spread(timed(lambda: lent.echo(payload), count))["median"]
         echo.close()
-    print(json.dumps({"ours": ours, "floor": floor}))
+        lent.close()
+    print(json.dumps({"ours": ours, "floor": floor, "floor_lent": floor_lent}))
 
 
 def transfer(size_mb: int) -> dict[str, object]:

@@ -11,6 +11,7 @@ import _signal  # type: ignore[import-not-found]  # signal without its enum wrap
 import codecs
 import concurrent.futures
 import contextlib
+import errno
 import fcntl
 import itertools
 import os
@@ -23,7 +24,7 @@ import time
 from collections import deque
 from typing import Any, Callable, Optional, Protocol
 
-from . import _agent, _bootstrap
+from . import _agent, _bootstrap, _vmsplice
 from ._agent import HEADER, MAGIC, Msg
 from ._broker import BROKER, TimerHandle, log
 from ._modserver import ModuleServer
@@ -60,6 +61,7 @@ _HEADER_SIZE = HEADER.size
 _DATA_KINDS = frozenset((Msg.STDOUT, Msg.STDERR, Msg.FETCH_DATA))  # frames up to MAX_DATA_FRAME
 _RESULT, _ERROR = Msg.RESULT, Msg.ERROR  # the hot path: no class lookups
 _STDOUT, _STDERR = Msg.STDOUT, Msg.STDERR
+LEND_FROM = 64 * 1024  # pieces this large go by vmsplice where it works (see _vmsplice)
 _ALIGN_FROM = 64 * 1024  # frames this large are lined up in the pipe (see _frame)
 _BYTES_DATA = sys.getsizeof(b"") - 1  # where a bytes object's data starts, from its id()
 
@@ -210,15 +212,16 @@ class _DeferredInterrupt:
             self.deliver()
 
 
-def _frame(kind: int, req_id: int, pieces: list[bytes]) -> list[bytes]:
-    """A frame with its payload in ``pieces``. If one is large (a pickled bytes argument), a
-    PING frame goes first, as padding: the kernel copies a page into a pipe up to 4x slower
-    when it lands 1-15 bytes past where it lies in memory, modulo 4096 (measured: a 1 MB
-    argument took 2x as long for some function names, bench/README.md). The padding lines the
-    piece up modulo 64, assuming the frame starts a page, as it does in an empty pipe."""
+def _frame(kind: int, req_id: int, pieces: list[bytes], align: bool = True) -> list[bytes]:
+    """A frame with its payload in ``pieces``. If one is large (a pickled bytes argument) and
+    ``align`` (it is to be copied into the pipe, not lent by vmsplice), a PING frame goes
+    first, as padding: the kernel copies a page into a pipe up to 4x slower when it lands 1-15
+    bytes past where it lies in memory, modulo 4096 (measured: a 1 MB argument took 2x as long
+    for some function names, bench/README.md). The padding lines the piece up modulo 64,
+    assuming the frame starts a page, as it does in an empty pipe."""
     size = sum(map(len, pieces))
     frame = [HEADER.pack(kind, req_id, size), *pieces]
-    if size < _ALIGN_FROM:
+    if size < _ALIGN_FROM or not align:
         return frame
     offset = HEADER.size  # of the piece in the frame
     for piece in pieces:
@@ -227,6 +230,17 @@ def _frame(kind: int, req_id: int, pieces: list[bytes]) -> list[bytes]:
             return [HEADER.pack(Msg.PING, 0, gap) + bytes(gap), *frame]
         offset += len(piece)
     return frame
+
+
+def _base(piece: bytes | memoryview) -> object:
+    """The object ``piece`` is (what is left of): _flush_locked keeps suffixes as views."""
+    return piece.obj if type(piece) is memoryview else piece
+
+
+def _lendable(piece: bytes | memoryview) -> bool:
+    """Whether vmsplice may lend the pipe ``piece``: large, and of an object that cannot
+    change (see _vmsplice)."""
+    return len(piece) >= LEND_FROM and type(_base(piece)) is bytes
 
 
 def _time_left(deadline: float | None) -> float | None:
@@ -368,6 +382,8 @@ class Connection:
         self._out: deque[bytes | memoryview] = deque()
         self._out_bytes = 0
         self._queued_total = 0  # bytes ever queued: with _out_bytes, tells what was written
+        self._lending = _vmsplice.AVAILABLE  # large pieces go by vmsplice (_write_lending)
+        self._lent: deque[tuple[int, bytes]] = deque()  # (queued_total at its end, object)
         self._replies: deque[tuple[int, int]] = deque()  # (queued_total at its end, size)
         self._reply_bytes = 0
         self._writer_watched = False
@@ -498,7 +514,7 @@ class Connection:
                 # Everything is ready before the frame goes: once it is written, this thread
                 # should block at once, and the agent then runs on this CPU, not another.
                 with _DeferredInterrupt() as interrupts:
-                    self._queue_bytes(*_frame(call[0], answer.req_id, call[1]))
+                    self._queue_bytes(*_frame(call[0], answer.req_id, call[1], not self._lending))
                     self._read_while_waiting(answer, deadline, interrupts)
                 settled = answer.wait(_time_left(deadline))
             except BaseException:
@@ -684,7 +700,7 @@ class Connection:
         if isinstance(payload, bytes):
             self._queue_bytes(HEADER.pack(kind, req_id, len(payload)), payload)
         else:
-            self._queue_bytes(*_frame(kind, req_id, payload))
+            self._queue_bytes(*_frame(kind, req_id, payload, not self._lending))
 
     def _queue_bytes(self, *chunks: bytes) -> None:
         """Write ``chunks`` now as far as the pipe takes them; queue the rest for the broker, or
@@ -709,9 +725,15 @@ class Connection:
     def _flush_locked(self) -> None:
         fd = self._fds.get("stdin", -1)
         out = self._out
+        if self._lent:
+            self._release_lent_locked()
         while out and fd >= 0:
             try:
-                written = os.writev(fd, out if len(out) <= 64 else list(itertools.islice(out, 64)))
+                if self._out_bytes >= LEND_FROM and self._lending:  # the cheap test first
+                    written = self._write_lending(fd)
+                else:
+                    several = out if len(out) <= 64 else list(itertools.islice(out, 64))
+                    written = os.writev(fd, several)
             except BlockingIOError:
                 return
             except OSError:  # the agent is gone; the reader will notice EOF and say why
@@ -729,6 +751,39 @@ class Connection:
                 else:
                     self._out[0] = memoryview(first)[written:]
                     written = 0
+
+    def _write_lending(self, fd: int) -> int:
+        """Write what comes before the first large bytes object in _out (or what is left of
+        one), or lend the pipe that object's pages if it comes first (see _vmsplice)."""
+        out = self._out
+        index = next((i for i, piece in enumerate(out) if _lendable(piece)), len(out))
+        if index:
+            return os.writev(fd, list(itertools.islice(out, min(index, 64))))
+        data = _base(out[0])
+        assert type(data) is bytes
+        try:
+            lent = _vmsplice.vmsplice(fd, data, len(data) - len(out[0]))
+        except OSError as exc:
+            if isinstance(exc, BlockingIOError) or exc.errno == errno.EPIPE:
+                raise  # a full pipe, or no agent: as for a write
+            self._lending = False  # not a pipe, or a sandbox that forbids it: copy instead
+            return 0
+        # Kept alive until the agent has read it: the pipe reads from its memory.
+        self._lent.append((self._queued_total - self._out_bytes + lent, data))
+        return lent
+
+    def _release_lent_locked(self) -> None:
+        """Under _wlock: drop what vmsplice lent the pipe that the agent has read."""
+        fd = self._fds.get("stdin", -1)
+        if fd < 0 or self._dead is not None:
+            return  # until the agent has exited: _close_pipes
+        try:
+            read = self._queued_total - self._out_bytes - _vmsplice.unread(fd)
+        except OSError:
+            return
+        lent = self._lent
+        while lent and lent[0][0] <= read:
+            lent.popleft()
 
     # -- broker thread ---------------------------------------------------------------------------
 
@@ -841,6 +896,9 @@ class Connection:
             # (a request popped first would wait for ever).
             value = _agent.decode(payload)
             record = _error_record(value, self.host) if kind == _ERROR else None
+            if self._lent:  # the agent has read the request: let its arguments go
+                with self._wlock:
+                    self._release_lent_locked()
             with self._lock:
                 request = self._requests.pop(req_id, None)
             if request is None:
@@ -1054,6 +1112,8 @@ class Connection:
                 stream.close()
                 setattr(self.proc, name, None)
         self._fds.clear()
+        with self._wlock:
+            self._lent.clear()  # the agent has exited: no one reads the pipe any more
 
     # -- errors ---------------------------------------------------------------------------------
 
