@@ -20,13 +20,10 @@ import select
 import struct
 import sys
 
-# hashlib, tempfile, traceback and socket are imported where used, and the C modules below
-# directly (pickle and collections would import re, enum and more): every module imported here
-# delays the first call of every connection (see bench/bench_core.py, "first call").
-try:
-    from _pickle import loads as _unpickle
-except ImportError:  # pragma: no cover - every CPython has _pickle
-    from pickle import loads as _unpickle
+# hashlib, tempfile, traceback, socket and _pickle (see Msg.CALL_CODEC) are imported where
+# used, and the C modules below directly (pickle and collections would import re, enum and
+# more): every module imported here delays the first call of every connection (see
+# bench/bench_core.py, "first call").
 try:  # the C half of signal: signal.py wraps its constants in IntEnums, and enum costs ~4 ms
     import _signal as signal
 except ImportError:  # pragma: no cover - CPython has had _signal since 3.5
@@ -34,7 +31,7 @@ except ImportError:  # pragma: no cover - CPython has had _signal since 3.5
 from _collections import deque as _deque
 from time import monotonic as _monotonic
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 
 #: Frame header: kind (1 byte), request id (4 bytes), payload length (4 bytes), big-endian.
 HEADER = struct.Struct(">BII")
@@ -77,6 +74,10 @@ class Msg(object):
     # pickle; the pickle of (module, qualname, args, kwargs, ((index in args, size), ...)),
     # plain data only (it imports nothing); the blobs.
     CALL_BLOBS = 10
+    # A connection's first call, when it names an importable callable and its arguments are
+    # plain data: codec (module, qualname, args, kwargs). The agent then need not import
+    # _pickle (3-4 ms of a start) until a later call is pickled.
+    CALL_CODEC = 11
 
     # agent -> controller
     HELLO = 20  # codec dict describing the remote interpreter
@@ -382,6 +383,17 @@ def frame(kind, req_id, payload=b""):
     return HEADER.pack(kind, req_id, len(payload)) + payload
 
 
+def _unpickle(data):
+    """pickle.loads, imported on first use (see Msg.CALL_CODEC); it then takes this name."""
+    global _unpickle
+    try:
+        from _pickle import loads
+    except ImportError:  # pragma: no cover - every CPython has _pickle
+        from pickle import loads
+    _unpickle = loads
+    return loads(data)
+
+
 # ---------------------------------------------------------------------------------------------
 # The agent runtime (only ever runs on the remote side).
 
@@ -427,6 +439,8 @@ class _Channel(object):
             if available >= HEADER.size + length:
                 begin = self.start + HEADER.size
                 self.start = begin + length
+                if kind == Msg.CALL_CODEC:
+                    return Msg.CALL, req_id, decode(self.view[begin : begin + length])
                 return kind, req_id, self.view[begin : begin + length]
         return None
 
@@ -1174,7 +1188,7 @@ class Agent(object):
         while message is not None:
             kind, req_id, payload = message
             if kind == Msg.CALL:
-                if payload.__class__ is not tuple:  # a call of CALL_BLOBS is unpickled already
+                if payload.__class__ is not tuple:  # CALL_BLOBS and CALL_CODEC: decoded already
                     payload = bytes(payload)  # the view dies with the next read
                 with self.state_lock:
                     self.pending.append((req_id, payload))

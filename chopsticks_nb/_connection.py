@@ -382,6 +382,7 @@ class Connection:
         self._out: deque[bytes | memoryview] = deque()
         self._out_bytes = 0
         self._queued_total = 0  # bytes ever queued: with _out_bytes, tells what was written
+        self._calls_sent = False  # see _call_frame
         self._lending = _vmsplice.AVAILABLE  # large pieces go by vmsplice (_write_lending)
         self._lent: deque[tuple[int, bytes]] = deque()  # (queued_total at its end, object)
         self._replies: deque[tuple[int, int]] = deque()  # (queued_total at its end, size)
@@ -492,7 +493,17 @@ class Connection:
 
     def call(self, call: PickledCall, output: OutputHandler | None = None) -> RemoteFuture:
         """Run a pickled call (see dumps_call) remotely."""
-        return self.submit(lambda req_id: Request(self, req_id, output), *call)
+        return self.submit(lambda req_id: Request(self, req_id, output), *self._call_frame(call))
+
+    def _call_frame(self, call: PickledCall) -> tuple[int, list[bytes]]:
+        """The frame kind and payload pieces to send ``call`` in. The connection's first call,
+        if plain, goes in the codec (Msg.CALL_CODEC): the agent then starts without importing
+        _pickle (3-4 ms). Later ones are pickled, 20x faster to make and read than the codec."""
+        if self._calls_sent or call[2] is None:
+            self._calls_sent = True
+            return call[0], call[1]
+        self._calls_sent = True
+        return Msg.CALL_CODEC, [_agent.encode(call[2])]
 
     def call_here(
         self, call: PickledCall, timeout: float | None, output: OutputHandler | None = None
@@ -514,7 +525,8 @@ class Connection:
                 # Everything is ready before the frame goes: once it is written, this thread
                 # should block at once, and the agent then runs on this CPU, not another.
                 with _DeferredInterrupt() as interrupts:
-                    self._queue_bytes(*_frame(call[0], answer.req_id, call[1], not self._lending))
+                    kind, pieces = self._call_frame(call)
+                    self._queue_bytes(*_frame(kind, answer.req_id, pieces, not self._lending))
                     self._read_while_waiting(answer, deadline, interrupts)
                 settled = answer.wait(_time_left(deadline))
             except BaseException:

@@ -23,15 +23,17 @@ import sys
 import textwrap
 import types
 from collections.abc import Sequence
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from . import _agent
 from ._agent import PICKLE_PROTOCOL, Msg
 from .errors import SerializationError
 
 RemoteInfo = Callable[[], dict[str, Any]]
-#: A pickled call: the kind of its frame, and the pieces of its payload.
-PickledCall = tuple[int, list[bytes]]
+#: A pickled call: the kind of its frame, the pieces of its payload, and for a call by name with
+#: plain arguments (module, qualname, args, kwargs), which a connection's first call sends in
+#: the codec instead (Msg.CALL_CODEC).
+PickledCall = tuple[int, list[bytes], Optional[tuple[str, str, tuple[Any, ...], dict[str, Any]]]]
 _CALL = Msg.CALL
 _U32 = struct.Struct(">I")
 _PLAIN = frozenset((type(None), bool, int, float, str, bytes))
@@ -64,8 +66,9 @@ def dumps_call(
         # than the rest of a small call.
         if shape == _PLAIN_LARGE:
             return _blob_call(name, args, kwargs)
-        return _CALL, [pickle.dumps((*name, args, kwargs), PICKLE_PROTOCOL)]
-    return _CALL, dumps((func, args, kwargs), host, remote_info)
+        plain = (*name, args, kwargs)
+        return _CALL, [pickle.dumps(plain, PICKLE_PROTOCOL)], plain
+    return _CALL, dumps((func, args, kwargs), host, remote_info), None
 
 
 def _blob_call(name: tuple[str, str], args: tuple[Any, ...], kwargs: dict[str, Any]) -> PickledCall:
@@ -79,7 +82,7 @@ def _blob_call(name: tuple[str, str], args: tuple[Any, ...], kwargs: dict[str, A
             blobs.append(arg)
             places.append((index, len(arg)))
     pickled = pickle.dumps((*name, tuple(rest), kwargs, tuple(places)), PICKLE_PROTOCOL)
-    return Msg.CALL_BLOBS, [_U32.pack(len(pickled)), pickled, *blobs]
+    return Msg.CALL_BLOBS, [_U32.pack(len(pickled)), pickled, *blobs], None
 
 
 def dumps(obj: object, host: str, remote_info: RemoteInfo | None = None) -> Chunks:

@@ -36,10 +36,12 @@ def test_call_exception_import_and_files(remote_python: RemotePython, tmp_path: 
     source = tmp_path / "data"
     source.write_bytes(os.urandom(1024 * 1024 + 3))
     with Local(f"py{remote_python.version}", python3=str(remote_python.path)) as tunnel:
+        assert tunnel.call(rf.loaded, ["_pickle"]) == []  # the first call: codec, not pickle
         assert tunnel.call(rf.version)[:2] == tuple(
             int(p) for p in remote_python.version.split(".")
         )
         assert tunnel.call(rf.echo, 2**80, {"k": (1.5, None)}) == [[2**80, {"k": (1.5, None)}], {}]
+        assert tunnel.call(rf.loaded, ["_pickle"]) == ["_pickle"]
         data = source.read_bytes()  # large arguments are read into their bytes objects there
         assert tunnel.call(rf.echo, data[:70000], 5, data) == [[data[:70000], 5, data], {}]
         with pytest.raises(errors.RemoteException) as info:

@@ -16,7 +16,7 @@ import remote_funcs as rf
 from chopsticks_nb import errors
 from chopsticks_nb._agent import HEADER, Msg
 from chopsticks_nb._connection import _frame
-from chopsticks_nb._serialize import dumps, dumps_call
+from chopsticks_nb._serialize import PickledCall, dumps, dumps_call
 from chopsticks_nb.tunnel import Local
 from fixtures.pythons import RemotePython
 
@@ -100,7 +100,7 @@ def test_importable_functions_still_go_by_reference() -> None:
 )
 def test_a_large_bytes_argument_is_sent_without_a_copy(func: Any) -> None:
     big = bytes(range(256)) * 4096
-    kind, pieces = dumps_call(func, (big,), {}, "h")
+    kind, pieces, _ = dumps_call(func, (big,), {}, "h")
     assert any(piece is big for piece in pieces)
     # After the pickle, for the agent to read straight into its bytes, when the pickle is
     # plain data (the callable by name); inside it otherwise.
@@ -130,7 +130,7 @@ def test_a_large_argument_lines_up_in_the_pipe_as_in_memory(func: Any) -> None:
     assert answer == (len(big) if func is not rf.echo else [[big], {}])
 
 
-def _kind_first(call: tuple[int, list[bytes]], req_id: int) -> tuple[int, int, list[bytes]]:
+def _kind_first(call: PickledCall, req_id: int) -> tuple[int, int, list[bytes]]:
     return call[0], req_id, call[1]
 
 

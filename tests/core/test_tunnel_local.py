@@ -25,6 +25,17 @@ def test_call_returns_value_from_another_process(local: Local) -> None:
     assert local.call(rf.echo, 1, "a", key=b"v") == [[1, "a"], {"key": b"v"}]
 
 
+def test_a_first_plain_call_spares_the_agent_importing_pickle() -> None:
+    # It goes in the codec (Msg.CALL_CODEC); the calls after it are pickled, read or submitted.
+    with Local("codec-first") as tunnel:
+        assert tunnel.call(rf.loaded, ["_pickle"]) == []
+        assert tunnel.call(rf.echo, (1, "two"), three=3.0) == [[(1, "two")], {"three": 3.0}]
+        assert tunnel.call(rf.loaded, ["_pickle"]) == ["_pickle"]
+    with Local("codec-first-submitted") as tunnel:
+        assert tunnel.submit(rf.loaded, ["_pickle"]).result(60) == []
+        assert tunnel.submit(rf.loaded, ["_pickle"]).result(60) == ["_pickle"]
+
+
 def test_results_of_every_codec_type_come_back_equal(local: Local) -> None:
     value = [
         None,

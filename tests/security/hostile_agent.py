@@ -79,8 +79,8 @@ class Wire:
         self.send(Msg.HELLO, 0, encode(info))
 
     def next_call(self) -> int:
-        """Wait for the controller's CALL and return its request id."""
-        return self.expect(Msg.CALL)[1]
+        """Wait for the controller's next call (in any of its frame kinds); its request id."""
+        return self.expect(*CALLS)[1]
 
     def ask(self, kind: int, req_id: int, payload: bytes) -> object:
         """Send an IMPORT / GET_DATA request and return the decoded REPLY."""
@@ -89,6 +89,10 @@ class Wire:
             got_kind, got_id, reply = self.read_frame()
             if got_kind == Msg.REPLY and got_id == req_id:
                 return decode(reply)
+
+
+#: The frame kinds a call comes in (a connection's first plain call: CALL_CODEC).
+CALLS = (Msg.CALL, Msg.CALL_CODEC, Msg.CALL_BLOBS)
 
 
 class Bomb:
@@ -252,7 +256,7 @@ def well_behaved(wire: Wire, args: Args) -> None:
     value = args.get("value")
     payload = bytes.fromhex(value["hex"]) if isinstance(value, dict) else encode(value)
     while True:
-        _, req_id, _ = wire.expect(Msg.CALL)
+        req_id = wire.next_call()
         wire.send(Msg.RESULT, req_id, payload)
 
 
