@@ -10,46 +10,50 @@ so the caller must keep the object alive, and it must not change (bytes do not),
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import os
 import struct
 import sys
 import termios
-from typing import Callable
+from typing import Any
 
 SPLICE_F_NONBLOCK = 2
 
 
-class _IoVec(ctypes.Structure):
-    _fields_ = (("base", ctypes.c_void_p), ("len", ctypes.c_size_t))
-
-
-def _load() -> Callable[..., int] | None:
+def _load() -> tuple[Any, Any, Any] | None:
+    """(ctypes, the vmsplice function, the iovec type), or None where there is no vmsplice:
+    not Linux, a libc without it, or a Python built without ctypes (then large pieces are
+    copied, as before)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
+        import ctypes
+
         function = ctypes.CDLL(None, use_errno=True).vmsplice
-    except (OSError, AttributeError):  # a libc without it
+    except (ImportError, OSError, AttributeError):
         return None
-    function.argtypes = (ctypes.c_int, ctypes.POINTER(_IoVec), ctypes.c_size_t, ctypes.c_uint)
+
+    class IoVec(ctypes.Structure):
+        _fields_ = (("base", ctypes.c_void_p), ("len", ctypes.c_size_t))
+
+    function.argtypes = (ctypes.c_int, ctypes.POINTER(IoVec), ctypes.c_size_t, ctypes.c_uint)
     function.restype = ctypes.c_ssize_t
-    return function
+    return ctypes, function, IoVec
 
 
-_vmsplice = _load()
-AVAILABLE = _vmsplice is not None
+_LOADED = _load()
+AVAILABLE = _LOADED is not None
 
 
 def vmsplice(fd: int, data: bytes, start: int) -> int:
     """Lend ``data[start:]`` to the pipe ``fd`` without blocking; how many bytes it took.
     BlockingIOError when the pipe is full; another OSError where vmsplice does not work (not
     a pipe, a sandbox that forbids it)."""
-    assert _vmsplice is not None and type(data) is bytes
+    assert _LOADED is not None and type(data) is bytes
+    ctypes, function, iovec = _LOADED
     address = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value
-    assert address is not None
-    vector = _IoVec(address + start, len(data) - start)
-    taken = _vmsplice(fd, ctypes.byref(vector), 1, SPLICE_F_NONBLOCK)
+    vector = iovec(address + start, len(data) - start)
+    taken: int = function(fd, ctypes.byref(vector), 1, SPLICE_F_NONBLOCK)
     if taken < 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))  # BlockingIOError for EAGAIN
