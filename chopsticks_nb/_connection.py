@@ -61,8 +61,9 @@ _HEADER_SIZE = HEADER.size
 _DATA_KINDS = frozenset((Msg.STDOUT, Msg.STDERR, Msg.FETCH_DATA))  # frames up to MAX_DATA_FRAME
 _RESULT, _ERROR = Msg.RESULT, Msg.ERROR  # the hot path: no class lookups
 _STDOUT, _STDERR = Msg.STDOUT, Msg.STDERR
-LEND_FROM = 64 * 1024  # pieces this large go by vmsplice where it works (see _vmsplice)
-_ALIGN_FROM = 64 * 1024  # frames this large are lined up in the pipe (see _frame)
+#: Pieces of a frame this large are lent to the pipe by vmsplice (see _vmsplice), or, where
+#: it does not work, lined up in the pipe (see _frame).
+LEND_FROM = 64 * 1024
 _BYTES_DATA = sys.getsizeof(b"") - 1  # where a bytes object's data starts, from its id()
 
 #: The broker watches a connection's stdout again only once no caller has read it for this
@@ -221,11 +222,11 @@ def _frame(kind: int, req_id: int, pieces: list[bytes], align: bool = True) -> l
     assuming the frame starts a page, as it does in an empty pipe."""
     size = sum(map(len, pieces))
     frame = [HEADER.pack(kind, req_id, size), *pieces]
-    if size < _ALIGN_FROM or not align:
+    if size < LEND_FROM or not align:
         return frame
     offset = HEADER.size  # of the piece in the frame
     for piece in pieces:
-        if len(piece) >= _ALIGN_FROM and type(piece) is bytes:
+        if len(piece) >= LEND_FROM and type(piece) is bytes:  # its address is id() + _BYTES_DATA
             gap = (id(piece) + _BYTES_DATA - offset - HEADER.size) % 64
             return [HEADER.pack(Msg.PING, 0, gap) + bytes(gap), *frame]
         offset += len(piece)
