@@ -14,7 +14,7 @@ with ControlMaster reuse. Each measure has one discarded warm-up round.
 
 Usage::
 
-    python bench/bench_peers.py            # the full run (about 5 minutes here)
+    python bench/bench_peers.py            # the full run (about 6 minutes here)
     python bench/bench_peers.py --quick    # tiny sizes, few repeats (the smoke test's run)
 
 Writes bench/results/peers.json (peers-quick.json with --quick; --out to choose) and prints
