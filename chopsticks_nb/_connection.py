@@ -28,7 +28,6 @@ from . import _agent, _bootstrap, _vmsplice
 from ._agent import HEADER, MAGIC, Msg
 from ._broker import BROKER, TimerHandle, log
 from ._modserver import ModuleServer
-from ._output import OutputHandler
 from ._serialize import PickledCall
 from .errors import (
     CallCancelled,
@@ -42,6 +41,7 @@ from .errors import (
     SerializationError,
     TunnelClosed,
 )
+from .output import OutputHandler
 
 #: Largest frame accepted from an agent, and largest raw data frame (output, file chunks).
 MAX_FRAME = _agent.MAX_MESSAGE

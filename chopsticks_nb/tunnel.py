@@ -22,9 +22,9 @@ from . import _agent, _bootstrap, _transfer
 from ._broker import BROKER
 from ._connection import Connection, RemoteFuture
 from ._modserver import ModuleServer
-from ._output import HostPrefixPrinter, OutputHandler
 from ._serialize import dumps_call
 from .errors import ChopsticksError, DepthLimitExceeded
+from .output import HostPrefixPrinter, OutputHandler
 
 if TYPE_CHECKING:
     from .group import Group

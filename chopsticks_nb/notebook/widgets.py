@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .._broker import BROKER, TimerHandle
-from .._output import HostPrefixPrinter
+from ..output import HostPrefixPrinter
 from .display import HostLog, format_seconds, logs_html, logs_text
 
 if TYPE_CHECKING:

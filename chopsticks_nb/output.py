@@ -1,10 +1,13 @@
-"""Where remote output goes by default: this process's stdout/stderr, each line prefixed by host."""
+"""Where remote output goes: the handler type, and the default handler that prints each line
+prefixed by its host."""
 
 from __future__ import annotations
 
 import sys
 import threading
 from typing import Callable
+
+__all__ = ["HostPrefixPrinter", "OutputHandler"]
 
 #: Receives (stream name, text) for one tunnel; stream is "stdout" or "stderr".
 OutputHandler = Callable[[str, str], None]
