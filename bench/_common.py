@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from chopsticks_nb import _vmsplice
+from chopsticks_nb import _lending
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -86,7 +86,7 @@ class PipeEcho:
         start = 0
         while start < len(data):
             try:
-                start += _vmsplice.vmsplice(self.w, data, start)
+                start += _lending.vmsplice(self.w, data, start)
             except BlockingIOError:
                 select.select([], [self.w], [])
 

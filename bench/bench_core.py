@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import PipeEcho, bare_starts, median_spread, timed, write_results
 from _placement import Placement
 
-from chopsticks_nb._connection import LEND_FROM
+from chopsticks_nb._lending import LARGE as LEND_FROM
 from chopsticks_nb.tunnel import Local
 
 

@@ -31,11 +31,11 @@ except ImportError:  # pragma: no cover - CPython has had _signal since 3.5
 from _collections import deque as _deque
 from time import monotonic as _monotonic
 
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 
 #: Frame header: kind (1 byte), request id (4 bytes), payload length (4 bytes), big-endian.
 HEADER = struct.Struct(">BII")
-_U32 = struct.Struct(">I")
+U32 = struct.Struct(">I")
 
 #: Written by the agent just before its first frame, so that noise a login shell prints on
 #: stdout before the agent starts can be skipped instead of breaking the stream.
@@ -51,43 +51,182 @@ SOURCE_ZLIB = None  # type: bytes | None
 
 PICKLE_PROTOCOL = 4  # the highest every supported remote (3.6+) reads
 CHUNK_SIZE = 512 * 1024  # file data (and output) per frame
-#: The largest frame the controller accepts (its MAX_FRAME): a bigger result is refused here,
-#: as a result that cannot be sent back, instead of ending the tunnel there.
-MAX_MESSAGE = 512 * 1024 * 1024
+
+# Size limits of payloads from the agent, which the controller enforces (a larger frame is a
+# protocol error that ends the tunnel) and the agent keeps to (refusing, cutting or splitting).
+MAX_MESSAGE = 512 * 1024 * 1024  # a result
+MAX_DATA_FRAME = 8 * 1024 * 1024  # output and file data (sent in CHUNK_SIZE pieces)
+MAX_ERROR = 1024 * 1024  # an error record (its message and traceback are cut to fit)
+MAX_REQUEST = 64 * 1024  # the handshake, an import or resource request
+
+# How a payload is encoded.
+RAW = "raw"  # bytes as they are
+CODEC = "codec"  # the closed codec below: all the controller ever decodes
+PICKLE = "pickle"  # only ever from the controller to the agent
+
+CONTROLLER = "controller"
+AGENT = "agent"
+
+
+class Message(int):
+    """A kind of frame: its code (the int itself), who sends it, how its payload is encoded,
+    the largest payload its receiver accepts (None: no limit), the name of the receiver's method
+    that handles it (None where the frame is consumed where it is read: calls and the
+    configuration), and the shape a codec payload must have (see check_shape)."""
+
+    name = ""  # type: str
+    sender = ""  # type: str
+    payload = ""  # type: str
+    limit = None  # type: Any
+    handler = None  # type: str | None
+    shape = object  # type: Any
+
+    def __new__(cls, code, sender, payload, limit, handler, shape=object):
+        self = int.__new__(cls, code)
+        self.sender = sender
+        self.payload = payload
+        self.limit = limit
+        self.handler = handler
+        self.shape = shape
+        self.name = str(code)
+        return self
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+
+# The shapes of codec payloads (see check_shape).
+_CONFIG = {"depth": int, "host": str, "idle_timeout": (int, float, None), "poll": bool}
+_PUT_OPEN = {"path": (str, None), "mode": int}
+_PUT_CLOSE = {"size": int, "sha1": str}
+_FETCH = {"path": str}
+_HANDSHAKE = {
+    "protocol": PROTOCOL_VERSION,  # first: another version's handshake may differ after it
+    "version": [int],
+    "implementation": str,
+    "pid": int,
+    "executable": str,
+    "platform": str,
+    "hostname": str,
+    "depth": int,
+    "cloudpickle": (str, None),
+}
+_ERROR_RECORD = {"type": str, "msg": str, "tb": (str, None), "kind": str}
+#: The value of a put's or a fetch's RESULT.
+TRANSFER_RESULT = {"remote_path": str, "size": int, "sha1sum": str}
 
 
 class Msg(object):
-    """Message kinds, and the payload each carries."""
+    """The protocol: every kind of frame, one entry each (see Message). ``id`` is the frame's
+    request id: the call or request it belongs to."""
 
-    # controller -> agent
-    CONFIG = 1  # codec dict: depth, host, idle_timeout
-    CALL = 2  # pickle of (callable, args, kwargs)
-    CANCEL = 3  # empty: interrupt or drop the call with this id
-    REPLY = 4  # codec: answer to the agent's IMPORT / GET_DATA with this id
-    PUT_OPEN = 5  # codec dict: path (or None for a temporary file), mode
-    PUT_DATA = 6  # raw file bytes
-    PUT_CLOSE = 7  # codec dict: size, sha1
-    FETCH = 8  # codec dict: path
-    PING = 9  # the controller is alive; any payload is padding (see _connection._frame)
-    # A call of an importable callable whose large bytes arguments ("blobs") follow its
-    # pickle, to be read from the pipe straight into their bytes objects: u32 size of the
+    # fmt: off
+    #                  code  sender      payload limit           handler          shape
+    # -- controller -> agent
+    CONFIG = Message(     1, CONTROLLER, CODEC,  None,           None,            _CONFIG)
+    CALL = Message(       2, CONTROLLER, PICKLE, None,           None)  # (callable, args, kwargs)
+    CANCEL = Message(     3, CONTROLLER, RAW,    None,           "on_cancel")  # stop call `id`
+    REPLY = Message(      4, CONTROLLER, CODEC,  None,           "on_reply")  # to request `id`
+    PUT_OPEN = Message(   5, CONTROLLER, CODEC,  None,           "on_put_open",   _PUT_OPEN)
+    PUT_DATA = Message(   6, CONTROLLER, RAW,    None,           "on_put_data")  # file bytes
+    PUT_CLOSE = Message(  7, CONTROLLER, CODEC,  None,           "on_put_close",  _PUT_CLOSE)
+    FETCH = Message(      8, CONTROLLER, CODEC,  None,           "on_fetch",      _FETCH)
+    PING = Message(       9, CONTROLLER, RAW,    None,           "on_ping")  # payload: padding
+    CALL_BLOBS = Message(10, CONTROLLER, PICKLE, None,           None)  # see below
+    CALL_CODEC = Message(11, CONTROLLER, CODEC,  None,           None)  # see below
+    # -- agent -> controller
+    HELLO = Message(     20, AGENT,      CODEC,  MAX_REQUEST,    "on_hello",      _HANDSHAKE)
+    RESULT = Message(    21, AGENT,      CODEC,  MAX_MESSAGE,    "on_result")
+    ERROR = Message(     22, AGENT,      CODEC,  MAX_ERROR,      "on_error",      _ERROR_RECORD)
+    STDOUT = Message(    23, AGENT,      RAW,    MAX_DATA_FRAME, "on_stdout")  # from call `id`
+    STDERR = Message(    24, AGENT,      RAW,    MAX_DATA_FRAME, "on_stderr")
+    IMPORT = Message(    25, AGENT,      CODEC,  MAX_REQUEST,    "on_import",     str)  # module
+    GET_DATA = Message(  26, AGENT,      CODEC,  MAX_REQUEST,    "on_get_data",   str)  # a path
+    FETCH_DATA = Message(27, AGENT,      RAW,    MAX_DATA_FRAME, "on_fetch_data")  # file bytes
+    # fmt: on
+    # CALL_BLOBS: a call of an importable callable whose large bytes arguments ("blobs") follow
+    # its pickle, to be read from the pipe straight into their bytes objects: u32 size of the
     # pickle; the pickle of (module, qualname, args, kwargs, ((index in args, size), ...)),
     # plain data only (it imports nothing); the blobs.
-    CALL_BLOBS = 10
-    # A connection's first call, when it names an importable callable and its arguments are
-    # plain data: codec (module, qualname, args, kwargs). The agent then need not import
-    # _pickle (3-4 ms of a start) until a later call is pickled.
-    CALL_CODEC = 11
+    # CALL_CODEC: a connection's first call, when it names an importable callable and its
+    # arguments are plain data: (module, qualname, args, kwargs). The agent then need not
+    # import _pickle (3-4 ms of a start) until a later call is pickled. (See _call_frames.)
 
-    # agent -> controller
-    HELLO = 20  # codec dict describing the remote interpreter
-    RESULT = 21  # codec value
-    ERROR = 22  # codec dict: type, msg, tb, kind
-    STDOUT = 23  # raw bytes printed while call `id` ran
-    STDERR = 24  # raw bytes
-    IMPORT = 25  # codec str: a dotted module name
-    GET_DATA = 26  # codec str: a file path inside a served package
-    FETCH_DATA = 27  # raw file bytes
+
+#: Every kind of frame by code.
+MESSAGES = {int(kind): kind for kind in vars(Msg).values() if isinstance(kind, Message)}
+
+
+def handlers(receiver, sender):
+    """``{code: (kind, handler)}`` for the frames ``sender`` sends, each handler the method of
+    ``receiver`` that the table names."""
+    return {
+        code: (kind, getattr(receiver, kind.handler))
+        for code, kind in MESSAGES.items()
+        if kind.sender == sender and kind.handler
+    }
+
+
+def load_payload(kind, payload):
+    """A received payload as its handler takes it: a codec payload decoded and checked against
+    its kind's shape; raw and pickled ones as they are."""
+    if kind.payload != CODEC:
+        return payload
+    return check_shape(decode(payload), kind.shape, kind.name)
+
+
+def check_shape(value, shape, what):
+    """``value`` if it has ``shape``, else DecodeError naming ``what`` and the mismatch. A shape
+    is ``object`` (anything), a type, a tuple of types (None standing for None), ``[shape]`` (a
+    list of such items), ``{field: shape}`` (a dict with at least those fields, checked in
+    order; only they are kept) or an int (that very value). Types are exact: the codec makes
+    only exact built-in types."""
+    if shape is object:
+        return value
+    if type(shape) is int:
+        if type(value) is not int or value != shape:
+            raise ShapeError(
+                "unsupported %s %s (this side speaks %r)" % (what, _show(value), shape)
+            )
+        return value
+    if isinstance(shape, dict):
+        if type(value) is not dict:
+            raise ShapeError("malformed %s: %s, not a dict" % (what, _a(value)))
+        checked = {}
+        for field, field_shape in shape.items():
+            if field not in value:
+                raise ShapeError("malformed %s: no field %r" % (what, field))
+            checked[field] = check_shape(value[field], field_shape, "%s field %r" % (what, field))
+        return checked
+    if isinstance(shape, list):
+        if type(value) is not list:
+            raise ShapeError("malformed %s: %s, not a list" % (what, _a(value)))
+        for item in value:
+            check_shape(item, shape[0], what + " item")
+        return value
+    types = shape if isinstance(shape, tuple) else (shape,)
+    if type(value) not in types and not (value is None and None in types):
+        names = " or ".join("None" if t is None else t.__name__ for t in types)
+        raise ShapeError("malformed %s: %s, not %s" % (what, _a(value), names))
+    return value
+
+
+def _show(value):
+    """A short text for a decoded value, whatever its size (a repr can be huge, or fail:
+    an int of more than 4300 digits has none)."""
+    if type(value) is int and value.bit_length() > 64:
+        return "<an int of %d bits>" % value.bit_length()
+    if type(value) in (int, float, bool, type(None)):
+        return repr(value)
+    if type(value) in (str, bytes):
+        return repr(value[:40]) + ("..." if len(value) > 40 else "")
+    return "<%s>" % _a(value)
+
+
+def _a(value):
+    """``"an int"``, ``"a str"``: the type of ``value`` with its article."""
+    name = type(value).__name__
+    return ("an " if name[:1] in "aeiou" else "a ") + name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,6 +243,10 @@ class EncodeError(CodecError):
 
 class DecodeError(CodecError):
     """Bytes that are not a valid encoding, or that exceed a limit."""
+
+
+class ShapeError(DecodeError):
+    """A decoded payload that is not of the shape its kind of message must have."""
 
 
 class Op(object):
@@ -141,7 +284,6 @@ _COST_SEQUENCE = 64
 _COST_DICT, _COST_PAIR = 72, 48
 _COST_SET, _COST_MEMBER = 224, 40
 
-_U32 = struct.Struct(">I")
 _I64 = struct.Struct(">q")
 _F64 = struct.Struct(">d")
 _INT_MIN = -(1 << 63)
@@ -208,14 +350,14 @@ def _enc_int(value, out, depth):
     else:
         data = int(value).to_bytes((value.bit_length() + 8) // 8, "big", signed=True)
         out.cost += _COST_BLOB + len(data)
-        out.append(bytes(bytearray([Op.BIGINT])) + _U32.pack(len(data)))
+        out.append(bytes(bytearray([Op.BIGINT])) + U32.pack(len(data)))
         out.append(data)
 
 
 def _enc_bytes(op):
     def enc(value, out, depth):
         out.cost += _COST_BLOB + len(value)
-        out.append(bytes(bytearray([op])) + _U32.pack(len(value)))
+        out.append(bytes(bytearray([op])) + U32.pack(len(value)))
         out.append(bytes(value))
 
     return enc
@@ -229,7 +371,7 @@ def _enc_items(op, header, per_item):
     def enc(value, out, depth):
         out.items += len(value)
         out.cost += header + per_item * len(value)
-        out.append(bytes(bytearray([op])) + _U32.pack(len(value)))
+        out.append(bytes(bytearray([op])) + U32.pack(len(value)))
         for item in value:
             _encode(item, out, depth)
 
@@ -239,7 +381,7 @@ def _enc_items(op, header, per_item):
 def _enc_dict(value, out, depth):
     out.items += len(value)
     out.cost += _COST_DICT + _COST_PAIR * len(value)
-    out.append(bytes(bytearray([Op.DICT])) + _U32.pack(len(value)))
+    out.append(bytes(bytearray([Op.DICT])) + U32.pack(len(value)))
     for key, item in value.items():
         _encode(key, out, depth)
         _encode(item, out, depth)
@@ -297,7 +439,7 @@ class _Decoder(object):
         return chunk
 
     def count(self, header, per_item):
-        n = _U32.unpack(self.take(4))[0]
+        n = U32.unpack(self.take(4))[0]
         self.items += n
         # Every item takes at least one byte: a count beyond the bytes left is a lie.
         if n > len(self.data) - self.pos or self.items > MAX_ITEMS:
@@ -314,51 +456,100 @@ class _Decoder(object):
             )
         op = self.take(1)[0]
         self.cost += _COST_REF  # the reference its container holds (checked at the next charge)
-        if op == Op.NONE:
-            return None
-        if op == Op.TRUE:
-            return True
-        if op == Op.FALSE:
-            return False
-        if op == Op.INT:
-            self.charge(_COST_NUMBER)
-            return _I64.unpack(self.take(8))[0]
-        if op == Op.FLOAT:
-            self.charge(_COST_NUMBER)
-            return _F64.unpack(self.take(8))[0]
-        if op in (Op.STR, Op.BYTES, Op.BIGINT):
-            raw = self.take(_U32.unpack(self.take(4))[0])
-            self.charge(_COST_BLOB + len(raw))
-            if op == Op.BYTES:
-                return raw.tobytes()
-            if op == Op.STR:
-                try:
-                    return str(raw, "utf-8", "surrogatepass")
-                except UnicodeDecodeError as exc:
-                    message = "invalid UTF-8 in string at offset %d: %s" % (self.pos, exc)
-                    raise DecodeError(message) from None
-            return int.from_bytes(raw, "big", signed=True)
-        if op in (Op.LIST, Op.TUPLE):
-            items = [self.value(depth + 1) for _ in range(self.count(_COST_SEQUENCE, 0))]
-            return items if op == Op.LIST else tuple(items)
-        if op in (Op.SET, Op.FROZENSET):
-            items = [self.value(depth + 1) for _ in range(self.count(_COST_SET, _COST_MEMBER))]
+        load = _LOADERS[op]
+        if load is None:
+            raise DecodeError(
+                "unknown opcode 0x%02x at offset %d: corrupt stream?" % (op, self.pos - 1)
+            )
+        return load(self, depth + 1)
+
+    # One loader per opcode (see _LOADERS); ``depth`` is that of the items of a container.
+
+    def load_none(self, depth):
+        return None
+
+    def load_true(self, depth):
+        return True
+
+    def load_false(self, depth):
+        return False
+
+    def load_int(self, depth):
+        self.charge(_COST_NUMBER)
+        return _I64.unpack(self.take(8))[0]
+
+    def load_float(self, depth):
+        self.charge(_COST_NUMBER)
+        return _F64.unpack(self.take(8))[0]
+
+    def blob(self):
+        raw = self.take(U32.unpack(self.take(4))[0])
+        self.charge(_COST_BLOB + len(raw))
+        return raw
+
+    def load_bigint(self, depth):
+        return int.from_bytes(self.blob(), "big", signed=True)
+
+    def load_bytes(self, depth):
+        return self.blob().tobytes()
+
+    def load_str(self, depth):
+        raw = self.blob()
+        try:
+            return str(raw, "utf-8", "surrogatepass")
+        except UnicodeDecodeError as exc:
+            raise DecodeError(
+                "invalid UTF-8 in string at offset %d: %s" % (self.pos, exc)
+            ) from None
+
+    def sequence(self, header, per_item, depth):
+        return [self.value(depth) for _ in range(self.count(header, per_item))]
+
+    def load_list(self, depth):
+        return self.sequence(_COST_SEQUENCE, 0, depth)
+
+    def load_tuple(self, depth):
+        return tuple(self.sequence(_COST_SEQUENCE, 0, depth))
+
+    def load_set(self, depth, kind=set):
+        items = self.sequence(_COST_SET, _COST_MEMBER, depth)
+        try:
+            return kind(items)
+        except TypeError as exc:
+            raise DecodeError("unhashable set member: %s" % exc) from None
+
+    def load_frozenset(self, depth):
+        return self.load_set(depth, frozenset)
+
+    def load_dict(self, depth):
+        result = {}
+        for _ in range(self.count(_COST_DICT, _COST_PAIR)):
+            key = self.value(depth)
             try:
-                return set(items) if op == Op.SET else frozenset(items)
+                result[key] = self.value(depth)
             except TypeError as exc:
-                raise DecodeError("unhashable set member: %s" % exc) from None
-        if op == Op.DICT:
-            result = {}
-            for _ in range(self.count(_COST_DICT, _COST_PAIR)):
-                key = self.value(depth + 1)
-                try:
-                    result[key] = self.value(depth + 1)
-                except TypeError as exc:
-                    raise DecodeError("unhashable dict key: %s" % exc) from None
-            return result
-        raise DecodeError(
-            "unknown opcode 0x%02x at offset %d: corrupt stream?" % (op, self.pos - 1)
-        )
+                raise DecodeError("unhashable dict key: %s" % exc) from None
+        return result
+
+
+#: The decoder's loader of each opcode, by opcode (None: not an opcode).
+_LOADERS = [None] * 256
+for _op, _load in (
+    (Op.NONE, _Decoder.load_none),
+    (Op.TRUE, _Decoder.load_true),
+    (Op.FALSE, _Decoder.load_false),
+    (Op.INT, _Decoder.load_int),
+    (Op.BIGINT, _Decoder.load_bigint),
+    (Op.FLOAT, _Decoder.load_float),
+    (Op.STR, _Decoder.load_str),
+    (Op.BYTES, _Decoder.load_bytes),
+    (Op.LIST, _Decoder.load_list),
+    (Op.TUPLE, _Decoder.load_tuple),
+    (Op.DICT, _Decoder.load_dict),
+    (Op.SET, _Decoder.load_set),
+    (Op.FROZENSET, _Decoder.load_frozenset),
+):
+    _LOADERS[_op] = _load
 
 
 def decode(data):
@@ -450,7 +641,7 @@ class _Channel(object):
         at = self.start + HEADER.size + 4
         if self.end < at:
             return None
-        end = at + _U32.unpack_from(self.buf, at - 4)[0]
+        end = at + U32.unpack_from(self.buf, at - 4)[0]
         if self.end < end:
             return None
         module, qualname, args, kwargs, blobs = _unpickle(self.view[at:end])
@@ -504,7 +695,7 @@ class _Channel(object):
             if kind != Msg.CALL_BLOBS:
                 needed += length
             elif self.end - self.start >= HEADER.size + 4:  # its pickle, not its blobs
-                needed += 4 + _U32.unpack_from(self.buf, self.start + HEADER.size)[0]
+                needed += 4 + U32.unpack_from(self.buf, self.start + HEADER.size)[0]
         self._make_room(needed)
         # To the end of that frame or 64 KiB past start: the blobs of a CALL_BLOBS frame are
         # to go straight into their objects, not through this buffer.
@@ -651,13 +842,14 @@ class _RemoteModuleFinder(object):
         self.lock = _thread.allocate_lock()
 
     def find_spec(self, fullname, path=None, target=None):
-        import importlib.util
-
         record = self.lookup(fullname)
         if record is None:
             return None
         loader = _RemoteModuleLoader(self.agent, record)
-        spec = importlib.util.spec_from_loader(
+        # Importing nothing here: Python 3.6 calls finders holding the global import lock, and
+        # an import under it waits for a module another thread is importing, which waits for
+        # that lock (a deadlock seen between a call's first unpickling and a fetch's hashlib).
+        spec = sys.modules["_frozen_importlib"].ModuleSpec(
             fullname, loader, origin=record["origin"], is_package=record["is_pkg"]
         )
         if record["is_pkg"]:
@@ -843,13 +1035,13 @@ def usable_cpus():
 
 
 class PollPolicy(object):
-    """Whether to poll (see SPIN) before the next wait: never on one CPU, where the other end
-    could not run meanwhile (the CPUs this process may use when the policy is made: one per
-    connection), and less and less while it does not answer that soon: each poll in vain
-    doubles the waits until the next one."""
+    """Whether to poll (see SPIN) before the next wait: never when switched off (``enabled``
+    False), nor on one CPU, where the other end could not run meanwhile (the CPUs this process
+    may use when the policy is made: one per connection), and less and less while it does not
+    answer that soon: each poll in vain doubles the waits until the next one."""
 
-    def __init__(self):
-        self.multi_cpu = usable_cpus() > 1
+    def __init__(self, enabled=True):
+        self.enabled = enabled and usable_cpus() > 1
         self.misses = 0  # polls in a row that ended in vain
         self.skip = 0  # waits left before the next poll
 
@@ -857,7 +1049,7 @@ class PollPolicy(object):
         if self.skip:
             self.skip -= 1
             return False
-        return self.multi_cpu
+        return self.enabled
 
     def answered(self):
         self.misses = 0
@@ -887,7 +1079,7 @@ class Agent(object):
     than that (most) never meets it, and giving the pipe back then costs nothing.
     """
 
-    def __init__(self, channel):
+    def __init__(self, channel, poll=True):
         self.channel = channel
         self.current = 0  # id of the call running in the main thread
         self.cancelling = 0
@@ -902,16 +1094,8 @@ class Agent(object):
         self.main = _thread.get_ident()
         self.reader = None  # ident of the thread running read_loop
         self.spin_after_call = False  # see spin()
-        self.polls = PollPolicy()
-        self.handlers = {
-            Msg.CANCEL: self.on_cancel,
-            Msg.REPLY: self.on_reply,
-            Msg.PUT_OPEN: self.on_put_open,
-            Msg.PUT_DATA: self.on_put_data,
-            Msg.PUT_CLOSE: self.on_put_close,
-            Msg.FETCH: self.on_fetch,
-            Msg.PING: lambda req_id, payload: None,
-        }
+        self.polls = PollPolicy(poll)
+        self.handlers = handlers(self, CONTROLLER)
         # The pipe's ownership, under state_lock.
         self.pipe = _MAIN
         self.reader_busy = False  # the reader thread is reading or dispatching (not in select)
@@ -926,8 +1110,8 @@ class Agent(object):
     # -- outgoing --------------------------------------------------------------------------------
 
     def send_output(self, kind, data):
-        # One frame per CHUNK_SIZE: the controller refuses output frames over 8 MiB (a
-        # protocol error that ends the tunnel), and print("x" * 10**7) is legitimate.
+        # One frame per CHUNK_SIZE: the controller refuses output frames over MAX_DATA_FRAME
+        # (a protocol error that ends the tunnel), and print("x" * 10**7) is legitimate.
         req_id = self.current
         for start in range(0, len(data), CHUNK_SIZE):
             self.channel.send(kind, req_id, data[start : start + CHUNK_SIZE])
@@ -956,10 +1140,12 @@ class Agent(object):
         tb = exc.__traceback__
         while tb is not None and tb.tb_frame.f_globals is globals() and tb.tb_next is not None:
             tb = tb.tb_next  # the user's frames are what help, not the agent's
+        text = "".join(traceback.format_exception(type(exc), exc, tb))
         record = {
-            "type": _qualified_name(type(exc)),
-            "msg": _safe_str(exc),
-            "tb": "".join(traceback.format_exception(type(exc), exc, tb)),
+            "type": _qualified_name(type(exc))[:MAX_NAME],
+            "msg": _cut(_safe_str(exc), MAX_ERROR // 32),  # characters: up to 4 bytes each
+            # Its end, where the error is, if it must be cut: the record must fit MAX_ERROR.
+            "tb": text if len(text) <= MAX_ERROR // 8 else "...\n" + text[-(MAX_ERROR // 8) :],
             "kind": kind,
         }
         self.channel.send(Msg.ERROR, req_id, encode(record))
@@ -974,12 +1160,12 @@ class Agent(object):
         finally:
             os._exit(0)
 
-    def dispatch(self, kind, req_id, payload):
+    def dispatch(self, code, req_id, payload):
         """Handle any frame but a CALL."""
-        handler = self.handlers.get(kind)
-        if handler is None:
-            raise DecodeError("unknown message kind %d" % kind)
-        handler(req_id, payload)
+        entry = self.handlers.get(code)
+        if entry is None:
+            raise DecodeError("unknown message kind %d" % code)
+        entry[1](req_id, load_payload(entry[0], payload))
 
     # -- the main thread ---------------------------------------------------------------------------
 
@@ -1232,15 +1418,17 @@ class Agent(object):
                 signal.pthread_kill(self.main, signal.SIGINT)
             delay = min(2 * delay, 0.5)
 
-    def on_reply(self, req_id, payload):
+    def on_ping(self, req_id, payload):
+        pass  # what matters is that the controller spoke (see _Channel.heard)
+
+    def on_reply(self, req_id, answer):
         with self.state_lock:
             slot = self.replies.pop(req_id, None)
         if slot is not None:
-            slot[1] = decode(payload)
+            slot[1] = answer
             slot[0].release()
 
-    def on_put_open(self, req_id, payload):
-        args = decode(payload)
+    def on_put_open(self, req_id, args):
         try:
             self.uploads[req_id] = _Upload(args["path"], args["mode"])
         except Exception as exc:
@@ -1258,11 +1446,10 @@ class Agent(object):
             self.uploads[req_id] = None
             self.send_error(req_id, exc)
 
-    def on_put_close(self, req_id, payload):
+    def on_put_close(self, req_id, args):
         upload = self.uploads.pop(req_id, None)
         if upload is None:
             return
-        args = decode(payload)
         try:
             result = upload.finish(args["size"], args["sha1"])
         except Exception as exc:
@@ -1270,8 +1457,8 @@ class Agent(object):
         else:
             self.channel.send(Msg.RESULT, req_id, encode(result))
 
-    def on_fetch(self, req_id, payload):
-        path = decode(payload)["path"]
+    def on_fetch(self, req_id, args):
+        path = args["path"]
         stop = self.fetches[req_id] = [False]
         _thread.start_new_thread(self.stream_file, (req_id, path, stop))
 
@@ -1424,6 +1611,16 @@ def _qualified_name(cls):
     return name if module in ("builtins", "exceptions") else module + "." + name
 
 
+MAX_NAME = 1024
+
+
+def _cut(text, most):
+    """``text``, cut to ``most`` characters with a notice of how many more there were."""
+    if len(text) <= most:
+        return text
+    return "%s... (%d more characters)" % (text[:most], len(text) - most)
+
+
 def _safe_str(exc):
     try:
         return str(exc)
@@ -1435,7 +1632,7 @@ def _read_config(channel):
     message = channel.read_frame()
     if message is None or message[0] != Msg.CONFIG:
         os._exit(3)
-    return decode(message[2])
+    return load_payload(Msg.CONFIG, message[2])
 
 
 def _cloudpickle_version():
@@ -1454,7 +1651,7 @@ def _cloudpickle_version():
     return None
 
 
-def _hello(config):
+def _hello():
     return {
         "protocol": PROTOCOL_VERSION,
         "version": list(sys.version_info[:3]),
@@ -1483,8 +1680,8 @@ def serve():
     config = _read_config(channel)
     DEPTH = config["depth"]
     channel.idle_timeout = config.get("idle_timeout")
-    hello = encode(_hello(config))  # before the import hook: nothing may ask the controller yet
-    agent = Agent(channel)
+    hello = encode(_hello())  # before the import hook: nothing may ask the controller yet
+    agent = Agent(channel, config["poll"])
     sys.stdout = _OutputStream(agent, Msg.STDOUT, "stdout")
     sys.stderr = _OutputStream(agent, Msg.STDERR, "stderr")
     sys.meta_path.append(agent.finder)

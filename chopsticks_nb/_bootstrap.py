@@ -17,9 +17,12 @@ import functools
 import importlib.util
 import inspect
 import marshal
+import sys
 import zlib
 
-from . import _agent
+from . import _agent, _speedups
+
+COMPILED = _speedups.enabled("compiled")
 
 #: Exit statuses of stage 1, so the controller can explain a failed start.
 EXIT_TOO_OLD = 86
@@ -78,6 +81,14 @@ def stage1() -> str:
         "magic": importlib.util.MAGIC_NUMBER.hex(),
         "filename": AGENT_FILENAME,
     }
+
+
+def compiled_agent_for(python: str) -> bytes | None:
+    """The agent compiled here, if ``python`` is this very interpreter (the ``compiled``
+    speed-up, see _speedups: compiling the agent is most of an agent's start); else None."""
+    if python != sys.executable or not COMPILED:
+        return None
+    return compiled_agent()
 
 
 @functools.lru_cache(maxsize=1)

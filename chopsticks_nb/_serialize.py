@@ -18,27 +18,17 @@ import builtins
 import importlib
 import linecache
 import pickle
-import struct
 import sys
 import textwrap
 import types
 from collections.abc import Sequence
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from . import _agent
-from ._agent import PICKLE_PROTOCOL, Msg
+from ._agent import PICKLE_PROTOCOL
 from .errors import SerializationError
 
 RemoteInfo = Callable[[], dict[str, Any]]
-#: A pickled call: the kind of its frame, the pieces of its payload, and for a call by name with
-#: plain arguments (module, qualname, args, kwargs), which a connection's first call sends in
-#: the codec instead (Msg.CALL_CODEC).
-PickledCall = tuple[int, list[bytes], Optional[tuple[str, str, tuple[Any, ...], dict[str, Any]]]]
-_CALL = Msg.CALL
-_U32 = struct.Struct(">I")
-_PLAIN = frozenset((type(None), bool, int, float, str, bytes))
-#: A bytes argument this large goes after the pickle, not in it (see Msg.CALL_BLOBS).
-_LARGE = 64 * 1024
 
 
 class Chunks(list[bytes]):
@@ -47,42 +37,6 @@ class Chunks(list[bytes]):
     ``writev`` and never copied here (copying it into fresh memory costs ~0.4 ms)."""
 
     write = list.append
-
-
-def dumps_call(
-    func: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    host: str,
-    remote_info: RemoteInfo | None = None,
-) -> PickledCall:
-    """Pickle ``(func, args, kwargs)`` for the agent: the kind of frame and its payload's
-    pieces. SerializationError names what failed."""
-    name = _name(func)
-    shape = _MIXED if name is None else _args_shape(args)
-    if name is not None and shape != _MIXED and (not kwargs or _plain(kwargs)):
-        # The common case, kept fast: the callable goes as (module, qualname), which the agent
-        # looks up itself; pickling a reference (an import and lookups to check it) costs more
-        # than the rest of a small call.
-        if shape == _PLAIN_LARGE:
-            return _blob_call(name, args, kwargs)
-        plain = (*name, args, kwargs)
-        return _CALL, [pickle.dumps(plain, PICKLE_PROTOCOL)], plain
-    return _CALL, dumps((func, args, kwargs), host, remote_info), None
-
-
-def _blob_call(name: tuple[str, str], args: tuple[Any, ...], kwargs: dict[str, Any]) -> PickledCall:
-    """A CALL_BLOBS frame (see Msg): the large bytes arguments after the pickle, as they are."""
-    rest = list(args)
-    blobs: list[bytes] = []
-    places: list[tuple[int, int]] = []
-    for index, arg in enumerate(args):
-        if type(arg) is bytes and len(arg) >= _LARGE:
-            rest[index] = None
-            blobs.append(arg)
-            places.append((index, len(arg)))
-    pickled = pickle.dumps((*name, tuple(rest), kwargs, tuple(places)), PICKLE_PROTOCOL)
-    return Msg.CALL_BLOBS, [_U32.pack(len(pickled)), pickled, *blobs], None
 
 
 def dumps(obj: object, host: str, remote_info: RemoteInfo | None = None) -> Chunks:
@@ -103,47 +57,7 @@ def _describe(obj: object) -> str:
     return f"{getattr(obj, '__qualname__', type(obj).__name__)}"
 
 
-_PLAIN_SMALL, _PLAIN_LARGE, _MIXED = range(3)
-
-
-def _args_shape(args: tuple[Any, ...]) -> int:
-    """_PLAIN_SMALL or _PLAIN_LARGE (with a large bytes argument) if every argument is
-    plain (see _plain), else _MIXED. One pass: this runs on every call."""
-    if len(args) >= 64:
-        return _MIXED
-    shape = _PLAIN_SMALL
-    for arg in args:
-        kind = type(arg)
-        if kind in _PLAIN:
-            if kind is bytes and len(arg) >= _LARGE:
-                shape = _PLAIN_LARGE
-        elif not _plain(arg, 1):
-            return _MIXED
-    return shape
-
-
-def _plain(value: object, depth: int = 0) -> bool:
-    """Only builtin data, shallow: no object inside can need shipping by value. Exact types:
-    a subclass (an IntEnum defined in ``__main__``) must go by value."""
-    kind = type(value)
-    if kind in _PLAIN:
-        return True
-    if depth > 2:
-        return False
-    if kind is tuple or kind is list:
-        items: Any = value
-        return len(items) < 64 and all(
-            type(item) in _PLAIN or _plain(item, depth + 1) for item in items
-        )
-    if kind is dict:
-        pairs: dict[Any, Any] = value  # type: ignore[assignment]
-        return len(pairs) < 64 and all(
-            type(k) in _PLAIN and _plain(v, depth + 1) for k, v in pairs.items()
-        )
-    return False
-
-
-def _name(func: object) -> tuple[str, str] | None:
+def importable_name(func: object) -> tuple[str, str] | None:
     """``(module, qualname)`` by which the remote finds this very callable, if it can."""
     module = getattr(func, "__module__", None)
     qualname = getattr(func, "__qualname__", None)  # a functools.partial has none
@@ -159,7 +73,7 @@ def _name(func: object) -> tuple[str, str] | None:
 
 def _needs_value(obj: Any) -> bool:
     """True unless the remote can import ``obj`` by name and would find this very object."""
-    return _name(obj) is None
+    return importable_name(obj) is None
 
 
 class _SourcePickler(pickle.Pickler):

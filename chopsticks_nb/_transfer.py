@@ -14,76 +14,71 @@ import tempfile
 from typing import Any, BinaryIO
 
 from . import _agent
-from ._agent import CHUNK_SIZE, Msg
+from ._agent import CHUNK_SIZE, TRANSFER_RESULT, Msg
 from ._broker import BROKER
-from ._connection import Connection, Request, _settle
-from .errors import ChopsticksError, ProtocolError, TransferError
+from ._connection import Connection
+from ._requests import Operation, RemoteFuture
+from .errors import ChopsticksError, TransferError
 
 
-def _checked_result(value: object, host: str) -> dict[str, Any]:
-    if not (
-        isinstance(value, dict)
-        and isinstance(value.get("remote_path"), str)
-        and isinstance(value.get("size"), int)
-        and isinstance(value.get("sha1sum"), str)
-    ):
-        raise ProtocolError(f"malformed transfer result: {value!r:.200}", host)
-    return {"remote_path": value["remote_path"], "size": value["size"], "sha1sum": value["sha1sum"]}
+def _checked_result(value: object) -> dict[str, Any]:
+    result: dict[str, Any] = _agent.check_shape(value, TRANSFER_RESULT, "transfer result")
+    return result
 
 
-class Upload(Request):
+class Upload(Operation):
     """One put: the file is read as the pipe drains, its checksum computed on the way."""
 
-    def __init__(self, conn: Connection, req_id: int, source: BinaryIO, local_path: str) -> None:
-        super().__init__(conn, req_id)
+    def __init__(self, conn: Connection, source: BinaryIO, local_path: str) -> None:
+        super().__init__(conn.host)
+        self.conn = conn
         self.source = source
         self.local_path = local_path
         self.sha1 = hashlib.sha1()
         self.size = 0
 
     def produce(self) -> bool:
-        if self.future.done() or self.source.closed:
+        if self.done or self.source.closed:
             return False
         chunk = self.source.read(CHUNK_SIZE)
         try:
             if chunk:
                 self.sha1.update(chunk)
                 self.size += len(chunk)
-                self.conn.send(Msg.PUT_DATA, self.req_id, chunk)
+                self.conn.writer.send(Msg.PUT_DATA, self.req_id, chunk)
                 return True
             end = {"size": self.size, "sha1": self.sha1.hexdigest()}
-            self.conn.send(Msg.PUT_CLOSE, self.req_id, _agent.encode(end))
+            self.conn.writer.send(Msg.PUT_CLOSE, self.req_id, _agent.encode(end))
         except ChopsticksError as exc:
             self.fail(exc)
         return False
 
     def on_result(self, value: object) -> None:
-        result = _checked_result(value, self.conn.host)
+        result = _checked_result(value)
         if result["sha1sum"] != self.sha1.hexdigest() or result["size"] != self.size:
             self.fail(
                 TransferError(
-                    f"{result['remote_path']}: the remote checksum does not match", self.conn.host
+                    f"{result['remote_path']}: the remote checksum does not match", self.host
                 )
             )
             return
-        _settle(self.future, value=dict(result, local_path=self.local_path))
+        self.complete(value=dict(result, local_path=self.local_path))
 
     def close(self) -> None:
         self.source.close()
 
     def on_error(self, record: dict[str, Any]) -> None:
         self.fail(
-            TransferError(
-                f"put to the remote failed: {record['type']}: {record['msg']}", self.conn.host
-            )
+            TransferError(f"put to the remote failed: {record['type']}: {record['msg']}", self.host)
         )
 
 
-class Download(Request):
+class Download(Operation):
     """One fetch: chunks go to a temporary file beside ``local_path``, renamed when verified."""
 
-    def __init__(self, conn: Connection, req_id: int, local_path: str) -> None:
-        super().__init__(conn, req_id)
+    def __init__(self, conn: Connection, local_path: str) -> None:
+        super().__init__(conn.host)
+        self.conn = conn
         self.local_path = local_path
         directory, name = os.path.split(local_path)
         self.fd, self.tmp = tempfile.mkstemp(
@@ -102,34 +97,33 @@ class Download(Request):
             while view:
                 view = view[os.write(self.fd, view) :]
         except OSError as exc:
-            self.fail(
-                TransferError(f"cannot write {self.local_path}: {exc.strerror}", self.conn.host)
+            self.conn.abandon(
+                self, TransferError(f"cannot write {self.local_path}: {exc.strerror}", self.host)
             )
-            self.cancel()
 
     def on_result(self, value: object) -> None:
-        result = _checked_result(value, self.conn.host)
+        result = _checked_result(value)
         if result["size"] != self.size or result["sha1sum"] != self.sha1.hexdigest():
             self.fail(
                 TransferError(
                     f"{result['remote_path']}: received data does not match its checksum",
-                    self.conn.host,
+                    self.host,
                 )
             )
             return
         os.close(self.fd)
         self.fd = -1
         os.replace(self.tmp, self.local_path)
-        _settle(self.future, value=dict(result, local_path=self.local_path))
+        self.complete(value=dict(result, local_path=self.local_path))
 
     def on_error(self, record: dict[str, Any]) -> None:
-        self.fail(TransferError(f"fetch failed: {record['type']}: {record['msg']}", self.conn.host))
+        self.fail(TransferError(f"fetch failed: {record['type']}: {record['msg']}", self.host))
 
-    def fail(self, exc: ChopsticksError) -> None:
-        self.abandon()  # before the waiter wakes: a failed fetch leaves no file behind
-        super().fail(exc)
+    def fail(self, error: ChopsticksError) -> bool:
+        self.discard()  # before the waiter wakes: a failed fetch leaves no file behind
+        return super().fail(error)
 
-    def abandon(self) -> None:
+    def discard(self) -> None:
         BROKER.run_and_wait(self._discard)  # the broker thread may be writing this file
 
     def _discard(self) -> None:
@@ -140,30 +134,22 @@ class Download(Request):
                 os.unlink(self.tmp)
 
 
-def start_put(conn: Connection, local_path: str, remote_path: str | None, mode: int) -> Any:
+def start_put(
+    conn: Connection, local_path: str, remote_path: str | None, mode: int
+) -> RemoteFuture:
     source = open(local_path, "rb")  # noqa: SIM115 - closed by the producer
-    opening = _agent.encode({"path": remote_path, "mode": mode})
-    upload: list[Upload] = []
-
-    def make(req_id: int) -> Upload:
-        upload.append(Upload(conn, req_id, source, os.path.abspath(local_path)))
-        return upload[0]
-
-    future = conn.submit(make, Msg.PUT_OPEN, opening)
-    if future.done():
+    upload = Upload(conn, source, os.path.abspath(local_path))
+    future = conn.submit(upload, Msg.PUT_OPEN, _agent.encode({"path": remote_path, "mode": mode}))
+    if upload.done:
         source.close()
     else:
-        conn.add_producer(upload[0])
+        conn.writer.add_producer(upload)
     return future
 
 
-def start_fetch(conn: Connection, remote_path: str, local_path: str | None) -> Any:
+def start_fetch(conn: Connection, remote_path: str, local_path: str | None) -> RemoteFuture:
     if local_path is None:
         fd, local_path = tempfile.mkstemp(prefix="chopsticks-fetch-")
         os.close(fd)
-    local_path = os.path.abspath(local_path)
-    return conn.submit(
-        lambda req_id: Download(conn, req_id, local_path),
-        Msg.FETCH,
-        _agent.encode({"path": remote_path}),
-    )
+    download = Download(conn, os.path.abspath(local_path))
+    return conn.submit(download, Msg.FETCH, _agent.encode({"path": remote_path}))

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from . import _agent, _bootstrap, _transfer
 from ._broker import BROKER
-from ._connection import Connection, RemoteFuture
+from ._call_frames import pickle_call
+from ._connection import Connection
 from ._modserver import ModuleServer
-from ._serialize import dumps_call
+from ._requests import RemoteFuture
 from .errors import ChopsticksError, DepthLimitExceeded
 from .output import HostPrefixPrinter, OutputHandler
 
@@ -118,7 +119,7 @@ class BaseTunnel:
         """The command that starts the remote interpreter with the stage-1 bootstrap."""
         raise NotImplementedError
 
-    def compiled_agent(self) -> bytes | None:
+    def _compiled_agent(self) -> bytes | None:
         """The agent's code compiled here, for a far side known to run this very interpreter
         (it then skips compiling the agent: most of an agent's start); else None."""
         return None
@@ -156,7 +157,7 @@ class BaseTunnel:
                 depth=_agent.DEPTH,
                 output=self.output,
                 modserver=ModuleServer(self._serve, self._deny),
-                compiled_agent=self.compiled_agent(),
+                compiled_agent=self._compiled_agent(),
                 explain_exit=self._weak_explain_exit(),
             )
             conn.start()
@@ -249,11 +250,11 @@ class BaseTunnel:
         The value comes back through a closed codec (None, bool, int, float, str, bytes, list,
         tuple, dict, set, frozenset). A remote exception raises RemoteException.
         """
-        payload = dumps_call(callable, args, kwargs, self.host, lambda: self.remote_info)
+        payload = pickle_call(callable, args, kwargs, self.host, lambda: self.remote_info)
         conn = self._conn
         if conn is None or not conn.alive:  # the lock only when there is something to do
             conn = self._connection()
-        return conn.call_here(payload, self.call_timeout)
+        return conn.call(payload, self.call_timeout)
 
     def submit(self, callable: Callable[..., Any], *args: Any, **kwargs: Any) -> RemoteFuture:
         """Like :meth:`call`, but return at once a future (``.result(timeout)``, ``.cancel()``)."""
@@ -302,18 +303,8 @@ class BaseTunnel:
         output: OutputHandler | None = None,
     ) -> Operation:
         """The pickled call (pickled now: a SerializationError is raised here), to start."""
-        payload = dumps_call(callable, args, kwargs, self.host, lambda: self.remote_info)
-        return lambda conn: conn.call(payload, output)
-
-    def _wait(self, operation: Operation) -> Any:
-        """Start ``operation`` and wait for its result, reading the answer on this thread."""
-        conn = self._connection()
-        claimed = conn.claim_reader()
-        try:
-            return operation(conn).result(self.call_timeout)
-        finally:
-            if claimed:
-                conn.release_reader()
+        payload = pickle_call(callable, args, kwargs, self.host, lambda: self.remote_info)
+        return lambda conn: conn.submit_call(payload, output)
 
     def _start(self, operation: Operation) -> RemoteFuture:
         try:
@@ -334,7 +325,9 @@ class BaseTunnel:
         ``local_path``, ``remote_path``, ``size`` and ``sha1sum``. The remote file appears whole
         or not at all.
         """
-        result: dict[str, Any] = self._wait(_put_operation(local_path, remote_path, mode))
+        result: dict[str, Any] = self._start(_put_operation(local_path, remote_path, mode)).result(
+            self.call_timeout
+        )
         return result
 
     def submit_put(
@@ -347,7 +340,9 @@ class BaseTunnel:
 
         Returns a dict with ``local_path``, ``remote_path``, ``size`` and ``sha1sum``.
         """
-        result: dict[str, Any] = self._wait(_fetch_operation(remote_path, local_path))
+        result: dict[str, Any] = self._start(_fetch_operation(remote_path, local_path)).result(
+            self.call_timeout
+        )
         return result
 
     def submit_fetch(self, remote_path: str, local_path: str | None = None) -> RemoteFuture:
@@ -393,7 +388,7 @@ class SubprocessTunnel(BaseTunnel):
             self.python3 = python3
 
     def python_args(self) -> list[str]:
-        compiled = self.compiled_agent()
+        compiled = self._compiled_agent()
         length = [] if compiled is None else [str(len(compiled))]
         return [self.python3, "-c", _bootstrap.stage1(), *length]
 
@@ -409,10 +404,10 @@ class Local(SubprocessTunnel):
     def __init__(self, name: str = "localhost", **options: Any) -> None:
         super().__init__(name, **options)
 
-    def compiled_agent(self) -> bytes | None:
+    def _compiled_agent(self) -> bytes | None:
         # This very interpreter: send the agent compiled (stage 1 checks the bytecode magic).
         # Not for Sudo: sudo runs what the sudoers policy says, maybe another Python.
-        return _bootstrap.compiled_agent() if self.python3 == sys.executable else None
+        return _bootstrap.compiled_agent_for(self.python3)
 
 
 class Sudo(SubprocessTunnel):

@@ -37,7 +37,7 @@ class Relayed(SubprocessTunnel):
         self.chunk = chunk
         self.compiled = compiled
 
-    def compiled_agent(self) -> bytes | None:
+    def _compiled_agent(self) -> bytes | None:
         return _bootstrap.compiled_agent() if self.compiled else None
 
     def cmd_args(self) -> list[str]:

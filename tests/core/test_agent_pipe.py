@@ -24,8 +24,8 @@ import pytest
 from conftest import Captured
 
 from chopsticks_nb import errors
-from chopsticks_nb._connection import _frame
-from chopsticks_nb._serialize import dumps_call
+from chopsticks_nb._call_frames import pickle_call
+from chopsticks_nb._lending import frame_pieces
 from chopsticks_nb.tunnel import Local
 from fixtures.pythons import RemotePython
 
@@ -139,9 +139,9 @@ def test_an_agent_left_in_the_middle_of_a_large_argument_exits(tmp_path: Path) -
         tunnel.call(os.getpid)
         conn = tunnel._conn
         assert conn is not None and conn.proc is not None
-        kind, pieces, _ = dumps_call(len, (b"x" * (1 << 20),), {}, "blob-eof")
-        frame = b"".join(_frame(kind, 99, pieces))
-        os.write(conn._fds["stdin"], frame[: len(frame) // 2])
+        kind, pieces, _ = pickle_call(len, (b"x" * (1 << 20),), {}, "blob-eof")
+        frame = b"".join(frame_pieces(kind, 99, pieces, align=True))
+        os.write(conn.process.stdin, frame[: len(frame) // 2])
         start = time.monotonic()
         tunnel.close()
         assert conn.proc.returncode == 0  # exited by itself: not killed after a wait

@@ -15,7 +15,7 @@ import remote_funcs
 
 from chopsticks_nb._agent import PollPolicy
 from chopsticks_nb._broker import BROKER, TimerHandle
-from chopsticks_nb._connection import READER_GRACE
+from chopsticks_nb._caller_reads import KEEP_FOR_CALLERS
 from chopsticks_nb.errors import CallTimeout, ConnectionLost, TunnelClosed
 from chopsticks_nb.tunnel import Local
 from fixtures.interrupts import sigint_after
@@ -34,6 +34,7 @@ class ThreadNames:
         self.text += text
 
 
+@pytest.mark.speedup("callers_read")
 def test_a_sync_call_handles_its_frames_on_the_calling_thread() -> None:
     names = ThreadNames()
     with Local("reader", output=names) as tunnel:
@@ -148,6 +149,7 @@ def test_ctrl_c_while_frames_stream_in_interrupts_at_once() -> None:
         assert tunnel.call(len, "abcde") == 5
 
 
+@pytest.mark.speedup("poll")
 def test_a_caller_polls_before_sleeping_only_while_answers_come_quickly() -> None:
     # Each wait that the answer outlasts doubles the number of waits before the next poll:
     # 20 slow calls poll at the 1st, 3rd, 7th and 15th only (never with a single CPU).
@@ -156,10 +158,10 @@ def test_a_caller_polls_before_sleeping_only_while_answers_come_quickly() -> Non
             tunnel.call(remote_funcs.sleep, 0.005)
         conn = tunnel._conn
         assert conn is not None
-        assert conn._polls.misses == (4 if PollPolicy().multi_cpu else 0)
+        assert conn.turns.polls.misses == (4 if PollPolicy().enabled else 0)
         for _ in range(3):
             tunnel.call(len, "quick")  # a success would reset the count: none happened yet
-        assert conn._polls.misses == (4 if PollPolicy().multi_cpu else 0)
+        assert conn.turns.polls.misses == (4 if PollPolicy().enabled else 0)
 
 
 def test_a_connection_made_on_one_cpu_never_polls() -> None:
@@ -172,8 +174,8 @@ def test_a_connection_made_on_one_cpu_never_polls() -> None:
             for _ in range(20):
                 tunnel.call(remote_funcs.sleep, 0.005)
             conn = tunnel._conn
-            assert conn is not None and not conn._polls.multi_cpu
-            assert conn._polls.misses == 0 and tunnel.call(remote_funcs.agent_spin_misses) == 0
+            assert conn is not None and not conn.turns.polls.enabled
+            assert conn.turns.polls.misses == 0 and tunnel.call(remote_funcs.agent_spin_misses) == 0
     finally:
         os.sched_setaffinity(0, before)
 
@@ -188,6 +190,7 @@ def test_an_agent_that_dies_between_calls_is_noticed_without_a_call() -> None:
         assert tunnel.call(len, "back") == 4  # a new agent
 
 
+@pytest.mark.speedup("callers_read")
 def test_calls_in_a_row_wake_the_broker_once(monkeypatch: pytest.MonkeyPatch) -> None:
     # Arming, from a caller, the timer that hands the parked pipe back to the broker wakes the
     # broker thread: while calls keep coming (here for ~10 grace periods) the broker re-arms
@@ -196,7 +199,7 @@ def test_calls_in_a_row_wake_the_broker_once(monkeypatch: pytest.MonkeyPatch) ->
         tunnel.call(len, "warm")
         conn = tunnel._conn
         assert conn is not None
-        wait_until(lambda: not conn._give_back_armed, 5, "the pipe given back")
+        wait_until(lambda: not conn.turns._recheck_armed, 5, "the pipe given back")
         armed_by_callers: list[float] = []
         real = BROKER.call_later
 
@@ -206,13 +209,14 @@ def test_calls_in_a_row_wake_the_broker_once(monkeypatch: pytest.MonkeyPatch) ->
             return real(delay, callback)
 
         monkeypatch.setattr(BROKER, "call_later", call_later)
-        end = time.monotonic() + 10 * READER_GRACE
+        end = time.monotonic() + 10 * KEEP_FOR_CALLERS
         while time.monotonic() < end:
             tunnel.call(len, "x")
-        assert armed_by_callers == [READER_GRACE]
-        wait_until(lambda: conn._parked_since is None, 5, "the pipe given back")
+        assert armed_by_callers == [KEEP_FOR_CALLERS]
+        wait_until(lambda: conn.turns.kept_since is None, 5, "the pipe given back")
 
 
+@pytest.mark.speedup("poll")
 def test_an_agent_polls_for_the_next_call_only_while_calls_come_quickly() -> None:
     # The agent's side of the same policy: 20 calls 5 ms apart, so each of its looks for the
     # next call fails; it looks after the 1st, 3rd, 7th and 15th only.
@@ -220,7 +224,7 @@ def test_an_agent_polls_for_the_next_call_only_while_calls_come_quickly() -> Non
         for _ in range(20):
             tunnel.call(len, "x")
             time.sleep(0.005)
-        assert tunnel.call(remote_funcs.agent_spin_misses) == (4 if PollPolicy().multi_cpu else 0)
+        assert tunnel.call(remote_funcs.agent_spin_misses) == (4 if PollPolicy().enabled else 0)
 
 
 def test_an_agent_killed_while_the_caller_writes_its_frame_fails_only_that_call() -> None:
@@ -250,7 +254,7 @@ def test_a_caller_leaves_the_pipe_to_the_broker_when_futures_await_answers() -> 
         assert tunnel.call(remote_funcs.sleep, 0.3) == 0.3
         later = submitting.result(timeout=10)
         conn = tunnel._conn
-        assert conn is not None and conn._parked_since is None  # not parked: watched
+        assert conn is not None and conn.turns.kept_since is None  # not parked: watched
         done, _ = concurrent.futures.wait([later], timeout=10)  # read by the broker alone
         assert done and later.result() == 0.3
         assert tunnel.call(len, "abc") == 3

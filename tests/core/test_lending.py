@@ -1,4 +1,4 @@
-"""Large bytes objects lent to the agent's pipe by vmsplice (chopsticks_nb._vmsplice).
+"""Large bytes objects lent to the agent's pipe by vmsplice (chopsticks_nb._lending).
 
 The pipe reads straight from the object's memory until the agent has read it, so the
 connection must hold the object until then, and not a moment longer. The agent is stopped
@@ -18,10 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from chopsticks_nb import _vmsplice
+from chopsticks_nb import _lending
 from chopsticks_nb.tunnel import Local
 
-pytestmark = pytest.mark.skipif(not _vmsplice.AVAILABLE, reason="vmsplice is Linux-only")
+pytestmark = [
+    pytest.mark.skipif(not _lending.AVAILABLE, reason="vmsplice is Linux-only"),
+    pytest.mark.speedup("lend"),
+]
 
 SIZE = 4 * 1024 * 1024  # four times the pipe: part lent, part still queued
 
@@ -51,7 +54,7 @@ def test_an_argument_its_caller_let_go_of_arrives_intact() -> None:
             expected = zlib.crc32(payload)
             future = tunnel.submit(zlib.crc32, payload)
             conn = tunnel._conn
-            assert conn is not None and conn._lent and not conn._out
+            assert conn is not None and conn.writer._lender.lent and not conn.writer.pending
             del payload
             others = [bytes([n]) * size for n in range(8)]  # reuse what was freed
         assert future.result(timeout=60) == expected
@@ -78,7 +81,7 @@ def test_a_put_of_lent_chunks_arrives_whole(tmp_path: Path) -> None:
         result = tunnel.put(str(source), str(tmp_path / "copy"))
         assert (tmp_path / "copy").read_bytes() == source.read_bytes()
         conn = tunnel._conn
-        assert conn is not None and conn._lending and not conn._lent
+        assert conn is not None and conn.writer.lending and not conn.writer._lender.lent
     assert result["size"] == source.stat().st_size
 
 
@@ -88,13 +91,13 @@ def test_where_vmsplice_is_refused_arguments_are_copied(monkeypatch: pytest.Monk
     def refused(fd: int, data: bytes, start: int) -> int:
         raise PermissionError(errno.EPERM, "vmsplice refused")
 
-    monkeypatch.setattr(_vmsplice, "vmsplice", refused)
+    monkeypatch.setattr(_lending, "vmsplice", refused)
     payload = os.urandom(SIZE)
     with Local("lend-refused") as tunnel:
         assert tunnel.call(zlib.crc32, payload) == zlib.crc32(payload)
         assert tunnel.call(zlib.crc32, payload[1:]) == zlib.crc32(payload[1:])
         conn = tunnel._conn
-        assert conn is not None and not conn._lending and not conn._lent
+        assert conn is not None and not conn.writer.lending and not conn.writer._lender.lent
 
 
 def test_vmsplice_reports_a_full_pipe_and_a_file() -> None:
@@ -102,15 +105,15 @@ def test_vmsplice_reports_a_full_pipe_and_a_file() -> None:
     os.set_blocking(write_end, False)
     payload = b"y" * (4 * 1024 * 1024)
     try:
-        taken = _vmsplice.vmsplice(write_end, payload, 0)
-        assert 0 < taken < len(payload) and _vmsplice.unread(write_end) == taken
+        taken = _lending.vmsplice(write_end, payload, 0)
+        assert 0 < taken < len(payload) and _lending.unread(write_end) == taken
         with pytest.raises(BlockingIOError):
-            _vmsplice.vmsplice(write_end, payload, taken)
+            _lending.vmsplice(write_end, payload, taken)
         assert os.read(read_end, 10) == b"y" * 10
-        assert _vmsplice.unread(read_end) == taken - 10
+        assert _lending.unread(read_end) == taken - 10
     finally:
         os.close(read_end)
         os.close(write_end)
     with open(os.devnull, "wb") as sink, pytest.raises(OSError) as refused:
-        _vmsplice.vmsplice(sink.fileno(), payload, 0)
+        _lending.vmsplice(sink.fileno(), payload, 0)
     assert not isinstance(refused.value, BlockingIOError)

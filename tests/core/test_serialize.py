@@ -15,8 +15,9 @@ import remote_funcs as rf
 
 from chopsticks_nb import errors
 from chopsticks_nb._agent import HEADER, Msg
-from chopsticks_nb._connection import _frame
-from chopsticks_nb._serialize import PickledCall, dumps, dumps_call
+from chopsticks_nb._call_frames import PickledCall, pickle_call
+from chopsticks_nb._lending import frame_pieces
+from chopsticks_nb._serialize import dumps
 from chopsticks_nb.tunnel import Local
 from fixtures.pythons import RemotePython
 
@@ -95,18 +96,20 @@ def test_importable_functions_still_go_by_reference() -> None:
     assert b"def echo" not in pickled
 
 
+@pytest.mark.speedup("blobs")
 @pytest.mark.parametrize(
     "func", [len, rf.echo, lambda data: len(data)], ids=["builtin", "module", "lambda"]
 )
 def test_a_large_bytes_argument_is_sent_without_a_copy(func: Any) -> None:
     big = bytes(range(256)) * 4096
-    kind, pieces, _ = dumps_call(func, (big,), {}, "h")
+    kind, pieces, _ = pickle_call(func, (big,), {}, "h")
     assert any(piece is big for piece in pieces)
     # After the pickle, for the agent to read straight into its bytes, when the pickle is
     # plain data (the callable by name); inside it otherwise.
     assert kind == (Msg.CALL if func.__name__ == "<lambda>" else Msg.CALL_BLOBS)
 
 
+@pytest.mark.speedup("align")
 @pytest.mark.parametrize("func", [len, operator.length_hint, rf.echo, lambda data: len(data)])
 def test_a_large_argument_lines_up_in_the_pipe_as_in_memory(func: Any) -> None:
     # Where it is copied into the pipe (not lent by vmsplice): the pickle before the argument
@@ -114,18 +117,18 @@ def test_a_large_argument_lines_up_in_the_pipe_as_in_memory(func: Any) -> None:
     # the argument to lie in the pipe's pages as in memory, modulo 64 (the kernel copies a
     # page up to 4x slower 1-15 bytes off).
     big = bytes(range(256)) * 4096
-    frame = _frame(*_kind_first(dumps_call(func, (big,), {}, "h"), 7))
+    frame = frame_pieces(*_kind_first(pickle_call(func, (big,), {}, "h"), 7), align=True)
     kind, req_id, gap = HEADER.unpack(frame[0][: HEADER.size])
     assert (kind, req_id, len(frame[0])) == (Msg.PING, 0, HEADER.size + gap) and gap < 64
     offset = sum(len(piece) for piece in frame[: frame.index(big)])
     assert offset % 64 == (id(big) + sys.getsizeof(b"") - 1) % 64
-    assert len(_frame(*_kind_first(dumps_call(func, (b"small",), {}, "h"), 7))) == 2  # no pad
-    lent = _frame(*_kind_first(dumps_call(func, (big,), {}, "h"), 7), align=False)
+    assert len(frame_pieces(*_kind_first(pickle_call(func, (b"small",), {}, "h"), 7), True)) == 2
+    lent = frame_pieces(*_kind_first(pickle_call(func, (big,), {}, "h"), 7), align=False)
     assert HEADER.unpack(lent[0][: HEADER.size])[0] != Msg.PING
     with Local("padded") as tunnel:
         tunnel.call(len, b"")
         assert tunnel._conn is not None
-        tunnel._conn._lending = False  # as where vmsplice is refused: copied, so padded
+        tunnel._conn.writer._lender.active = False  # as where vmsplice is refused: copied
         answer = tunnel.call(func, big)  # the agent skips the padding
     assert answer == (len(big) if func is not rf.echo else [[big], {}])
 
@@ -147,8 +150,9 @@ def test_a_subclass_of_a_builtin_type_goes_by_value(local: Local) -> None:
     assert local.call(rf.echo, Level.HIGH, [Level.LOW]) == [[2, [1]], {}]
 
 
+@pytest.mark.speedup("by_name")
 def test_an_importable_callable_goes_by_name_and_runs_there(local: Local) -> None:
-    call = pickle.loads(b"".join(dumps_call(rf.Tools.double, (21,), {}, "h")[1]))
+    call = pickle.loads(b"".join(pickle_call(rf.Tools.double, (21,), {}, "h")[1]))
     assert call == ("remote_funcs", "Tools.double", (21,), {})
     assert local.call(rf.Tools.double, 21) == 42
     assert local.call(len, "four") == 4
@@ -159,6 +163,6 @@ def test_a_callable_its_module_no_longer_names_goes_by_value(
 ) -> None:
     original = rf.echo
     monkeypatch.setattr(rf, "echo", rf.getpid)  # the module's name now finds another function
-    call = pickle.loads(b"".join(dumps_call(original, (1,), {}, "h")[1]))
+    call = pickle.loads(b"".join(pickle_call(original, (1,), {}, "h")[1]))
     assert len(call) == 3 and callable(call[0])  # the function itself, not its name
     assert local.call(original, 1) == [[1], {}]

@@ -25,6 +25,7 @@ def test_call_returns_value_from_another_process(local: Local) -> None:
     assert local.call(rf.echo, 1, "a", key=b"v") == [[1, "a"], {"key": b"v"}]
 
 
+@pytest.mark.speedup("codec_first")
 def test_a_first_plain_call_spares_the_agent_importing_pickle() -> None:
     # It goes in the codec (Msg.CALL_CODEC); the calls after it are pickled, read or submitted.
     with Local("codec-first") as tunnel:

@@ -9,8 +9,7 @@ import time
 import pytest
 
 from chopsticks_nb import errors
-from chopsticks_nb._agent import MAX_MESSAGE
-from chopsticks_nb._connection import MAX_DATA_FRAME
+from chopsticks_nb._agent import MAX_DATA_FRAME, MAX_MESSAGE
 from chopsticks_nb.tunnel import Local
 from fixtures.system import wait_until
 from reliability import remote_ops

@@ -19,8 +19,17 @@ import pytest
 from reliability.probes import watch_rss
 
 from chopsticks_nb import errors
-from chopsticks_nb._agent import HEADER, MAX_COST_PER_BYTE, MAX_ITEMS, Msg, encode
-from chopsticks_nb._connection import MAX_DATA_FRAME, MAX_FRAME, MAX_UNREAD_REPLIES
+from chopsticks_nb._agent import (
+    HEADER,
+    MAX_COST_PER_BYTE,
+    MAX_DATA_FRAME,
+    MAX_ITEMS,
+    MAX_MESSAGE,
+    PROTOCOL_VERSION,
+    Msg,
+    encode,
+)
+from chopsticks_nb._writer import MAX_UNREAD_REPLIES
 from chopsticks_nb.group import ErrorResult, Group
 from chopsticks_nb.tunnel import Local
 from security.hostile import HostileTunnel
@@ -92,12 +101,25 @@ def test_a_pickle_from_the_agent_is_never_loaded(honest: Group, tmp_path: Path, 
 
 # -- malformed messages ------------------------------------------------------------------------
 
+#: A handshake of the right shape (as a real agent's).
+HONEST_HELLO = {
+    "protocol": PROTOCOL_VERSION,
+    "version": [3, 11, 0],
+    "implementation": "cpython",
+    "pid": 1,
+    "executable": "/usr/bin/python3",
+    "platform": "linux",
+    "hostname": "hostile",
+    "depth": 1,
+    "cloudpickle": None,
+}
+
 SETS = {"prefix": "01" + "08" + (1_000_000).to_bytes(4, "big").hex(), "repeat": "0b00000000",
         "times": 1_000_000}  # fmt: skip
 CASES: dict[str, tuple[str, dict[str, Any], int, str]] = {
     # name: (scenario, args, bytes the hostile side really sends, expected text)
     "length-over-limit": (
-        "frame_header", {"length": MAX_FRAME + 1}, 0, "exceeds the"),
+        "frame_header", {"length": MAX_MESSAGE + 1}, 0, "exceeds the"),
     "length-4GiB": (
         "frame_header", {"length": 2**32 - 1}, 0, "exceeds the"),
     "claims-500MiB-sends-64KiB": (
@@ -131,13 +153,20 @@ CASES: dict[str, tuple[str, dict[str, Any], int, str]] = {
         "bad_reply", {"kind": 99, "payload": encode(1).hex()}, 10, "unexpected message kind 99"),
     "error-record-not-a-dict": (
         "bad_reply", {"kind": Msg.ERROR, "payload": encode([1, 2]).hex()}, 20,
-        "malformed error record"),
+        "malformed ERROR: a list, not a dict"),
     "error-record-bad-field": (
-        "bad_reply", {"kind": Msg.ERROR, "payload": encode({"msg": 5}).hex()}, 20,
-        "malformed error record field 'msg'"),
+        "bad_reply", {"kind": Msg.ERROR, "payload": encode(
+            {"type": "E", "msg": 5, "tb": None, "kind": "exception"}).hex()}, 80,
+        "malformed ERROR field 'msg': an int, not str"),
+    "error-record-missing-field": (
+        "bad_reply", {"kind": Msg.ERROR, "payload": encode({"msg": "m"}).hex()}, 20,
+        "malformed ERROR: no field 'type'"),
     "hello-again": (
-        "bad_reply", {"kind": Msg.HELLO, "payload": encode({"protocol": 1}).hex()}, 20,
-        "unexpected message kind 20"),
+        "bad_reply", {"kind": Msg.HELLO, "payload": encode(HONEST_HELLO).hex()}, 200,
+        "a second handshake"),
+    "hello-bad-field": (
+        "wrong_hello", {"hello": dict(HONEST_HELLO, pid="1")}, 200,
+        "malformed HELLO field 'pid': a str, not int"),
     "truncated-frame": (
         "raw_after_hello", {"data": frame_hex(Msg.RESULT, encode(b"x" * 100))[:-100]}, 60,
         "ended inside a message"),
@@ -145,9 +174,10 @@ CASES: dict[str, tuple[str, dict[str, Any], int, str]] = {
         "raw_after_hello", {"data": frame_hex(Msg.RESULT, b"")[:10]}, 5,
         "ended inside a message"),
     "wrong-protocol-version": (
-        "wrong_hello", {"hello": {"protocol": 999, "pid": 1}}, 20, "unknown protocol"),
+        "wrong_hello", {"hello": {"protocol": 999, "pid": 1}}, 20,
+        f"unsupported HELLO field 'protocol' 999 (this side speaks {PROTOCOL_VERSION})"),
     "hello-not-a-dict": (
-        "wrong_hello", {"hello": [1, 2, 3]}, 20, "unknown protocol"),
+        "wrong_hello", {"hello": [1, 2, 3]}, 20, "malformed HELLO: a list, not a dict"),
 }  # fmt: skip
 
 

@@ -63,7 +63,7 @@ def test_resource_requests_outside_a_served_package_are_not_found(
 ) -> None:
     """Injects: GET_DATA for absolute paths elsewhere, ``..`` out of the package, a file link
     and a directory link out of it, a relative path, the package directory itself, a NUL byte,
-    lone surrogates, /proc, non-string payloads, and a file in a namespace package.
+    lone surrogates, /proc, and a file in a namespace package.
     Asserts: every answer is None (not found) and no answer holds the secret; the same
     package's real resource is served (the control)."""
     pkg = str(layout["pkg"])
@@ -81,11 +81,6 @@ def test_resource_requests_outside_a_served_package_are_not_found(
         f"{pkg}/\ud800",
         f"{pkg}/\udcff",
         f"{layout['root']}/plaindir/secret.txt",
-        42,
-        None,
-        b"/etc/passwd",
-        [f"{pkg}/data/ok.txt"],
-        {"path": f"{pkg}/data/ok.txt"},
     ]
     requests: list[tuple[str, Any]] = [("import", "hostpkg"), ("import", "plaindir")]
     requests += [("data", path) for path in refused]
@@ -109,7 +104,7 @@ def test_module_requests_that_are_not_dotted_names_are_not_found(
     layout: dict[str, Path],
 ) -> None:
     """Injects: IMPORT with paths, ``..``, empty parts, NUL, surrogates, overlong names,
-    non-strings, ``__main__``, the standard library, and a module the controller has not got.
+    ``__main__``, the standard library, and a module the controller has not got.
     Asserts: every answer is [] (not found); a real module is served (the control)."""
     names: list[Any] = [
         "../etc/passwd",
@@ -131,15 +126,31 @@ def test_module_requests_that_are_not_dotted_names_are_not_found(
         "os.path",
         "no_such_module_anywhere",
         "hostpkg.no_such_submodule",
-        42,
-        None,
-        b"hostpkg",
-        ["hostpkg"],
-        {"name": "hostpkg"},
     ]
     replies = probe([("import", name) for name in names] + [("import", "hostpkg")])
     assert replies[:-1] == [[]] * len(names)
     assert replies[-1][0]["source"] == b"VALUE = 1\n"
+
+
+NOT_NAMES: list[Any] = [42, None, b"hostpkg", ["hostpkg"], {"name": "hostpkg"}]
+
+
+@pytest.mark.parametrize("kind", ["import", "data"])
+@pytest.mark.parametrize("value", NOT_NAMES, ids=lambda v: type(v).__name__)
+def test_requests_that_are_not_strings_end_the_tunnel(
+    layout: dict[str, Path], kind: str, value: Any
+) -> None:
+    """Injects: an IMPORT or GET_DATA whose payload decodes to something other than a string.
+    Asserts: ProtocolError naming the host and the request kind (no real agent sends one)."""
+    from chopsticks_nb import errors
+
+    tunnel = HostileTunnel(
+        "prober", "probe_requests", requests=[[kind, {"hex": encode(value).hex()}]]
+    )
+    expected = "IMPORT" if kind == "import" else "GET_DATA"
+    with pytest.raises(errors.ProtocolError, match=rf"^prober: .*malformed {expected}: "):
+        tunnel.call(os.getpid)
+    tunnel.close()
 
 
 def test_undecodable_request_payloads_end_the_tunnel(layout: dict[str, Path]) -> None:

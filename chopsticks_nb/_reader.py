@@ -1,0 +1,132 @@
+"""Frames from one agent's stdout: found after any noise, checked against the protocol table,
+decoded, and handed to the handlers the table names.
+
+Whoever reads the pipe (the broker thread, or a caller waiting for its answer: see
+_caller_reads) holds the connection's read lock, so one thread at a time uses a reader.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from . import _agent
+from ._agent import HEADER, MAGIC
+from .errors import ProtocolError
+
+__all__ = ["FrameReader", "Handlers", "InputBuffer"]
+
+READ_SIZE = 1024 * 1024
+#: Noise tolerated on stdout before the handshake (a login shell's banner).
+MAX_NOISE = 64 * 1024
+_HEADER_SIZE = HEADER.size
+
+#: ``{code: (kind, handler)}``: the handler of each kind of frame, called with the request id
+#: and the payload (decoded and checked if it is a codec payload, else a memoryview valid only
+#: during the call). See _agent.handlers.
+Handlers = dict[int, tuple[_agent.Message, Callable[[int, Any], None]]]
+
+
+class InputBuffer:
+    """Bytes read from an agent, parsed where they lie: one reusable buffer, so streaming a
+    file costs no allocation per read. Views handed out are valid until the next read."""
+
+    def __init__(self) -> None:
+        self.data = bytearray(READ_SIZE)
+        self.start = self.end = 0
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def read_from(self, fd: int) -> int:
+        if self.start == self.end:
+            self.start = self.end = 0
+            if len(self.data) > 2 * READ_SIZE:
+                self.data = bytearray(READ_SIZE)  # give back what one huge frame took
+        elif len(self.data) - self.end < READ_SIZE // 4:
+            self.reserve(len(self.data) - self.start)
+        with memoryview(self.data) as view:
+            count = os.readv(fd, [view[self.end :]])
+        self.end += count
+        return count
+
+    def reserve(self, size: int) -> None:
+        """Make room for ``size`` bytes from the current start (moving or growing the buffer)."""
+        kept = self.end - self.start
+        if size > len(self.data):
+            data = bytearray(size)
+            data[:kept] = self.data[self.start : self.end]
+            self.data = data
+        else:
+            self.data[:kept] = self.data[self.start : self.end]
+        self.start, self.end = 0, kept
+
+
+class FrameReader:
+    """Parses one agent's output stream. ``on_noise(data)`` gets what came before the agent's
+    first frame (a login banner); ``stopped`` ends the handling of frames already read (the
+    connection ended)."""
+
+    def __init__(self, host: str, handlers: Handlers, on_noise: Callable[[bytes], None]) -> None:
+        self.host = host
+        self.buffer = InputBuffer()
+        self.handlers = handlers
+        self.on_noise = on_noise
+        self.synced = False
+        self.stopped = False
+
+    def read_from(self, fd: int) -> int:
+        """Read what the pipe holds (0 at EOF; BlockingIOError if nothing)."""
+        return self.buffer.read_from(fd)
+
+    def handle_frames(self) -> None:
+        """Handle every complete frame read so far. Raises ProtocolError or _agent.CodecError
+        for bytes outside the protocol; the caller ends the connection then."""
+        if not self.synced and not self._find_magic():
+            return
+        buf = self.buffer
+        handlers = self.handlers
+        while buf.end - buf.start >= _HEADER_SIZE and not self.stopped:
+            code, req_id, length = HEADER.unpack_from(buf.data, buf.start)
+            entry = handlers.get(code)
+            if entry is None:
+                raise ProtocolError(f"unexpected message kind {code}", self.host)
+            kind, handler = entry
+            if length > kind.limit:
+                raise ProtocolError(
+                    f"a {kind.name} frame of {length} bytes exceeds the {kind.limit}-byte limit",
+                    self.host,
+                )
+            end = _HEADER_SIZE + length
+            if buf.end - buf.start < end:
+                if end > len(buf.data) - buf.start:
+                    # Grow with the bytes actually received (doubling), not to the length the
+                    # header claims: a header claiming 500 MiB followed by nothing must not
+                    # cost 500 MiB here.
+                    buf.reserve(min(end, max(READ_SIZE, 2 * len(buf))))
+                return
+            begin = buf.start + _HEADER_SIZE
+            buf.start += end
+            with memoryview(buf.data)[begin : begin + length] as payload:
+                handler(req_id, _agent.load_payload(kind, payload))
+
+    @property
+    def unparsed(self) -> int:
+        """Bytes read that are not a complete frame yet."""
+        return len(self.buffer)
+
+    def _find_magic(self) -> bool:
+        buf = self.buffer
+        at = buf.data.find(MAGIC, buf.start, buf.end)
+        if at < 0:
+            if len(buf) > MAX_NOISE:
+                raise ProtocolError(
+                    "no chopsticks_nb handshake in the first 64 KiB of output", self.host
+                )
+            return False
+        noise = bytes(buf.data[buf.start : at])
+        buf.start = at + len(MAGIC)
+        self.synced = True
+        if noise:
+            self.on_noise(noise)
+        return True
