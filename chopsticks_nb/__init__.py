@@ -28,11 +28,11 @@ _EXPORTS = {
     "ConnectionLost": "errors",
     "DepthLimitExceeded": "errors",
     "Docker": "tunnel",
-    "ErrorResult": "group",
+    "ErrorResult": "result",
     "Group": "group",
-    "GroupError": "group",
-    "GroupInterrupted": "group",
-    "GroupResult": "group",
+    "GroupError": "errors",
+    "GroupInterrupted": "errors",
+    "GroupResult": "result",
     "HostPicker": "notebook.picker",
     "Local": "tunnel",
     "NotCompleted": "errors",
@@ -92,6 +92,8 @@ if TYPE_CHECKING:
         ConnectionLost,
         ConnectTimeout,
         DepthLimitExceeded,
+        GroupError,
+        GroupInterrupted,
         NotCompleted,
         ProtocolError,
         RemoteException,
@@ -99,9 +101,10 @@ if TYPE_CHECKING:
         TransferError,
         TunnelClosed,
     )
-    from .group import ErrorResult, Group, GroupError, GroupInterrupted, GroupResult
+    from .group import Group
     from .notebook.picker import HostPicker
     from .queue import AsyncResult, Queue
+    from .result import ErrorResult, GroupResult
     from .tunnel import BaseTunnel, Docker, Local, Podman, SSHTunnel, SubprocessTunnel, Sudo, Tunnel
 
 

@@ -1,4 +1,4 @@
-"""Where remote output goes: the handler type, and the default handler that prints each line
+"""Where remote output goes: the handler types, and the default handler that prints each line
 prefixed by its host."""
 
 from __future__ import annotations
@@ -7,10 +7,14 @@ import sys
 import threading
 from typing import Callable
 
-__all__ = ["HostPrefixPrinter", "OutputHandler"]
+__all__ = ["HostOutput", "HostPrefixPrinter", "OutputHandler"]
 
 #: Receives (stream name, text) for one tunnel; stream is "stdout" or "stderr".
 OutputHandler = Callable[[str, str], None]
+
+#: Receives ``(host, stream, text)`` for the remote stdout/stderr of one group operation;
+#: ``stream`` is ``"stdout"`` or ``"stderr"``. Called on the broker thread: keep it quick.
+HostOutput = Callable[[str, str, str], None]
 
 MAX_PARTIAL_LINE = 64 * 1024
 

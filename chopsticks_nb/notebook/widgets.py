@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .._broker import BROKER, TimerHandle
 from ..output import HostPrefixPrinter
-from .display import HostLog, format_seconds, logs_html, logs_text
+from ..render import HostLog, format_seconds, logs_html, logs_text
 
 if TYPE_CHECKING:
-    from ..group import HostDone
+    from ..result import HostDone
 
 #: IPython's DisplayHandle (untyped)
 DisplayHandle = Any
@@ -184,7 +184,7 @@ class LiveView:
     # -- callbacks for group operations ------------------------------------------------------
 
     def output(self, host: str, stream: str, text: str) -> None:
-        """A :data:`~chopsticks_nb.group.HostOutput` callback (runs on the broker thread)."""
+        """A :data:`~chopsticks_nb.output.HostOutput` callback (runs on the broker thread)."""
         with self._lock:
             log = self.logs.get(host)
             if log is None:  # not one of the hosts named at first
@@ -198,7 +198,7 @@ class LiveView:
             self._schedule()
 
     def progress(self, done: HostDone) -> None:
-        """A :data:`~chopsticks_nb.group.ProgressCallback` (runs in the waiting thread)."""
+        """A :data:`~chopsticks_nb.result.ProgressCallback` (runs in the waiting thread)."""
         with self._lock:
             self._finished[done.host] = done.ok
             if self._state == "running":

@@ -13,9 +13,10 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from chopsticks_nb.errors import ConnectError, RemoteException
-from chopsticks_nb.group import ErrorResult, Group, GroupResult
-from chopsticks_nb.notebook.display import HostLog, group_result_html, logs_html, logs_text
+from chopsticks_nb.group import Group
 from chopsticks_nb.notebook.widgets import LiveView
+from chopsticks_nb.render import HostLog, group_result_html, logs_html, logs_text
+from chopsticks_nb.result import ErrorResult, GroupResult
 from chopsticks_nb.tunnel import Local
 
 HOSTILE = "<script>alert('x')</script><img src=x onerror=alert(1)>&amp;"
@@ -180,7 +181,7 @@ def test_live_view_widgets_mode_builds_and_closes_its_widgets(shell: Interactive
 def test_import_chopsticks_nb_never_imports_ipython_or_widgets() -> None:
     code = (
         "import sys, chopsticks_nb\n"
-        "from chopsticks_nb.group import GroupResult, ErrorResult\n"
+        "from chopsticks_nb.result import GroupResult, ErrorResult\n"
         "page = GroupResult({'a': 1, 'b': ErrorResult('x', 'tb')})._repr_html_()\n"
         "import chopsticks_nb.notebook\n"
         "assert '<table>' in page\n"

@@ -8,8 +8,10 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from nbhelpers import run
 
-from chopsticks_nb.group import ErrorResult, Group, GroupError, GroupResult
+from chopsticks_nb.errors import GroupError
+from chopsticks_nb.group import Group
 from chopsticks_nb.notebook import RemoteMagics, cell_names
+from chopsticks_nb.result import ErrorResult, GroupResult
 from chopsticks_nb.tunnel import Local
 from fixtures.sshd import SSHHosts
 

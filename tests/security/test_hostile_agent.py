@@ -21,7 +21,8 @@ from reliability.probes import watch_rss
 from chopsticks_nb import errors
 from chopsticks_nb._agent import HEADER, MAX_COST_PER_BYTE, MAX_ITEMS, Msg, encode
 from chopsticks_nb._connection import MAX_DATA_FRAME, MAX_FRAME, MAX_UNREAD_REPLIES
-from chopsticks_nb.group import ErrorResult, Group
+from chopsticks_nb.group import Group
+from chopsticks_nb.result import ErrorResult
 from chopsticks_nb.tunnel import Local
 from security.hostile import HostileTunnel
 
