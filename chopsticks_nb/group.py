@@ -25,6 +25,8 @@ from typing import Any, Callable
 
 from ._fanout import gather
 from ._paths import local_paths, make_parent_dirs
+from ._serialize import unsendable_name
+from .errors import SerializationError
 from .output import HostOutput
 from .result import ErrorResult, GroupResult, OnInterrupt, ProgressCallback
 from .tunnel import BaseTunnel, SSHTunnel
@@ -236,14 +238,21 @@ class Group:
         are bound in the namespace first (functions and classes travel as source), and each
         host's value is that of the code's last line if it is an expression (else None). Names
         the code defines stay there for later calls on the same connection. ``filename`` names
-        the code in remote tracebacks; the other options are those of :meth:`run`. This is what
+        the code in remote tracebacks; the other options are those of :meth:`run`. A name that
+        cannot be sent fails each host with a SerializationError that names it. This is what
         the notebook's ``%%remote`` magic runs.
         """
         bound = dict(names or {})
 
         def start(tunnel: BaseTunnel) -> concurrent.futures.Future[Any]:
             handler = None if output is None else functools.partial(output, tunnel.host)
-            return tunnel.submit_exec(code, bound, filename=filename, output=handler)
+            try:
+                return tunnel.submit_exec(code, bound, filename=filename, output=handler)
+            except SerializationError as exc:
+                named = unsendable_name(bound, tunnel.host, lambda: tunnel.remote_info)
+                if named is None:
+                    raise
+                raise named from exc
 
         return gather(
             self._tunnels, start, timeout=timeout, progress=progress, on_interrupt=on_interrupt

@@ -21,8 +21,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display as _display
 from traitlets import CaselessStrEnum, Int, Unicode
 
-from .._serialize import dumps
-from ..errors import GroupError, GroupInterrupted, SerializationError
+from ..errors import GroupError, GroupInterrupted
 from ..group import Group
 from ..result import GroupResult
 from ..tunnel import BaseTunnel, SSHTunnel
@@ -75,23 +74,6 @@ def _cell_failure(result: GroupResult) -> GroupError:
         hint="in the table above, or this error's .failures",
         result=result,
     )
-
-
-def _name_unsendable(result: GroupResult, names: Mapping[str, Any]) -> None:
-    """Say which notebook name could not be sent, where hosts failed for that reason (only
-    then is each name pickled alone, to find it)."""
-    failed = [e for _, e in result.failures() if isinstance(e.exception, SerializationError)]
-    if not failed or not names:
-        return
-    for name, value in names.items():
-        try:
-            dumps(value, failed[0].host or "")
-        except SerializationError as exc:
-            why = exc.message.split(": ", 1)[-1]
-            kind = type(value).__name__
-            for error in failed:
-                error.msg = f"cannot send {name!r} ({kind}) from the notebook: {why}"
-            return
 
 
 def _discard(host: str, stream: str, text: str) -> None:
@@ -226,7 +208,6 @@ class RemoteMagics(Magics):
         finally:
             if view is not None:
                 view.finish()
-        _name_unsendable(result, names)
         self._store(output, result)
         if not result.ok and not no_raise:
             display(result)

@@ -25,6 +25,7 @@ from chopsticks_nb.errors import (
     GroupError,
     GroupInterrupted,
     RemoteException,
+    SerializationError,
     TransferError,
 )
 from chopsticks_nb.group import Group
@@ -239,6 +240,19 @@ def test_empty_group() -> None:
     assert len(group) == 0 and not group
     assert group.call(os.getpid) == {} and group.connect() == {}
     group.close()
+
+
+def test_exec_names_the_argument_that_cannot_be_sent_on_every_host(trio: Group) -> None:
+    result = trio.exec("lock", {"n": 1, "lock": threading.Lock()})
+    why = "cannot pickle '_thread.lock' object"
+    expected = f"cannot send 'lock' (_thread.lock) from the notebook: {why}"
+    assert {host: error.msg for host, error in result.failures()} == dict.fromkeys(
+        trio.hosts, expected
+    )
+    for host, error in result.failures():
+        assert isinstance(error.exception, SerializationError) and error.exception.host == host
+        assert error.status == "failed"
+    assert trio.exec("n + 1", {"n": 1}) == dict.fromkeys(trio.hosts, 2)  # nothing else broke
 
 
 # -- results and errors ------------------------------------------------------------------------

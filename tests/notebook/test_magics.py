@@ -225,6 +225,6 @@ def test_a_name_that_cannot_travel_is_named(pair: InteractiveShell) -> None:
     run(pair, "import threading\nlock = threading.Lock()")
     result = run(pair, "%%remote g --no-raise -q\nlock")
     assert {e.msg for _, e in result.failures()} == {
-        "cannot send 'lock' (lock) from the notebook: cannot pickle '_thread.lock' object"
+        "cannot send 'lock' (_thread.lock) from the notebook: cannot pickle '_thread.lock' object"
     }
     assert {e.status for _, e in result.failures()} == {"failed"}
