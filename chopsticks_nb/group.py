@@ -136,6 +136,26 @@ class Group:
             + [t for t in right if t.host not in left_names]
         )
 
+    # A tunnel on the left: its own operators give way to these (it acts as a group of one).
+
+    def __ror__(self, other: BaseTunnel) -> Group:
+        left = self._operand(other)
+        return NotImplemented if left is None else Group(left) | self
+
+    __radd__ = __ror__
+
+    def __rand__(self, other: BaseTunnel) -> Group:
+        left = self._operand(other)
+        return NotImplemented if left is None else Group(left) & self
+
+    def __rsub__(self, other: BaseTunnel) -> Group:
+        left = self._operand(other)
+        return NotImplemented if left is None else Group(left) - self
+
+    def __rxor__(self, other: BaseTunnel) -> Group:
+        left = self._operand(other)
+        return NotImplemented if left is None else Group(left) ^ self
+
     # -- connections --------------------------------------------------------------------------
 
     def connect(

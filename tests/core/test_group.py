@@ -8,6 +8,8 @@ import hashlib
 import operator
 import os
 import pickle
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -107,6 +109,35 @@ def test_set_operations_compare_by_name() -> None:
     assert (a ^ left).hosts == ["b", "c"]
     with pytest.raises(TypeError):
         left + "e"  # type: ignore[operator]
+
+
+def test_two_tunnels_combine_into_a_group_with_every_operator() -> None:
+    a, b, other_a = Local("a"), Local("b"), Local("a")
+    assert (a + b).tunnels == [a, b] and (a | other_a).tunnels == [a]
+    assert (a & other_a).tunnels == [a] and (a & b).hosts == []
+    assert (a - other_a).hosts == [] and (a - b).tunnels == [a]
+    assert (a ^ b).hosts == ["a", "b"] and (a ^ other_a).hosts == []
+    assert isinstance(a + b, Group)
+    for bad in ("b", 3, None):
+        with pytest.raises(TypeError):
+            a + bad  # type: ignore[operator]
+        with pytest.raises(TypeError):
+            bad | a  # type: ignore[operator]
+
+
+def test_tunnels_combine_in_a_program_that_never_imported_group() -> None:
+    """tunnel.py never imports group.py: two tunnels still make a Group on their own."""
+    code = (
+        "import sys\n"
+        "from chopsticks_nb.tunnel import Local\n"
+        "assert 'chopsticks_nb.group' not in sys.modules\n"
+        "both = Local('a') + Local('b')\n"
+        "print(type(both).__module__, type(both).__name__, both.hosts)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "chopsticks_nb.group Group ['a', 'b']"
 
 
 # -- calls -------------------------------------------------------------------------------------
