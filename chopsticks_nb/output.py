@@ -1,5 +1,7 @@
-"""Where remote output goes: the handler types, a printer that prefixes each line with its host,
-and a batcher that passes output on in batches, on the library's I/O thread.
+"""Where remote output goes: handlers that print it as it comes or pass it on in batches.
+
+The handler types; :class:`HostPrefixPrinter`, the default, prints each line prefixed with its
+host; :class:`OutputBatcher` passes output on in batches, on the library's I/O thread.
 
 Remote stdout and stderr arrive on the broker thread (the one I/O thread of the controller), in
 pieces as the remote writes them. A handler is called with each piece: an
