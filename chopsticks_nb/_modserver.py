@@ -178,7 +178,7 @@ class RecordCache:
         self.scans = 0  # files read and parsed
 
     def get(self, name: str, specs: dict[str, ModuleSpec | None]) -> ModuleRecord | None:
-        """The servable record of ``name`` (see :func:`find_record`); ``specs`` as there."""
+        """The servable record of ``name`` (see :func:`_lookup`); ``specs`` as there."""
         state = _import_state()
         entry = self._records.get(name)
         if entry is not None and entry[0] == state and _still_valid(entry[1]):
@@ -278,20 +278,14 @@ def _find_spec(name: str, specs: dict[str, ModuleSpec | None] | None) -> ModuleS
     return None
 
 
-def find_record(
-    name: str, specs: dict[str, ModuleSpec | None] | None = None
-) -> ModuleRecord | None:
-    """The servable record of ``name``, or None if it is not a pure-Python module here.
-
-    ``specs`` (see :func:`find_spec_without_import`) is for looking up many modules at once.
-    """
-    return _lookup(name, specs)[0]
-
-
 def _lookup(
     name: str, specs: dict[str, ModuleSpec | None] | None
 ) -> tuple[ModuleRecord | None, bool]:
-    """find_record's answer, and whether it lasts (see RecordCache) rather than may change."""
+    """The servable record of ``name`` (None if it is not a pure-Python module here), and
+    whether that answer lasts (see RecordCache) rather than may change.
+
+    ``specs`` (see :func:`find_spec_without_import`) is for looking up many modules at once.
+    """
     spec = find_spec_without_import(name, specs)
     if spec is None:
         return None, False

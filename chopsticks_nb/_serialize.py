@@ -21,7 +21,7 @@ import pickle
 import sys
 import textwrap
 import types
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
 from . import _agent
@@ -49,6 +49,29 @@ def dumps(obj: object, host: str, remote_info: RemoteInfo | None = None) -> Chun
     except (pickle.PicklingError, TypeError, AttributeError, ValueError) as exc:
         raise SerializationError(f"cannot send {_describe(obj)}: {exc}", host) from None
     return chunks
+
+
+def unsendable_name(
+    names: Mapping[str, Any], host: str, remote_info: RemoteInfo | None = None
+) -> SerializationError | None:
+    """The error naming the first of ``names`` that cannot be pickled on its own, or None.
+
+    For code run with names bound (``Group.exec``, ``%%remote``) that failed to pickle: the
+    error of the whole call says what failed, not under which name the caller knows it. Each
+    name is pickled alone only now, on that failure.
+    """
+    for name, value in names.items():
+        try:
+            dumps(value, host, remote_info)
+        except SerializationError as exc:
+            why = exc.message.split(": ", 1)[-1]
+            kind = type(value).__qualname__
+            if type(value).__module__ != "builtins":
+                kind = f"{type(value).__module__}.{kind}"
+            return SerializationError(
+                f"cannot send {name!r} ({kind}) from the notebook: {why}", host
+            )
+    return None
 
 
 def _describe(obj: object) -> str:

@@ -1,4 +1,4 @@
-"""Every error chopsticks_nb raises; each one knows the host it concerns (``.host``)::
+"""Every error chopsticks_nb raises, in one tree; each ChopsticksError knows its host (``.host``)::
 
 ChopsticksError
 ├── ConnectError ............ the agent could not be started or reached
@@ -12,10 +12,20 @@ ChopsticksError
 ├── CallTimeout ............. a call did not finish in time (it is cancelled remotely)
 ├── CallCancelled ........... a call was cancelled before it finished
 ├── TransferError ........... a put or fetch failed or its checksum did not match
-└── NotCompleted ............ a queued result was read before it was ready
+├── NotCompleted ............ a queued result was read before it was ready
+└── GroupError .............. hosts of a group operation failed; ``.failures`` says how
+
+KeyboardInterrupt (Python's own, not a ChopsticksError: Ctrl-C must still stop a program)
+└── GroupInterrupted ........ Ctrl-C during a group operation; ``.result`` holds what finished
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # never at run time: the result model imports this module
+    from .result import ErrorResult, GroupResult
 
 __all__ = [
     "CallCancelled",
@@ -25,13 +35,19 @@ __all__ = [
     "ConnectTimeout",
     "ConnectionLost",
     "DepthLimitExceeded",
+    "GroupError",
+    "GroupInterrupted",
     "NotCompleted",
     "ProtocolError",
     "RemoteException",
     "SerializationError",
     "TransferError",
     "TunnelClosed",
+    "failure_summary",
 ]
+
+#: Remote tracebacks a GroupError's message shows unless told otherwise.
+MAX_TRACEBACKS = 3
 
 
 class ChopsticksError(Exception):
@@ -124,3 +140,114 @@ class RemoteException(ChopsticksError):
         header = f"RemoteException on {self.host}:" if self.host else "RemoteException:"
         body = self.remote_traceback or f"{self.remote_type}: {self.message}\n"
         return [header, *body.rstrip("\n").splitlines()]
+
+
+def failure_summary(
+    failures: Mapping[str, ErrorResult],
+    total: int,
+    *,
+    max_hosts: int | None = None,
+    max_tracebacks: int = MAX_TRACEBACKS,
+    hint: str = "see .failures",
+) -> str:
+    """The report of a group operation's failed hosts, as a :class:`GroupError` says it.
+
+    A first line naming the failed hosts (``2 of 5 hosts failed: a, b``), one line per host
+    with its error, then up to ``max_tracebacks`` remote tracebacks. ``max_hosts`` bounds the
+    hosts named (the rest are counted: ``and 40 more``); when tracebacks are left out, a last
+    line counts them and says where to find them (``hint``).
+    """
+    hosts = list(failures)
+    named = hosts if max_hosts is None else hosts[: max(0, max_hosts)]
+    more = f" and {len(hosts) - len(named)} more" if len(named) < len(hosts) else ""
+    noun = "host" if total == 1 else "hosts"
+    lines = [f"{len(hosts)} of {total} {noun} failed: {', '.join(named)}{more}"]
+    lines += [f"  {host}: {failures[host].msg}" for host in named]
+    with_tb = [(host, error.tb) for host, error in failures.items() if error.tb]
+    shown = with_tb[: max(0, max_tracebacks)]
+    for host, tb in shown:
+        lines.append(f"--- remote traceback from {host} ---")
+        lines.append(str(tb).rstrip("\n"))
+    left_out = len(with_tb) - len(shown)
+    if left_out:
+        noun = "traceback" if left_out == 1 else "tracebacks"
+        also = "more " if shown else ""
+        lines.append(f"({left_out} {also}remote {noun} not shown: {hint})")
+    return "\n".join(lines)
+
+
+class GroupError(ChopsticksError):
+    """Hosts of a group operation failed (raised by ``GroupResult.raise_failures()``).
+
+    ``failures`` maps each failed host to its ``ErrorResult``; ``result`` is the whole
+    ``GroupResult`` (successes included) when known. Not a :class:`RemoteException`: the hosts
+    may have failed in any way, unreachable or timed out as well as raising.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        host: str | None = None,
+        *,
+        failures: Mapping[str, ErrorResult] | None = None,
+        result: GroupResult | None = None,
+    ) -> None:
+        super().__init__(message, host)
+        self.failures: dict[str, ErrorResult] = dict(failures or {})
+        self.result = result
+
+    @classmethod
+    def from_failures(
+        cls,
+        failures: Mapping[str, ErrorResult],
+        total: int,
+        *,
+        max_hosts: int | None = None,
+        max_tracebacks: int = MAX_TRACEBACKS,
+        hint: str = "see .failures",
+        result: GroupResult | None = None,
+    ) -> GroupError:
+        """The error for ``failures`` among ``total`` hosts; its message is
+        :func:`failure_summary`'s (the options are its own)."""
+        message = failure_summary(
+            failures, total, max_hosts=max_hosts, max_tracebacks=max_tracebacks, hint=hint
+        )
+        return cls(message, failures=failures, result=result)
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        state = {"failures": self.failures, "result": self.result}
+        return (type(self), (self.message, self.host), state)
+
+    def _render_traceback_(self) -> list[str]:
+        """IPython shows the summary (tracebacks included) instead of the local stack."""
+        first, *rest = self.message.split("\n")
+        return [f"GroupError: {first}", *rest]
+
+
+class GroupInterrupted(KeyboardInterrupt):
+    """KeyboardInterrupt during a group operation, after every unfinished remote call was cancelled.
+
+    ``result`` is the partial ``GroupResult``: the hosts that finished hold their values, the
+    others an ``ErrorResult`` with status ``"interrupted"``. A KeyboardInterrupt, not a
+    ChopsticksError, so that ``except Exception`` does not swallow Ctrl-C.
+    """
+
+    def __init__(self, result: GroupResult) -> None:
+        pending = sum(1 for _, e in result.failures() if e.status == "interrupted")
+        super().__init__(f"interrupted with {pending} of {len(result)} hosts unfinished")
+        self.result = result
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.result,))
+
+    def _render_traceback_(self) -> list[str]:
+        """IPython shows this short text instead of a local stack that would not help."""
+        hosts = [host for host, error in self.result.failures() if error.status == "interrupted"]
+        shown = ", ".join(hosts[:10]) + (f" and {len(hosts) - 10} more" if len(hosts) > 10 else "")
+        lines = [f"GroupInterrupted: {self}"]
+        if hosts:
+            lines.append(f"  interrupted: {shown}")
+        return lines

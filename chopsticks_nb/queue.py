@@ -13,8 +13,8 @@ for a slow one::
     print(totals.value)          # a GroupResult
 
 Each operation returns an :class:`AsyncResult`. Its value is the host's value (or an
-:class:`~chopsticks_nb.group.ErrorResult`) for a tunnel target, and a
-:class:`~chopsticks_nb.group.GroupResult` for a group target.
+:class:`~chopsticks_nb.result.ErrorResult`) for a tunnel target, and a
+:class:`~chopsticks_nb.result.GroupResult` for a group target.
 
 Errors: a task that fails does not stop the later tasks of its host: they run as queued (the
 tasks of a host often do not depend on each other, and a failure is there to be read in the
@@ -38,6 +38,8 @@ from collections import deque
 from collections.abc import Generator, Iterator, Sequence
 from typing import Any, Callable, Union
 
+from ._fanout import Starter, outcome_of, start_safely, stop_future
+from ._paths import local_paths, make_parent_dirs
 from .errors import (
     CallCancelled,
     CallTimeout,
@@ -46,17 +48,8 @@ from .errors import (
     NotCompleted,
     TunnelClosed,
 )
-from .group import (
-    ErrorResult,
-    Group,
-    GroupResult,
-    _local_paths,
-    _make_parent_dirs,
-    _outcome_of,
-    _start_safely,
-    _Starter,
-    _stop_future,
-)
+from .group import Group
+from .result import ErrorResult, GroupResult
 from .tunnel import BaseTunnel
 
 __all__ = ["AsyncResult", "Queue", "ResultCallback", "Target"]
@@ -170,7 +163,7 @@ class _Task:
         self,
         result: AsyncResult,
         host: str,
-        start: _Starter,
+        start: Starter,
         cancellable: bool,
         convert: Callable[[Any], Any] | None,
     ) -> None:
@@ -275,8 +268,8 @@ class Queue:
         ``local_path`` is a ``{host}`` template as in :meth:`Group.fetch`, checked now.
         """
         tunnels, _hosts = _resolve(target)
-        paths = _local_paths(local_path, [tunnel.host for tunnel in tunnels])
-        _make_parent_dirs(local_path, paths)
+        paths = local_paths(local_path, [tunnel.host for tunnel in tunnels])
+        make_parent_dirs(local_path, paths)
         return self._add(
             target, lambda tunnel: tunnel.submit_fetch(remote_path, paths[tunnel.host])
         )
@@ -284,7 +277,7 @@ class Queue:
     def _add(
         self,
         target: Target,
-        start: _Starter,
+        start: Starter,
         *,
         cancellable: bool = True,
         convert: Callable[[Any], Any] | None = None,
@@ -448,7 +441,7 @@ class Queue:
                 future: concurrent.futures.Future[Any] = concurrent.futures.Future()
                 future.set_exception(unreachable)
             else:
-                future = _start_safely(task.start, lane.tunnel)
+                future = start_safely(task.start, lane.tunnel)
             task.future = future
             if run.halted() and task.cancellable:
                 future.cancel()  # the run was stopped while this task was starting
@@ -469,7 +462,7 @@ class Queue:
     ) -> None:
         if run.stopping:
             return  # _stop settles every task of a stopping run itself
-        outcome = _outcome_of(future, task.host)
+        outcome = outcome_of(future, task.host)
         if isinstance(outcome, ErrorResult):
             if isinstance(outcome.exception, (ConnectError, TunnelClosed)):
                 lane.unreachable = outcome.exception
@@ -519,7 +512,7 @@ class Queue:
             if task.future is None:
                 outcome: Any = ErrorResult.from_exception(error, task.host, status)
             else:
-                outcome = _stop_future(task.future, task.host, error, status, task.cancellable)
+                outcome = stop_future(task.future, task.host, error, status, task.cancellable)
             self._settle(run, task, outcome)
         for task in waiting:
             error = make_error(task.host)

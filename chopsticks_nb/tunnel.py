@@ -28,7 +28,7 @@ from .errors import ChopsticksError, DepthLimitExceeded
 from .output import HostPrefixPrinter, OutputHandler
 
 if TYPE_CHECKING:
-    from .group import Group
+    import chopsticks_nb
 
 __all__ = [
     "BaseTunnel",
@@ -349,26 +349,29 @@ class BaseTunnel:
         return self._start(_fetch_operation(remote_path, local_path))
 
     # -- set operations: a tunnel acts as a group of one ------------------------------------------
+    # With a Group on the right, these give way (NotImplemented) to the Group's reflected
+    # operators. Two tunnels make a Group through the package's public name: group.py imports
+    # this module, never the reverse.
 
-    def _as_group(self) -> Group:
-        from .group import Group
+    def _as_group(self) -> chopsticks_nb.Group:
+        import chopsticks_nb
 
-        return Group([self])
+        return chopsticks_nb.Group([self])
 
-    def __add__(self, other: Group | BaseTunnel) -> Group:
-        return self._as_group() + other
+    def __add__(self, other: BaseTunnel) -> chopsticks_nb.Group:
+        return self._as_group() + other if isinstance(other, BaseTunnel) else NotImplemented
 
-    def __or__(self, other: Group | BaseTunnel) -> Group:
-        return self._as_group() | other
+    def __or__(self, other: BaseTunnel) -> chopsticks_nb.Group:
+        return self._as_group() | other if isinstance(other, BaseTunnel) else NotImplemented
 
-    def __and__(self, other: Group | BaseTunnel) -> Group:
-        return self._as_group() & other
+    def __and__(self, other: BaseTunnel) -> chopsticks_nb.Group:
+        return self._as_group() & other if isinstance(other, BaseTunnel) else NotImplemented
 
-    def __sub__(self, other: Group | BaseTunnel) -> Group:
-        return self._as_group() - other
+    def __sub__(self, other: BaseTunnel) -> chopsticks_nb.Group:
+        return self._as_group() - other if isinstance(other, BaseTunnel) else NotImplemented
 
-    def __xor__(self, other: Group | BaseTunnel) -> Group:
-        return self._as_group() ^ other
+    def __xor__(self, other: BaseTunnel) -> chopsticks_nb.Group:
+        return self._as_group() ^ other if isinstance(other, BaseTunnel) else NotImplemented
 
 
 class SubprocessTunnel(BaseTunnel):
@@ -380,7 +383,6 @@ class SubprocessTunnel(BaseTunnel):
     """
 
     python3: str = "python3"
-    python2: str = "python2"  # kept for chopsticks compatibility; the agent needs Python 3.6+
 
     def __init__(self, host: str, *, python3: str | None = None, **options: Any) -> None:
         super().__init__(host, **options)

@@ -1,8 +1,8 @@
-"""The notebook layer: the ``%remote``/``%%remote`` magics, result display, live view, host picker.
+"""The notebook layer: the ``%remote``/``%%remote`` magics, the live view and the host picker.
 
-``%load_ext chopsticks_nb`` loads it. Its modules import IPython and ipywidgets; the core never
-imports them, and this package imports each one only on first use (PEP 562), so the core's
-``GroupResult._repr_html_`` can use :mod:`.display` without loading either.
+``%load_ext chopsticks_nb`` loads it. It is a client of the public API only; its modules import
+IPython and ipywidgets, which the core never imports, and this package imports each module
+only on first use (PEP 562). Results render themselves (:mod:`chopsticks_nb.render`).
 """
 
 from __future__ import annotations

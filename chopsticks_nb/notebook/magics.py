@@ -2,7 +2,7 @@
 
 Parse the arguments, find the target and the notebook names the code uses, run
 ``group.exec(...)`` with a :class:`~chopsticks_nb.notebook.widgets.LiveView`, hand the
-:class:`~chopsticks_nb.group.GroupResult` to IPython's display. Nothing here that plain Python
+:class:`~chopsticks_nb.result.GroupResult` to IPython's display. Nothing here that plain Python
 cannot do.
 """
 
@@ -21,9 +21,9 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display as _display
 from traitlets import CaselessStrEnum, Int, Unicode
 
-from .._serialize import dumps
-from ..errors import SerializationError
-from ..group import Group, GroupError, GroupInterrupted, GroupResult
+from ..errors import GroupError, GroupInterrupted
+from ..group import Group
+from ..result import GroupResult
 from ..tunnel import BaseTunnel, SSHTunnel
 from .widgets import LiveView, in_kernel
 
@@ -63,35 +63,17 @@ display = cast("Callable[..., None]", _display)
 parse_argstring = cast("Callable[[Any, str], Any]", magic_arguments.parse_argstring)
 
 
-def _cell_failure(result: GroupResult, most: int = 10) -> GroupError:
+def _cell_failure(result: GroupResult) -> GroupError:
     """The short error that fails a cell: which hosts failed and why, in one line each (the
     tracebacks are in the result table shown just before)."""
-    failures = dict(result.failures())
-    hosts = list(failures)
-    more = f" and {len(hosts) - most} more" if len(hosts) > most else ""
-    named = ", ".join(hosts[:most]) + more
-    lines = [f"{len(hosts)} of {len(result)} hosts failed: {named}"]
-    lines += [f"  {host}: {failures[host].msg}" for host in hosts[:most]]
-    if any(error.tb for error in failures.values()):
-        lines.append("(remote tracebacks: in the table above, or this error's .failures)")
-    return GroupError("\n".join(lines), failures=failures, result=result)
-
-
-def _name_unsendable(result: GroupResult, names: Mapping[str, Any]) -> None:
-    """Say which notebook name could not be sent, where hosts failed for that reason (only
-    then is each name pickled alone, to find it)."""
-    failed = [e for _, e in result.failures() if isinstance(e.exception, SerializationError)]
-    if not failed or not names:
-        return
-    for name, value in names.items():
-        try:
-            dumps(value, failed[0].host or "")
-        except SerializationError as exc:
-            why = exc.message.split(": ", 1)[-1]
-            kind = type(value).__name__
-            for error in failed:
-                error.msg = f"cannot send {name!r} ({kind}) from the notebook: {why}"
-            return
+    return GroupError.from_failures(
+        dict(result.failures()),
+        len(result),
+        max_hosts=10,
+        max_tracebacks=0,
+        hint="in the table above, or this error's .failures",
+        result=result,
+    )
 
 
 def _discard(host: str, stream: str, text: str) -> None:
@@ -226,7 +208,6 @@ class RemoteMagics(Magics):
         finally:
             if view is not None:
                 view.finish()
-        _name_unsendable(result, names)
         self._store(output, result)
         if not result.ok and not no_raise:
             display(result)

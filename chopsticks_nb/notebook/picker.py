@@ -13,7 +13,8 @@ from typing import Any, Union
 import ipywidgets as w
 import traitlets
 
-from ..group import ErrorResult, Group, GroupResult, HostDone
+from ..group import Group
+from ..result import ErrorResult, GroupResult, HostDone
 from ..tunnel import BaseTunnel, SSHTunnel
 
 __all__ = ["HostPicker", "ssh_config_hosts"]

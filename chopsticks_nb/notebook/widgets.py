@@ -3,9 +3,9 @@
 It lives under the cell that started the work, whatever runs later, because nothing here relies
 on the kernel's notion of the current cell: widgets are updated through their own comms (an
 Output widget's ``outputs``, as ``Output.append_stdout`` sets them, never ``with out:``), and
-plain displays through their display id. Remote output arrives
-on the broker thread; it is batched (one update per ``interval`` at most, through a broker
-timer, so no thread is added) and capped per host. When the work ends, the view settles into a
+plain displays through their display id. Remote output arrives on the library's I/O thread;
+it is batched by :class:`~chopsticks_nb.output.OutputBatcher` (one update per ``interval`` at
+most, and no thread added) and capped per host. When the work ends, the view settles into a
 static transcript that reads the same in nbconvert's HTML and on GitHub.
 """
 
@@ -19,12 +19,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from .._broker import BROKER, TimerHandle
-from ..output import HostPrefixPrinter
-from .display import HostLog, format_seconds, logs_html, logs_text
+from ..output import HostPrefixPrinter, OutputBatch, OutputBatcher
+from ..render import HostLog, format_seconds, logs_html, logs_text
 
 if TYPE_CHECKING:
-    from ..group import HostDone
+    from ..result import HostDone
 
 #: IPython's DisplayHandle (untyped)
 DisplayHandle = Any
@@ -124,19 +123,22 @@ class LiveView:
         self.interval = interval
         self._max_lines = max_lines
         self._tail_lines = tail_lines
-        #: each host's output so far, in the hosts' order
+        #: each host's output so far (up to the last batch), in the hosts' order
         self.logs: dict[str, HostLog] = {h: HostLog(max_lines, tail_lines) for h in self.hosts}
         self._lock = threading.Lock()
-        self._pending: _PendingOutput = {}
-        self._touched: set[str] = set()
-        self._timer: TimerHandle | None = None
-        self._ticker: TimerHandle | None = None
         self._dirty = False  # progress to show with the next batch (html mode)
-        self._last_flush = 0.0
         self._started = time.perf_counter()
         self._finished: dict[str, bool] = {}
-        self._state = "new"
+        self._state = "new"  # -> running -> done
+        self._finishing = False
         self._backend: _Backend = self._make_backend()
+        ticks = self.mode != "text"  # the elapsed time moves on in the progress line
+        self._batcher = OutputBatcher(
+            self._show_batch,
+            interval=interval,
+            tick=TICK if ticks else None,
+            on_tick=self._tick if ticks else None,
+        )
 
     def _make_backend(self) -> _Backend:
         if self.mode == "widgets":
@@ -150,29 +152,29 @@ class LiveView:
     def start(self) -> LiveView:
         """Show the view (under the current cell)."""
         with self._lock:
-            if self._state == "new":
-                self._state = "running"
-                self._started = time.perf_counter()
-                self._backend.start(self._progress())
-                if self.mode != "text":
-                    self._ticker = BROKER.call_later(TICK, self._tick)
+            if self._state != "new" or self._finishing:
+                return self
+            self._state = "running"
+            self._started = time.perf_counter()
+            self._backend.start(self._progress())
+        self._batcher.start()
         return self
 
     def finish(self) -> None:
         """Show the last output and settle into the static transcript. Idempotent."""
         with self._lock:
-            if self._state == "done":
+            if self._finishing:
                 return
+            self._finishing = True
+        # Not under self._lock: the batcher shows the last batch through _show_batch, which
+        # takes it (and a batch being shown on the I/O thread holds the batcher's turn).
+        self._batcher.close()
+        with self._lock:
             started = self._state == "running"
             self._state = "done"
-            for timer in (self._timer, self._ticker):
-                if timer is not None:
-                    timer.cancel()
-            self._timer = self._ticker = None
             for log in self.logs.values():
                 log.finish()
             if started:
-                self._show_pending()
                 self._backend.finish(self.logs)
 
     def __enter__(self) -> LiveView:
@@ -184,32 +186,38 @@ class LiveView:
     # -- callbacks for group operations ------------------------------------------------------
 
     def output(self, host: str, stream: str, text: str) -> None:
-        """A :data:`~chopsticks_nb.group.HostOutput` callback (runs on the broker thread)."""
-        with self._lock:
-            log = self.logs.get(host)
-            if log is None:  # not one of the hosts named at first
-                log = self.logs[host] = HostLog(self._max_lines, self._tail_lines)
-            visible = log.add(stream, text)
-            if self._state != "running":
-                return  # recorded for the transcript; the live view is not up
-            if visible:
-                self._pending.setdefault(host, []).append((stream, visible))
-            self._touched.add(host)
-            self._schedule()
+        """A :data:`~chopsticks_nb.output.HostOutput` callback (runs on the I/O thread)."""
+        self._batcher(host, stream, text)
 
     def progress(self, done: HostDone) -> None:
-        """A :data:`~chopsticks_nb.group.ProgressCallback` (runs in the waiting thread)."""
+        """A :data:`~chopsticks_nb.result.ProgressCallback` (runs in the waiting thread)."""
         with self._lock:
             self._finished[done.host] = done.ok
             if self._state == "running":
                 self._show_progress(done)
 
     def _tick(self) -> None:
-        """Once a second on the broker thread: the elapsed time moves on without events."""
+        """Once a second on the I/O thread: the elapsed time moves on without events."""
         with self._lock:
             if self._state == "running":
                 self._show_progress(None)
-                self._ticker = BROKER.call_later(TICK, self._tick)
+
+    def _show_batch(self, batch: OutputBatch) -> None:
+        """The batcher's flush: record each piece, and show what is new if the view is up."""
+        with self._lock:
+            pending: _PendingOutput = {}
+            touched: set[str] = set()
+            for host, stream, text in batch:
+                log = self.logs.get(host)
+                if log is None:  # not one of the hosts named at first
+                    log = self.logs[host] = HostLog(self._max_lines, self._tail_lines)
+                visible = log.add(stream, text)
+                if visible:
+                    pending.setdefault(host, []).append((stream, visible))
+                touched.add(host)
+            if self._state == "running" and (pending or touched or self._dirty):
+                self._dirty = False
+                self._backend.output(pending, touched, self.logs)
 
     # -- internals (the lock is held) ----------------------------------------------------------
 
@@ -223,26 +231,7 @@ class LiveView:
         self._backend.progress(self._progress(), done)
         if self.mode == "html":  # the display is redrawn with the next batch
             self._dirty = True
-            self._schedule()
-
-    def _schedule(self) -> None:
-        if self._timer is None:
-            delay = max(0.0, self.interval - (time.monotonic() - self._last_flush))
-            self._timer = BROKER.call_later(delay, self._flush)
-
-    def _flush(self) -> None:
-        with self._lock:
-            self._timer = None
-            if self._state == "running":
-                self._show_pending()
-
-    def _show_pending(self) -> None:
-        pending, self._pending = self._pending, {}
-        touched, self._touched = self._touched, set()
-        self._last_flush = time.monotonic()
-        if pending or touched or self._dirty:
-            self._dirty = False
-            self._backend.output(pending, touched, self.logs)
+            self._batcher.wake()
 
     # -- the static result -------------------------------------------------------------------
 

@@ -25,6 +25,15 @@ def noisy(lines):
     return lines
 
 
+def print_slowly(count, pause):
+    """Print ``count`` numbered lines ``pause`` seconds apart, each sent on its own."""
+    for i in range(count):
+        print(f"line {i}")
+        sys.stdout.flush()
+        time.sleep(pause)
+    return count
+
+
 def write_fd(fd, data):
     """Write straight to a file descriptor, bypassing the relayed sys.stdout/sys.stderr."""
     os.write(fd, data)

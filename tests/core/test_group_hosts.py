@@ -16,8 +16,10 @@ import pytest
 import test_group_helpers as helpers
 
 from chopsticks_nb import facts
-from chopsticks_nb.group import ErrorResult, Group, GroupInterrupted
+from chopsticks_nb.errors import GroupInterrupted
+from chopsticks_nb.group import Group
 from chopsticks_nb.queue import Queue
+from chopsticks_nb.result import ErrorResult
 from chopsticks_nb.tunnel import Docker, Local, SSHTunnel
 from fixtures.podman import PodmanImage
 from fixtures.sshd import SSHHosts

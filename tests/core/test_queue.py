@@ -15,8 +15,9 @@ import pytest
 import test_group_helpers as helpers
 
 from chopsticks_nb.errors import ConnectError, NotCompleted, TunnelClosed
-from chopsticks_nb.group import ErrorResult, Group, GroupResult
+from chopsticks_nb.group import Group
 from chopsticks_nb.queue import AsyncResult, Queue
+from chopsticks_nb.result import ErrorResult, GroupResult
 from chopsticks_nb.tunnel import Local
 from fixtures.interrupts import sigint_after
 

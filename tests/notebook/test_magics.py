@@ -8,8 +8,10 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from nbhelpers import run
 
-from chopsticks_nb.group import ErrorResult, Group, GroupError, GroupResult
+from chopsticks_nb.errors import GroupError
+from chopsticks_nb.group import Group
 from chopsticks_nb.notebook import RemoteMagics, cell_names
+from chopsticks_nb.result import ErrorResult, GroupResult
 from chopsticks_nb.tunnel import Local
 from fixtures.sshd import SSHHosts
 
@@ -223,6 +225,6 @@ def test_a_name_that_cannot_travel_is_named(pair: InteractiveShell) -> None:
     run(pair, "import threading\nlock = threading.Lock()")
     result = run(pair, "%%remote g --no-raise -q\nlock")
     assert {e.msg for _, e in result.failures()} == {
-        "cannot send 'lock' (lock) from the notebook: cannot pickle '_thread.lock' object"
+        "cannot send 'lock' (_thread.lock) from the notebook: cannot pickle '_thread.lock' object"
     }
     assert {e.status for _, e in result.failures()} == {"failed"}

@@ -11,8 +11,9 @@ from IPython.core.interactiveshell import InteractiveShell
 from nbhelpers import run
 
 from chopsticks_nb import HostPicker
-from chopsticks_nb.group import ErrorResult, Group
+from chopsticks_nb.group import Group
 from chopsticks_nb.notebook import ssh_config_hosts
+from chopsticks_nb.result import ErrorResult
 from chopsticks_nb.tunnel import Local, SSHTunnel
 from fixtures.sshd import SSHHosts
 

@@ -23,7 +23,9 @@ from pathlib import Path
 import pytest
 
 from chopsticks_nb import errors
-from chopsticks_nb.group import ErrorResult, Group, GroupInterrupted
+from chopsticks_nb.errors import GroupInterrupted
+from chopsticks_nb.group import Group
+from chopsticks_nb.result import ErrorResult
 from fixtures.interrupts import sigint_after
 from fixtures.netns import NetnsHosts
 from fixtures.system import process_alive, wait_until

@@ -30,7 +30,8 @@ from chopsticks_nb._agent import (
     encode,
 )
 from chopsticks_nb._writer import MAX_UNREAD_REPLIES
-from chopsticks_nb.group import ErrorResult, Group
+from chopsticks_nb.group import Group
+from chopsticks_nb.result import ErrorResult
 from chopsticks_nb.tunnel import Local
 from security.hostile import HostileTunnel
 

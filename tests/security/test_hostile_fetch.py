@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from chopsticks_nb import errors
-from chopsticks_nb.group import ErrorResult, Group
+from chopsticks_nb.group import Group
+from chopsticks_nb.result import ErrorResult
 from security.hostile import HostileTunnel
 
 #: What the remote sends: made there from a seed (a command line cannot carry it). Several chunks.

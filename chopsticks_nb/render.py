@@ -1,9 +1,10 @@
-"""Static renderings of group results and remote output: HTML tables and text, no JavaScript.
+"""Text and HTML views of group results and remote output (plain markup, stdlib only).
 
-They must read well in JupyterLab, in nbconvert's HTML and on GitHub (which strips styles), so
-the markup is plain (table, pre, details) and styles are only decoration. Everything that came
-from a remote host is escaped (host names, values, messages, tracebacks, output). Nothing here
-imports IPython: ``GroupResult._repr_html_`` calls in from the core.
+They must read well in a terminal, in JupyterLab, in nbconvert's HTML and on GitHub (which
+strips styles), so the markup is plain (table, pre, details) and styles are only decoration.
+Everything that came from a remote host is escaped (host names, values, messages, tracebacks,
+output). ``GroupResult``'s ``__repr__`` and ``_repr_html_`` call in here, and so do the
+notebook layer's live views; nothing here imports IPython or the notebook layer.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ..group import ErrorResult, GroupResult
+if TYPE_CHECKING:  # the result model imports this module, not the other way round
+    from .result import ErrorResult, GroupResult
 
 __all__ = [
     "HostLog",
     "error_result_html",
     "format_seconds",
     "group_result_html",
+    "group_result_text",
     "logs_html",
     "logs_text",
     "summary",
@@ -29,6 +31,8 @@ __all__ = [
 
 #: Longest text shown for one value in a table cell; the rest is cut with a notice.
 MAX_VALUE_CHARS = 2000
+#: Longest text shown for one value in a result's one-line-per-host text view.
+MAX_VALUE_REPR = 200
 #: Up to this many hosts' output sections are shown open; beyond, all start collapsed.
 OPEN_SECTIONS = 4
 _STDERR_STYLE = "background:#fdd;"
@@ -64,17 +68,33 @@ def _value_text(value: object) -> str:
     return text
 
 
-def _is_error(value: object) -> bool:
-    from ..group import ErrorResult
+def _short_repr(value: object) -> str:
+    try:
+        text = repr(value)
+    except ValueError:
+        # An int with more digits than sys.get_int_max_str_digits() (4300) cannot be printed,
+        # and a remote may return one (the codec carries ints of any size): the repr of the
+        # whole result must not fail for it.
+        size = f"{value.bit_length()}-bit " if isinstance(value, int) else ""
+        text = f"<{size}{type(value).__name__} too large to print>"
+    return text if len(text) <= MAX_VALUE_REPR else text[: MAX_VALUE_REPR - 3] + "..."
 
-    return isinstance(value, ErrorResult)
+
+def group_result_text(result: GroupResult) -> str:
+    """``GroupResult({'a': 1, 'b': ErrorResult('...')})``, one host a line when that is long."""
+    items = [f"{host!r}: {_short_repr(value)}" for host, value in result.items()]
+    one_line = "GroupResult({" + ", ".join(items) + "})"
+    if len(one_line) <= 100:
+        return one_line
+    return "GroupResult({\n" + "".join(f"    {item},\n" for item in items) + "})"
 
 
 def summary(result: GroupResult) -> str:
     """One line: ``4 hosts: 3 ok, 1 error in 0.52 s``."""
+    failures = dict(result.failures())
     counts: dict[str, int] = {}
-    for value in result.values():
-        status = value.status if _is_error(value) else "ok"
+    for host in result:
+        status = failures[host].status if host in failures else "ok"
         counts[status] = counts.get(status, 0) + 1
     noun = "host" if len(result) == 1 else "hosts"
     parts = ", ".join(f"{n} {status}" for status, n in counts.items()) or "nothing to do"
@@ -106,11 +126,13 @@ def error_result_html(error: ErrorResult) -> str:
 
 def group_result_html(result: GroupResult) -> str:
     """The result table: one row per host with its status, value or error, and time."""
+    failures = dict(result.failures())
     rows = []
     for host, value in result.items():
-        if _is_error(value):
-            status = f'<span style="{_FAILED_STYLE}">{_escape(value.status)}</span>'
-            cell = _error_cell(value)
+        error = failures.get(host)
+        if error is not None:
+            status = f'<span style="{_FAILED_STYLE}">{_escape(error.status)}</span>'
+            cell = _error_cell(error)
         else:
             status = "ok"
             cell = f'<pre style="{_PRE_STYLE}">{_escape(_value_text(value))}</pre>'

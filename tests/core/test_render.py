@@ -1,21 +1,15 @@
-"""Result tables, output transcripts and the live view: readable, capped, and escaped."""
+"""Result tables, text views and output transcripts: readable, capped, and escaped."""
 
 from __future__ import annotations
 
 import html
 import re
-import subprocess
-import sys
-import time
 from html.parser import HTMLParser
 
-import pytest
-from IPython.core.interactiveshell import InteractiveShell
-
 from chopsticks_nb.errors import ConnectError, RemoteException
-from chopsticks_nb.group import ErrorResult, Group, GroupResult
-from chopsticks_nb.notebook.display import HostLog, group_result_html, logs_html, logs_text
-from chopsticks_nb.notebook.widgets import LiveView
+from chopsticks_nb.group import Group
+from chopsticks_nb.render import HostLog, group_result_html, logs_html, logs_text
+from chopsticks_nb.result import ErrorResult, GroupResult
 from chopsticks_nb.tunnel import Local
 
 HOSTILE = "<script>alert('x')</script><img src=x onerror=alert(1)>&amp;"
@@ -59,15 +53,14 @@ SAFE_TAGS = {
 
 def test_remote_values_errors_tracebacks_and_output_are_escaped() -> None:
     """A host returning, raising and printing markup: nothing of it becomes a tag."""
+    logs = {HOSTILE: HostLog(), "plain": HostLog()}
     group = Group([Local(HOSTILE), Local("plain")])
     try:
         result = group.exec(
             f"import sys\nprint({HOSTILE!r}); print({HOSTILE!r}, file=sys.stderr)\n{HOSTILE!r}",
+            output=lambda host, stream, text: logs[host].add(stream, text),
         )
         failed = group.exec(f"raise ValueError({HOSTILE!r})")
-        view = LiveView(group.hosts, mode="text")
-        group.exec(f"print({HOSTILE!r})", output=view.output)
-        view.finish()
     finally:
         group.close()
     assert result.ok, result
@@ -75,11 +68,11 @@ def test_remote_values_errors_tracebacks_and_output_are_escaped() -> None:
         result._repr_html_(),
         failed._repr_html_(),
         failed[HOSTILE]._repr_html_(),
-        view.transcript_html(),
+        logs_html(logs),
     ):
         assert tags_of(fragment) <= SAFE_TAGS, fragment
         assert "<script>" not in fragment and "<img" not in fragment
-    assert html.escape(HOSTILE) in view.transcript_html()
+    assert html.escape(HOSTILE) in logs_html(logs)
     # The escaped text still reads as what the host sent.
     assert HOSTILE in html.unescape(re.sub(r"<[^>]+>", "", failed._repr_html_()))
 
@@ -131,80 +124,3 @@ def test_host_log_keeps_the_head_counts_the_rest_and_keeps_the_tail() -> None:
     ]
     assert logs_text({"h": log}).splitlines()[0] == "[h] 1"
     assert '<span style="background:#fdd;">3\n</span>' in logs_html({"h": log})
-
-
-def test_live_view_text_mode_prints_prefixed_lines(capfd: pytest.CaptureFixture[str]) -> None:
-    view = LiveView(["a", "b"], mode="text", interval=0.05)
-    with view:
-        view.output("a", "stdout", "one\ntw")
-        view.output("b", "stderr", "oops\n")
-        time.sleep(0.2)  # flushed by a broker timer, not by finish()
-        out, err = capfd.readouterr()
-        assert out == "[a] one\n" and err == "[b] oops\n"
-        view.output("a", "stdout", "o\n")
-    out, _ = capfd.readouterr()
-    assert out == "[a] two\n"
-    assert view.transcript_text() == "[a] one\n[a] two\n[b] oops"
-
-
-def test_live_view_html_mode_updates_one_display(
-    shell: InteractiveShell, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Without widgets: a display updated in place; here the shell prints each state."""
-    view = LiveView(["a"], mode="html", interval=0.01)
-    with view:
-        view.output("a", "stdout", "<b>live</b>\n")
-        time.sleep(0.2)
-    printed = capsys.readouterr().out
-    assert "[a] <b>live</b>" in printed  # text/plain of the updates
-    assert "&lt;b&gt;live&lt;/b&gt;" in view.transcript_html()
-
-
-def test_live_view_widgets_mode_builds_and_closes_its_widgets(shell: InteractiveShell) -> None:
-    import ipywidgets
-
-    view = LiveView(["a", "b"], mode="widgets", interval=0.01, max_lines=2)
-    with view:
-        backend = view._backend
-        view.output("a", "stderr", "e1\ne2\ne3\n")
-        time.sleep(0.2)
-        out = backend.outputs["a"]  # type: ignore[attr-defined]
-        assert [o.get("name") for o in out.outputs] == ["stderr", None]
-        assert out.outputs[0]["text"] == "e1\ne2\n"
-        assert out.outputs[1]["data"]["text/plain"] == "1 line hidden"
-        assert backend.tabs.titles == ("a",)  # type: ignore[attr-defined]
-    assert backend.box.comm is None  # type: ignore[attr-defined]
-    assert isinstance(backend.bar, ipywidgets.IntProgress)  # type: ignore[attr-defined]
-
-
-def test_import_chopsticks_nb_never_imports_ipython_or_widgets() -> None:
-    code = (
-        "import sys, chopsticks_nb\n"
-        "from chopsticks_nb.group import GroupResult, ErrorResult\n"
-        "page = GroupResult({'a': 1, 'b': ErrorResult('x', 'tb')})._repr_html_()\n"
-        "import chopsticks_nb.notebook\n"
-        "assert '<table>' in page\n"
-        "print(sorted(m for m in ('IPython', 'ipywidgets') if m in sys.modules))\n"
-        "import chopsticks_nb.notebook.magics\n"
-        "print('ipywidgets' in sys.modules)\n"
-        "picker = chopsticks_nb.HostPicker\n"
-        "from chopsticks_nb.notebook.picker import HostPicker\n"
-        "print(picker is HostPicker, 'ipywidgets' in sys.modules)\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert out.stdout.split("\n")[:3] == ["[]", "False", "True True"]
-
-
-def test_notebook_package_all_lists_its_public_names() -> None:
-    import chopsticks_nb.notebook as notebook
-
-    assert notebook.__all__ == sorted(notebook.__all__)
-    assert set(notebook.__all__) == {
-        *notebook._EXPORTS,
-        "load_ipython_extension",
-        "unload_ipython_extension",
-    }
-    for name in notebook.__all__:
-        assert getattr(notebook, name) is not None
