@@ -17,6 +17,7 @@ pytest_plugins = [
     "fixtures.sudo",
     "fixtures.podman",
     "fixtures.netns",
+    "fixtures.transports",
 ]
 
 

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from chopsticks_nb.tunnel import BaseTunnel
 from fixtures.leaks import find_leaks, snapshot
 from fixtures.podman import PodmanImage
 from fixtures.pythons import SUPPORTED_VERSIONS, RemotePython, RemotePythons
 from fixtures.sshd import SSHHosts
 from fixtures.sudo import SudoUsers
+from fixtures.transports import Transport
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
 ALL_BYTES = bytes(range(256)) * 64
@@ -256,3 +258,39 @@ def test_ci_turns_skips_into_failures(
     else:
         result.assert_outcomes(passed=1, skipped=2)
         assert result.ret == pytest.ExitCode.OK
+
+
+# ---------------------------------------------------------------- transport / any_tunnel
+
+
+def test_each_transport_reaches_the_agent_it_names(
+    any_tunnel: BaseTunnel, transport: Transport, sudo_user: SudoUsers
+) -> None:
+    assert any_tunnel.call(os.getuid) == transport.remote_uid
+    if transport.kind == "local":
+        assert any_tunnel.call(os.getppid) == os.getpid()
+    elif transport.kind == "ssh":
+        assert any_tunnel.call(os.getenv, "SSH_CONNECTION").split()[2] == "127.0.0.2"
+    elif transport.kind == "sudo":  # started by the test user, so through the sudoers rule
+        assert any_tunnel.call(os.getenv, "SUDO_UID") == str(sudo_user.user_uid)
+    else:
+        assert transport.kind == "podman"
+        assert any_tunnel.call(os.path.exists, "/run/.containerenv")
+        assert any_tunnel.call(os.getpid) == 1
+
+
+def test_transport_starts_only_the_component_it_needs(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(TESTS_DIR))
+    monkeypatch.delenv("CI", raising=False)
+    pytester.makeconftest(
+        "pytest_plugins = ['fixtures.ci', 'fixtures.pythons', 'fixtures.sshd', 'fixtures.sudo',"
+        " 'fixtures.podman', 'fixtures.transports']"
+    )
+    pytester.makepyfile(
+        "import os\n\ndef test_uid(any_tunnel):\n    assert any_tunnel.call(os.getuid) == 0\n"
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-k", "local")
+    result.assert_outcomes(passed=1, deselected=3)
+    result.stdout.no_fnmatch_line("*fixture startup*")
