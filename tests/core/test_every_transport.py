@@ -147,17 +147,16 @@ def test_a_killed_agent_fails_its_call_and_the_tunnel_reconnects(
     assert any_tunnel.call(os.getuid) == transport.remote_uid
 
 
-def test_a_killed_idle_agent_fails_the_next_call_then_reconnects(
+def test_a_killed_idle_agent_is_noticed_and_the_next_call_reconnects(
     any_tunnel: BaseTunnel, transport: Transport
 ) -> None:
+    # docs/reliability.md: a tunnel whose agent died reconnects by itself on its next use (a
+    # call already sent to the dead agent fails with ConnectionLost: see the test before).
     first = any_tunnel.call(probes.agent_token)
     transport.kill_agent(any_tunnel)
-    # Once the tunnel has seen its agent die (the pipe's end), so the next call does not race it.
     wait_until(lambda: not any_tunnel.connected, timeout=10, what="the tunnel to see the death")
-    with pytest.raises(errors.ConnectionLost) as info:
-        any_tunnel.call(probes.agent_token)
-    assert info.value.host == any_tunnel.host
-    assert any_tunnel.call(probes.agent_token) != first
+    assert any_tunnel.call(probes.agent_token) != first  # a new agent
+    assert any_tunnel.connected
 
 
 def test_a_group_of_every_transport(
