@@ -23,7 +23,7 @@ from ._broker import BROKER
 from ._connection import Connection, RemoteFuture
 from ._modserver import ModuleServer
 from ._serialize import dumps_call
-from .errors import ChopsticksError, DepthLimitExceeded
+from .errors import ChopsticksError, DepthLimitExceeded, RemoteException
 from .output import HostPrefixPrinter, OutputHandler
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ __all__ = [
     "Docker",
     "Local",
     "Podman",
+    "RemoteException",
     "SSHTunnel",
     "SubprocessTunnel",
     "Sudo",
