@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import uuid
 
 import doc_stand_ins as stand_ins
 import pytest
@@ -101,7 +102,7 @@ def every_kind_of_host(
     sshd_hosts: SSHHosts, sudo_user: SudoUsers, podman_image: PodmanImage
 ) -> Group:
     ssh = SSHTunnel("web1", ssh_config=str(sshd_hosts.config_path))
-    container = Docker("facts-docker", image=podman_image.image)
+    container = Docker(f"facts-{uuid.uuid4().hex[:8]}", image=podman_image.image)
     container.docker = str(podman_image.docker)  # podman stands in for the docker engine
     return Group([ssh, Sudo(sudo_user.target), container, Local("local")])
 

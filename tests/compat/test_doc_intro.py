@@ -18,7 +18,6 @@ import pytest
 from doc_examples import Examples
 
 from fixtures.podman import PodmanImage
-from fixtures.sshd import SSHHosts
 
 pytestmark = pytest.mark.usefixtures("doc_hosts")
 
@@ -137,7 +136,7 @@ def test_readme_group_needs_the_import_of_ip(
     # The smallest change: import ip, as the blog post's copy of this example does.
     examples.run("from chopsticks.facts import ip\n" + README_GROUP)
     lines = capsys.readouterr().out.splitlines()
-    assert sorted(lines) == lines and len(lines) == 3
+    assert len(lines) == 3
     for host, line in zip(WEB, lines):
         assert re.fullmatch(f"{re.escape(host)} ip: {ADDRESS}", line), line
 
@@ -190,7 +189,7 @@ def test_front_page_taster(examples: Examples, capsys: pytest.CaptureFixture[str
 
 
 def test_introduction_tunnel_then_group(
-    examples: Examples, doc_hosts: SSHHosts, capsys: pytest.CaptureFixture[str]
+    examples: Examples, capsys: pytest.CaptureFixture[str]
 ) -> None:
     started = time.time()
     namespace = examples.run(README_TUNNEL)  # the introduction repeats the README's two
