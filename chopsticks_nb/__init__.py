@@ -12,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+__versioninfo__ = (0, 1, 0)  # __version__ as a tuple of ints, as chopsticks 1.0 had it
 
 #: How deep tunnels may nest when remote code opens tunnels of its own. Set it; never ``+=`` it
 #: from remote code, which would undo the limit.

@@ -5,7 +5,8 @@ that the controller's finders find for it (without importing anything here), tog
 not-yet-sent pure-Python modules it imports, so a package arrives in about one round trip.
 Resource reads (``pkgutil.get_data``) are answered only for files inside the directory of a
 package already served on this connection, after resolving links. The standard library is never
-served: a remote's own standard library is the one that matches its Python.
+served: a remote's own standard library is the one that matches its Python. Nor is a module
+under a name other than its own (an alias in ``sys.modules``).
 
 What it finds is kept once per process (:data:`RECORDS`), for every connection: a group whose
 hosts import one package reads and scans each file once, and an edited file is read again.
@@ -257,7 +258,12 @@ def find_spec_without_import(
 def _find_spec(name: str, specs: dict[str, ModuleSpec | None] | None) -> ModuleSpec | None:
     module = sys.modules.get(name)
     if module is not None:
-        return getattr(module, "__spec__", None)
+        spec = getattr(module, "__spec__", None)
+        # An alias (sys.modules["x"] = chopsticks_nb) is another module's source: served as x,
+        # the remote would run a second copy of it (a second agent module, with its own DEPTH).
+        if getattr(spec, "name", None) != name or getattr(module, "__name__", None) != name:
+            return None
+        return spec
     parent, _, _ = name.rpartition(".")
     path = None
     if parent:

@@ -6,8 +6,10 @@
 
 They run on the remote side, which imports this module through the tunnel's import hook: it uses
 only the standard library and stays valid on the oldest remote Python supported (3.6), so its
-type hints are strings, never evaluated. Values are plain str, int, float, tuple and dict, which
-the codec carries. A fact that the remote platform cannot answer raises :class:`FactUnavailable`.
+type hints are strings, never evaluated. Values are plain str, int, float, list, tuple and dict,
+which the codec carries. A fact that the remote platform cannot answer raises
+:class:`FactUnavailable`. ``ip``, ``python_version`` and ``python_executable`` are chopsticks
+1.0's, with its return shapes (docs/migrating.md lists where they differ).
 """
 
 import os
@@ -44,7 +46,8 @@ class FactUnavailable(RuntimeError):
 def ip() -> str:
     """The address this host uses for outgoing traffic (IPv4 if it has an IPv4 route).
 
-    Without any route (an isolated container, say), the address its host name resolves to.
+    Without any route (an isolated container, say), the address its host name resolves to;
+    without that either, FactUnavailable (chopsticks 1.0 returned None).
     """
     probes = ((socket.AF_INET, ("192.0.2.1", 9)), (socket.AF_INET6, ("2001:db8::1", 9)))
     for family, address in probes:
@@ -72,16 +75,17 @@ def hostname() -> str:
     return socket.gethostname()
 
 
-def python_version(short: bool = False) -> "tuple[int, int, int, str, int] | str":
-    """The remote Python's version: ``(3, 11, 7, 'final', 0)``, or ``"3.11"`` if ``short``."""
-    info = sys.version_info
+def python_version(short: bool = False) -> "list[int | str]":
+    """The remote Python's version as a list: ``[3, 11, 7, 'final', 0]``, or ``[3, 11]`` if
+    ``short``. Lists, as chopsticks 1.0 gave them: ``tuple(python_version(short=True)) >= (3, 8)``
+    compares versions."""
     if short:
-        return f"{info[0]}.{info[1]}"
-    return (info[0], info[1], info[2], info[3], info[4])
+        return list(sys.version_info[:2])
+    return list(sys.version_info)
 
 
 def python_executable() -> str:
-    """The path of the remote Python interpreter."""
+    """The path of the remote Python interpreter (FactUnavailable rather than "" if unknown)."""
     if not sys.executable:
         raise FactUnavailable("this Python does not know its executable's path")
     return sys.executable

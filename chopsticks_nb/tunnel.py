@@ -24,8 +24,9 @@ from ._call_frames import pickle_call
 from ._connection import Connection
 from ._modserver import ModuleServer
 from ._requests import RemoteFuture
-from .errors import ChopsticksError, DepthLimitExceeded
+from .errors import ChopsticksError, DepthLimitExceeded, RemoteException
 from .output import HostPrefixPrinter, OutputHandler
+from .result import ErrorResult  # where chopsticks 1.0 defined it, for code written for it
 
 if TYPE_CHECKING:
     import chopsticks_nb
@@ -33,8 +34,10 @@ if TYPE_CHECKING:
 __all__ = [
     "BaseTunnel",
     "Docker",
+    "ErrorResult",
     "Local",
     "Podman",
+    "RemoteException",
     "SSHTunnel",
     "SubprocessTunnel",
     "Sudo",

@@ -253,3 +253,21 @@ class Tools:
 def agent_spin_misses():
     """How many times in a row the agent looked for the next call in vain (see Agent.spin)."""
     return sys.stdout.agent.polls.misses
+
+
+def agent_depth():
+    """How deep this agent thinks it is (its agent module's DEPTH)."""
+    return sys.modules["chopsticks_nb._agent"].DEPTH
+
+
+def depth_through(alias):
+    """[this agent's DEPTH, the DEPTH of an agent opened through ``alias``.tunnel]; in place of
+    the second, the import error's type if ``alias`` cannot be imported here."""
+    import importlib
+
+    try:
+        tunnel_module = importlib.import_module(alias + ".tunnel")
+    except ImportError as exc:
+        return [agent_depth(), type(exc).__name__]
+    with tunnel_module.Local("through-" + alias) as inner:
+        return [agent_depth(), inner.call(agent_depth)]

@@ -195,3 +195,24 @@ def test_a_put_right_behind_a_call_still_importing_its_module(tmp_path: Path) ->
         put = tunnel.put(str(tmp_path / "source"), str(tmp_path / "copy"))
         assert call.result() == [["imported"], {}]
     assert put["size"] == 4 and (tmp_path / "copy").read_bytes() == b"data"
+
+
+def test_a_module_is_served_only_under_its_own_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sys.modules["alias"] = module`` here must not make the remote run the module's source as
+    a second module named "alias" (the controller's own agent-module alias included)."""
+    monkeypatch.setitem(sys.modules, "chopsticks_alias", sys.modules["chopsticks_nb"])
+    server = ModuleServer()
+    assert server.modules("chopsticks_alias") == []
+    assert server.modules("chopsticks_alias.tunnel") == []
+    assert server.modules("_chopsticks_nb_agent") == []  # _agent.ALIAS, kept in sys.modules here
+    assert server.modules("chopsticks_nb")[0]["name"] == "chopsticks_nb"
+
+
+def test_an_alias_cannot_start_a_second_agent_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Served under an alias, chopsticks_nb would bring a second agent module to the remote with
+    its own DEPTH: a tunnel opened through it would not count toward DEPTH_LIMIT (it got depth 1
+    where its real depth is 2)."""
+    monkeypatch.setitem(sys.modules, "chopsticks_alias", sys.modules["chopsticks_nb"])
+    with Local("aliased") as tunnel:
+        assert tunnel.call(rf.depth_through, "chopsticks_alias") == [1, "ModuleNotFoundError"]
+        assert tunnel.call(rf.depth_through, "chopsticks_nb") == [1, 2]
