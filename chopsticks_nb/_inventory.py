@@ -1,10 +1,10 @@
 """Ansible inventories (INI or YAML) read as plain host records, without Ansible.
 
->>> inventory = read_inventory("inventory.ini")
->>> inventory.groups
-['all', 'ungrouped', 'web', 'db']
->>> inventory.hosts("web")[0]
-InventoryHost(name='web01', address='10.0.0.5', port=2222, user='deploy', ...)
+::
+
+    inventory = read_inventory("inventory.ini")
+    inventory.groups            # ['all', 'ungrouped', 'web', 'db']
+    inventory.hosts("web")[0]   # InventoryHost(name='web01', address='10.0.0.5', port=2222, ...)
 
 What is read: groups, ``children``, group variables (``[web:vars]``, ``vars:``), host variables,
 host ranges (``web[01:20]``, ``db-[a:c]``, ``[1:10:2]``), ``host:port``, the implicit ``all``
@@ -30,7 +30,8 @@ Each host becomes an :class:`InventoryHost` from its connection variables:
 ==============================  ==========================================================
 
 The older ``ansible_ssh_host``, ``ansible_ssh_port`` and ``ansible_ssh_user`` are read too when
-the newer names are not set. Every error names the file and, where known, the line.
+the newer names are not set. Every error names the file and, where known, the line; where
+Ansible quietly makes no host of a mistake (``web[3:1]``, ``web:ssh``), this refuses it.
 """
 
 from __future__ import annotations

@@ -107,7 +107,7 @@ class _Reader:
         included under, each of which a name must match to take effect."""
         chain = (*chain, os.path.realpath(path))
         block: tuple[str, ...] | None = None  # the current Host block's patterns; None: none
-        for number, raw in enumerate(text.splitlines(), start=1):
+        for number, raw in enumerate(text.split("\n"), start=1):  # ssh counts "\n" only
             line = _parse(path, number, raw)
             if line is None:
                 continue

@@ -89,7 +89,7 @@ def expand(expression: str, *, limit: int = MAX_HOSTS) -> list[str]:
 
 
 def fold(names: Iterable[str]) -> str:
-    """The shortest usual way to write ``names`` as one expression (the inverse of :func:`expand`).
+    """One expression standing for exactly ``names``: the inverse of :func:`expand`.
 
     Names that differ only in their numbers are grouped into ranges, padding kept:
     ``fold(["web01", "web02", "web03", "web05"]) == "web[01-03,05]"``, and over several
