@@ -217,3 +217,15 @@ def ranges(draw: st.DrawFn) -> tuple[str, list[str]]:
 def test_expand_matches_a_plain_loop(case: tuple[str, list[str]]) -> None:
     expression, names = case
     assert expand(expression) == names
+
+
+@given(st.text(st.sampled_from("ab019-[],/ \t:"), max_size=24))
+def test_any_text_expands_or_says_where_it_is_wrong(text: str) -> None:
+    try:
+        names = expand(text, limit=1000)
+    except HostRangeError as exc:
+        assert 0 <= exc.position <= len(text)
+        assert str(exc).splitlines()[1:] == [f"  {text}", f"  {' ' * exc.position}^"]
+    else:
+        assert names and all(name and not is_expression(name) for name in names)
+        assert not any(char.isspace() for name in names for char in name)

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from chopsticks_nb._inventory import (
     InventoryError,
@@ -23,6 +25,7 @@ from chopsticks_nb._inventory import (
     inventory_hosts,
     read_inventory,
 )
+from chopsticks_nb._inventory_model import Origin, expand_host_pattern
 from chopsticks_nb.tunnel import SSHTunnel
 from fixtures.sshd import SSHHosts, client_defaults
 
@@ -620,3 +623,15 @@ def test_inventory_hosts_are_reached_over_real_ssh(sshd_hosts: SSHHosts, tmp_pat
             server = tunnel.call(os.getenv, "SSH_CONNECTION").split()[2:]
             assert server == [hosts[record.name].address, str(sshd_hosts.port)]
             assert tunnel.call(os.path.realpath, "/proc/self/exe").startswith("/usr/bin/python3")
+
+
+@given(st.text(st.sampled_from("ab019:[]x"), min_size=1, max_size=16))
+def test_any_host_pattern_expands_or_names_its_line(pattern: str) -> None:
+    origin = Origin("inventory.ini", 7)
+    try:
+        names, port = expand_host_pattern(pattern, origin)
+    except InventoryError as exc:
+        assert (exc.path, exc.line) == ("inventory.ini", 7)
+    else:
+        assert names and all("[" not in name or ":" in name for name in names)
+        assert port is None or 0 < port < 65536
