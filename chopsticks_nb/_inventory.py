@@ -1,0 +1,267 @@
+"""Ansible inventories (INI or YAML) read as plain host records, without Ansible.
+
+::
+
+    inventory = read_inventory("inventory.ini")
+    inventory.groups            # ['all', 'ungrouped', 'web', 'db']
+    inventory.hosts("web")[0]   # InventoryHost(name='web01', address='10.0.0.5', port=2222, ...)
+
+What is read: groups, ``children``, group variables (``[web:vars]``, ``vars:``), host variables,
+host ranges (``web[01:20]``, ``db-[a:c]``, ``[1:10:2]``), ``host:port``, the implicit ``all``
+and ``ungrouped`` groups, and variable precedence as in Ansible (the host's own, over an inner
+group's, over an outer group's, over ``all``'s). What is not: ``group_vars/`` and ``host_vars/``
+directories, inventory directories and scripts, plugins, and Jinja templates (a connection
+variable holding ``{{ }}`` is refused rather than used unevaluated).
+
+Each host becomes an :class:`InventoryHost` from its connection variables:
+
+==============================  ==========================================================
+``ansible_host``                ``address`` (default: the inventory name)
+``ansible_port``                ``port``: a number from 1 to 65535
+``ansible_user``                ``user``
+``ansible_python_interpreter``  ``python`` (``auto`` and its kinds: None, the default)
+``ansible_become``              ``become``: yes/no, true/false, on/off, 1/0 (any case)
+``ansible_become_user``         ``become_user`` (None: sudo's default, root)
+``ansible_become_method``       must be ``sudo`` when set (chopsticks_nb becomes via sudo)
+``ansible_connection``          ``connection``: ``"ssh"`` for ``ssh``, ``paramiko``,
+                                ``smart`` (the default); ``"local"`` for ``local`` (run on
+                                this machine, not over SSH); anything else (``winrm``,
+                                ``docker``, ``kubectl``, ``network_cli``...) is refused
+==============================  ==========================================================
+
+The older ``ansible_ssh_host``, ``ansible_ssh_port`` and ``ansible_ssh_user`` are read too when
+the newer names are not set. Every error names the file and, where known, the line; where
+Ansible quietly makes no host of a mistake (``web[3:1]``, ``web:ssh``), this refuses it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from ._inventory_ini import read_ini
+from ._inventory_model import ALL, InventoryError, InventoryGraph, Origin, Variable
+from ._inventory_yaml import read_yaml
+
+__all__ = ["Inventory", "InventoryError", "InventoryHost", "inventory_hosts", "read_inventory"]
+
+_YAML_SUFFIXES = (".yml", ".yaml", ".json")
+_INI_SUFFIXES = (".ini", ".cfg")
+_YAML_START = re.compile(r"(---|%YAML|\{|[^\s=\[]+:(\s|\Z))")
+_TRUE = frozenset({"y", "yes", "on", "1", "true", "t"})
+_FALSE = frozenset({"n", "no", "off", "0", "false", "f"})
+_SSH_CONNECTIONS = frozenset({"ssh", "paramiko", "paramiko_ssh", "smart"})
+_AUTO_PYTHON = frozenset({"auto", "auto_silent", "auto_legacy", "auto_legacy_silent"})
+
+
+@dataclass(frozen=True)
+class InventoryHost:
+    """One host of an inventory, as chopsticks_nb connects to it.
+
+    ``name`` is the inventory's name for it (the label results are keyed by); ``address`` is
+    where to connect. ``groups`` are every group holding the host, directly or through
+    children, but ``all``. ``vars`` are all its variables after precedence (read-only).
+    """
+
+    name: str
+    address: str
+    port: int | None = None
+    user: str | None = None
+    python: str | None = None
+    become: bool = False
+    become_user: str | None = None
+    connection: str = "ssh"
+    groups: tuple[str, ...] = ()
+    vars: Mapping[str, Any] = field(default_factory=dict, hash=False, repr=False)
+
+
+class Inventory:
+    """An inventory file, read: its groups, and its hosts as :class:`InventoryHost` records."""
+
+    def __init__(self, path: str, graph: InventoryGraph) -> None:
+        self.path = path
+        self._graph = graph
+
+    def __repr__(self) -> str:
+        return f"<Inventory {self.path}: {len(self.host_names())} hosts>"
+
+    @property
+    def groups(self) -> list[str]:
+        """Every group, ``all`` and ``ungrouped`` first, then in the order the file has them."""
+        return self._graph.groups
+
+    def host_names(self, group: str = ALL) -> list[str]:
+        """The names of the hosts in ``group`` (children included), in file order."""
+        self._check_group(group)
+        return self._graph.members(group)
+
+    def hosts(self, group: str = ALL) -> list[InventoryHost]:
+        """The hosts in ``group`` (children included), in file order.
+
+        Raises :class:`InventoryError` for an unknown group, or for a host chopsticks_nb cannot
+        reach as the inventory says (a connection that is not SSH, a bad port...), naming it.
+        """
+        return [self._record(name) for name in self.host_names(group)]
+
+    def _check_group(self, group: str) -> None:
+        if not self._graph.has_group(group):
+            known = ", ".join(self._graph.groups)
+            raise InventoryError(
+                f"no group {group!r} in this inventory (groups: {known})", self.path
+            )
+
+    def _record(self, name: str) -> InventoryHost:
+        variables = self._graph.host_vars(name)
+        read = _Reader(name, variables)
+        connection = read.connection()
+        become = read.boolean("ansible_become")
+        method = read.text("ansible_become_method")
+        if become and method not in (None, "sudo"):
+            raise read.origin("ansible_become_method").error(
+                f"host {name!r} becomes another user with {method!r}: only sudo is supported"
+            )
+        return InventoryHost(
+            name=name,
+            address=read.text("ansible_host", "ansible_ssh_host") or name,
+            port=read.port(),
+            user=read.text("ansible_user", "ansible_ssh_user"),
+            python=read.python(),
+            become=become,
+            become_user=read.text("ansible_become_user"),
+            connection=connection,
+            groups=tuple(self._graph.host_groups(name)),
+            vars=MappingProxyType({key: variable.value for key, variable in variables.items()}),
+        )
+
+
+def read_inventory(path: str | os.PathLike[str], *, format: str | None = None) -> Inventory:
+    """Read an Ansible inventory file.
+
+    ``format`` is ``"ini"`` or ``"yaml"``; by default ``.yml``, ``.yaml`` and ``.json`` files
+    are YAML, ``.ini`` and ``.cfg`` files INI, and other files are told apart by their first
+    line (``all:`` is YAML, ``[web]`` or ``web1 ansible_port=22`` INI). PyYAML is imported
+    only for a YAML inventory. Raises :class:`InventoryError` naming the file and line.
+    """
+    name = os.path.expanduser(os.fspath(path))
+    if os.path.isdir(name):
+        raise InventoryError("an inventory directory: give one inventory file", name)
+    try:
+        with open(name, encoding="utf-8") as file:
+            text = file.read()
+    except UnicodeDecodeError as exc:
+        raise InventoryError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", name) from None
+    graph = InventoryGraph(name)
+    if _format(name, text, format) == "yaml":
+        read_yaml(text, name, graph)
+    else:
+        read_ini(text, name, graph)
+    return Inventory(name, graph)
+
+
+def inventory_hosts(
+    path: str | os.PathLike[str], group: str = ALL, *, format: str | None = None
+) -> list[InventoryHost]:
+    """The hosts of ``group`` (default: all) in an inventory file.
+
+    Short for ``read_inventory(path, format=format).hosts(group)``.
+    """
+    return read_inventory(path, format=format).hosts(group)
+
+
+def _format(path: str, text: str, wanted: str | None) -> str:
+    if wanted is not None:
+        if wanted not in ("ini", "yaml"):
+            raise ValueError(f"format is 'ini' or 'yaml', not {wanted!r}")
+        return wanted
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in _YAML_SUFFIXES:
+        return "yaml"
+    if suffix in _INI_SUFFIXES:
+        return "ini"
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped and stripped[0] not in "#;":
+            return "yaml" if _YAML_START.match(stripped) else "ini"
+    return "ini"
+
+
+class _Reader:
+    """Reads one host's connection variables, each error naming where the value was set."""
+
+    def __init__(self, host: str, variables: dict[str, Variable]) -> None:
+        self.host = host
+        self.variables = variables
+
+    def origin(self, key: str) -> Origin:
+        return self.variables[key].origin
+
+    def raw(self, *keys: str) -> tuple[str, Any] | None:
+        for key in keys:
+            if key in self.variables:
+                value = self.variables[key].value
+                if isinstance(value, str) and ("{{" in value or "{%" in value):
+                    raise self.origin(key).error(
+                        f"{key} of host {self.host!r} is a template ({value!r}): "
+                        "templates are not evaluated here"
+                    )
+                return key, value
+        return None
+
+    def text(self, *keys: str) -> str | None:
+        found = self.raw(*keys)
+        if found is None:
+            return None
+        key, value = found
+        if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+            raise self.origin(key).error(f"{key} of host {self.host!r} must be text, not {value!r}")
+        return str(value)
+
+    def port(self) -> int | None:
+        found = self.raw("ansible_port", "ansible_ssh_port")
+        if found is None:
+            return None
+        key, value = found
+        port = (
+            int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else value
+        )
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise self.origin(key).error(
+                f"{key} of host {self.host!r} must be a port number (1-65535), not {value!r}"
+            )
+        return port
+
+    def boolean(self, key: str) -> bool:
+        found = self.raw(key)
+        if found is None:
+            return False
+        value = found[1]
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, (int, float)) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise self.origin(key).error(
+            f"{key} of host {self.host!r} must be yes or no (true/false, on/off, 1/0), "
+            f"not {value!r}"
+        )
+
+    def python(self) -> str | None:
+        python = self.text("ansible_python_interpreter")
+        return None if python is None or python in _AUTO_PYTHON else python
+
+    def connection(self) -> str:
+        connection = self.text("ansible_connection") or "ssh"
+        plain = connection.removeprefix("ansible.builtin.")
+        if plain in _SSH_CONNECTIONS:
+            return "ssh"
+        if plain == "local":
+            return "local"
+        raise self.origin("ansible_connection").error(
+            f"host {self.host!r} uses ansible_connection={connection}: chopsticks_nb reaches "
+            "hosts over SSH (ssh, paramiko, smart) or runs locally (local), nothing else"
+        )
