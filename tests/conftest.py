@@ -15,4 +15,5 @@ pytest_plugins = [
     "fixtures.sudo",
     "fixtures.podman",
     "fixtures.netns",
+    "fixtures.slurm",
 ]

@@ -15,6 +15,7 @@ import pytest
 from fixtures.leaks import find_leaks, snapshot
 from fixtures.podman import PodmanImage
 from fixtures.pythons import SUPPORTED_VERSIONS, RemotePython, RemotePythons
+from fixtures.slurm import SlurmCluster
 from fixtures.sshd import SSHHosts
 from fixtures.sudo import SudoUsers
 
@@ -155,6 +156,33 @@ def test_docker_shim_runs_podman(podman_image: PodmanImage) -> None:
     proc = run(argv, PROGRAM, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [b"0", b"3", b"12"]
+
+
+# ---------------------------------------------------------------- slurm_cluster
+
+
+def test_slurm_runs_a_step_on_each_node_of_an_allocation(slurm_cluster: SlurmCluster) -> None:
+    assert slurm_cluster.node_states() == {"node1": "idle", "node2": "idle"}
+    assert os.environ["SLURM_CONF"] == str(slurm_cluster.conf)
+    program = "import os, sys; print(os.environ['SLURMD_NODENAME'], sys.stdin.read())"
+    with slurm_cluster.job(2) as job:
+        assert slurm_cluster.state(job) == "RUNNING"
+        for node in ("node1", "node2"):
+            argv = ["srun", f"--jobid={job}", f"--nodelist={node}", "-N1", "-n1", "--overlap"]
+            proc = run([*argv, "/usr/bin/python3", "-c", program], b"hello")
+            assert proc.returncode == 0, proc.stderr
+            assert proc.stdout.split() == [node.encode(), b"hello"]
+    assert not slurm_cluster.listed(job)
+    assert slurm_cluster.state(job) == "CANCELLED"
+
+
+def test_slurm_daemons_are_not_children_of_the_tests(slurm_cluster: SlurmCluster) -> None:
+    daemons = slurm_cluster.daemons()
+    names = sorted(Path(f"/proc/{pid}/comm").read_text().strip() for pid in daemons)
+    assert names.count("slurmd") == 2 and "slurmctld" in names
+    assert all(
+        Path(f"/proc/{pid}/stat").read_text().split()[3] != str(os.getpid()) for pid in daemons
+    )
 
 
 # ---------------------------------------------------------------- leak_check
