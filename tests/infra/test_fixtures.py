@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 from pathlib import Path
@@ -15,9 +17,10 @@ import pytest
 from fixtures.leaks import find_leaks, snapshot
 from fixtures.podman import PodmanImage
 from fixtures.pythons import SUPPORTED_VERSIONS, RemotePython, RemotePythons
-from fixtures.slurm import SlurmCluster
+from fixtures.slurm import SlurmCluster, start_cluster
 from fixtures.sshd import SSHHosts
 from fixtures.sudo import SudoUsers
+from fixtures.system import process_alive, wait_until
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
 ALL_BYTES = bytes(range(256)) * 64
@@ -183,6 +186,53 @@ def test_slurm_daemons_are_not_children_of_the_tests(slurm_cluster: SlurmCluster
     assert all(
         Path(f"/proc/{pid}/stat").read_text().split()[3] != str(os.getpid()) for pid in daemons
     )
+
+
+def test_a_stopped_slurm_cluster_leaves_no_daemon_or_job_behind(
+    slurm_cluster: SlurmCluster,
+) -> None:
+    """A second cluster beside the session's: a job step runs on it, then it is stopped."""
+    directory = Path(tempfile.mkdtemp(prefix="chopsticks-nb-slurm-test-"))
+    try:
+        cluster = start_cluster(directory)
+        step = None
+        try:
+            step = subprocess.Popen(
+                ["srun", "-N1", "-n1", "-w", "node2", "sleep", "321"],
+                env=cluster.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            wait_until(lambda: _sleeps("321"), 10, "the job step to run")
+            names = {Path(f"/proc/{pid}/comm").read_text().strip() for pid in cluster.daemons()}
+            assert {"slurmctld", "slurmd", "slurmstepd"} <= names
+        finally:
+            cluster.stop()
+            if step is not None:
+                step.wait(10)  # srun ends with its job
+        assert cluster.daemons() == []
+        wait_until(lambda: not _sleeps("321"), 10, "the step's process to end")
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _sleeps(seconds: str) -> list[int]:
+    """Live ``sleep SECONDS`` processes (by any path to sleep)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and process_alive(int(entry)):
+            try:
+                argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")[:-1]
+            except OSError:
+                continue
+            if (
+                len(argv) == 2
+                and Path(os.fsdecode(argv[0])).name == "sleep"
+                and argv[1] == seconds.encode()
+            ):
+                found.append(int(entry))
+    return found
 
 
 # ---------------------------------------------------------------- leak_check
