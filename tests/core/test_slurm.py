@@ -4,6 +4,7 @@ Debian's /usr/bin/python3."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 from collections.abc import Iterator
@@ -316,6 +317,7 @@ def test_an_allocation_is_released_when_it_is_dropped(slurm_cluster: SlurmCluste
     del allocation
     assert slurm_cluster.state(job) == "RUNNING"  # its tunnels keep it
     del tunnels
+    gc.collect()
     wait_until(lambda: slurm_cluster.state(job) == "CANCELLED", 10, f"job {job} to end", 0.05)
 
 
