@@ -9,14 +9,15 @@ first use (PEP 562) rather than here.
 """
 
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 __versioninfo__ = (0, 1, 0)  # __version__ as a tuple of ints, as chopsticks 1.0 had it
 
-#: How deep tunnels may nest when remote code opens tunnels of its own. Set it; never ``+=`` it
-#: from remote code, which would undo the limit.
-DEPTH_LIMIT = 2
+#: How deep tunnels may nest when remote code opens tunnels of its own. Set it on the controller:
+#: its agents pass it on (in a remote, this package starts from the controller's value).
+DEPTH_LIMIT = getattr(sys.modules.get(__name__ + "._agent"), "INHERITED_DEPTH_LIMIT", None) or 2
 
 #: Every public name of the package, and the module it lives in: the one table that
 #: ``__all__``, ``__getattr__`` and ``__dir__`` are made from.

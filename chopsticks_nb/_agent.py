@@ -43,6 +43,9 @@ MAGIC = b"\x00chopsticks_nb\x01"
 
 #: Depth of tunnelling of this process: 0 on a controller, 1 in an agent it started, ...
 DEPTH = 0
+#: In an agent, the controller's chopsticks_nb.DEPTH_LIMIT, passed on (the remote copy of the
+#: package starts from it); None on a controller.
+INHERITED_DEPTH_LIMIT = None
 
 #: Source of this module on a remote (no file there): the stage-1 bootstrap sets SOURCE_ZLIB,
 #: the compressed source as received, and SOURCE is decompressed from it when first needed.
@@ -96,7 +99,13 @@ class Message(int):
 
 
 # The shapes of codec payloads (see check_shape).
-_CONFIG = {"depth": int, "host": str, "idle_timeout": (int, float, None), "poll": bool}
+_CONFIG = {
+    "depth": int,
+    "depth_limit": int,
+    "host": str,
+    "idle_timeout": (int, float, None),
+    "poll": bool,
+}
 _PUT_OPEN = {"path": (str, None), "mode": int}
 _PUT_CLOSE = {"size": int, "sha1": str}
 _FETCH = {"path": str}
@@ -1667,7 +1676,7 @@ def _hello():
 
 def serve():
     """Run the agent on the protocol pipes (fd 0 and 1), until the controller goes away."""
-    global DEPTH
+    global DEPTH, INHERITED_DEPTH_LIMIT
     # Keep the real pipes for the protocol; user code writing to fd 1 lands on stderr instead.
     rfd, wfd = os.dup(0), os.dup(1)
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -1679,6 +1688,7 @@ def serve():
     channel = _Channel(rfd, wfd, None)
     config = _read_config(channel)
     DEPTH = config["depth"]
+    INHERITED_DEPTH_LIMIT = config["depth_limit"]
     channel.idle_timeout = config.get("idle_timeout")
     hello = encode(_hello())  # before the import hook: nothing may ask the controller yet
     agent = Agent(channel, config["poll"])

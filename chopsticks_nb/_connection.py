@@ -42,8 +42,8 @@ from .output import OutputHandler
 
 __all__ = ["Connection", "ExitExplainer"]
 
-#: Explains why the agent's command exited before the handshake: (status, stderr tail) -> text.
-ExitExplainer = Callable[[Optional[int], str], str]
+#: Explains why the agent's command exited: (status, stderr tail, after the handshake) -> text.
+ExitExplainer = Callable[[Optional[int], str, bool], str]
 
 #: After stdout's EOF, how long to wait for the exit status and the rest of stderr (25 ms polls).
 EOF_POLLS = 40
@@ -61,6 +61,7 @@ class Connection:
         connect_timeout: float,
         keepalive: float | None,
         depth: int,
+        depth_limit: int,
         output: OutputHandler,
         modserver: ModuleServer,
         explain_exit: ExitExplainer,
@@ -70,6 +71,7 @@ class Connection:
         self.connect_timeout = connect_timeout
         self.keepalive = keepalive
         self.depth = depth
+        self.depth_limit = depth_limit
         self.output = output
         self.modserver = modserver
         self.explain_exit = explain_exit
@@ -107,6 +109,7 @@ class Connection:
         self.turns.fd = self.process.stdout
         config = {
             "depth": self.depth + 1,
+            "depth_limit": self.depth_limit,
             "host": self.host,
             "idle_timeout": self._idle_timeout(),
             "poll": POLL,
@@ -412,10 +415,10 @@ class Connection:
             return
         tail = self.process.stderr_tail()
         if not self.hello.done():
-            message = self.explain_exit(status, tail)
+            message = self.explain_exit(status, tail, False)
             self._die(lambda: ConnectError(message, self.host))
             return
-        message = f"the agent exited (status {status})" + (f"; stderr: {tail}" if tail else "")
+        message = self.explain_exit(status, tail, True)
         if self.reader.unparsed:
             # The stream stopped inside a frame: a truncated message is outside the protocol,
             # whatever the reason the sender stopped.

@@ -137,6 +137,12 @@ class BaseTunnel:
         command = self.cmd_args()[0]
         return f"the agent did not start ({command} exited with status {returncode}){detail}"
 
+    def explain_loss(self, returncode: int | None, stderr_tail: str) -> str:
+        """A readable reason why a running agent's command ended (subclasses know their tools)."""
+        return f"the agent exited (status {returncode})" + (
+            f"; stderr: {stderr_tail}" if stderr_tail else ""
+        )
+
     def _connection(self) -> Connection:
         """The live connection, started now (without waiting for it) if there is none."""
         with self._lock:
@@ -158,27 +164,28 @@ class BaseTunnel:
                 connect_timeout=self.connect_timeout,
                 keepalive=self.keepalive,
                 depth=_agent.DEPTH,
+                depth_limit=limit,
                 output=self.output,
                 modserver=ModuleServer(self._serve, self._deny),
                 compiled_agent=self._compiled_agent(),
-                explain_exit=self._weak_explain_exit(),
+                explain_exit=self._weak_explainer(),
             )
             conn.start()
             self._conn = conn
             self._finalizer = weakref.finalize(self, _close_connection, conn)
             return conn
 
-    def _weak_explain_exit(self) -> Callable[[int | None, str], str]:
+    def _weak_explainer(self) -> Callable[[int | None, str, bool], str]:
         # The connection must not keep its tunnel alive: garbage collection closes it.
-        method = weakref.WeakMethod(self.explain_exit)
+        ref = weakref.ref(self)
 
-        def explain(returncode: int | None, stderr_tail: str) -> str:
-            bound = method()
-            return (
-                bound(returncode, stderr_tail)
-                if bound
-                else f"exit status {returncode}: {stderr_tail}"
-            )
+        def explain(returncode: int | None, stderr_tail: str, started: bool) -> str:
+            tunnel = ref()
+            if tunnel is None:
+                return f"exit status {returncode}: {stderr_tail}"
+            if started:
+                return tunnel.explain_loss(returncode, stderr_tail)
+            return tunnel.explain_exit(returncode, stderr_tail)
 
         return explain
 

@@ -8,7 +8,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # iptables: the fault tests cut links inside network namespaces (tests/fixtures/netns.py).
-APT_PACKAGES=(openssh-server openssh-client sudo iproute2 iptables podman runc debootstrap chromium)
+# slurm-wlm (slurmctld, slurmd, the client commands) and munge: tests/fixtures/slurm.py.
+APT_PACKAGES=(openssh-server openssh-client sudo iproute2 iptables podman runc debootstrap chromium
+  slurm-wlm munge)
 VENV=.venv
 PYTHON=${PYTHON:-python3}
 

@@ -18,6 +18,7 @@ pytest_plugins = [
     "fixtures.podman",
     "fixtures.netns",
     "fixtures.transports",
+    "fixtures.slurm",
 ]
 
 

@@ -2,9 +2,6 @@
 
 Differences found (each listed in docs/migrating.md):
 - Python 2 is refused, with a clear message: the agent needs Python 3.6 or newer remotely.
-- ``chopsticks_nb.DEPTH_LIMIT = 3`` set on the controller governs only tunnels opened there:
-  remotes keep the default of 2, where 1.0 passed the limit on. The smallest change is to set it
-  in the remote code that opens the tunnels too.
 - A tunnel written the 1.0 way (set ``self.host``, then ``super().__init__()``) must pass the
   name to ``__init__`` instead.
 """
@@ -169,21 +166,17 @@ def test_depth_limit_set_on_the_controller(
     examples.run("import chopsticks\n" + DEPTH_LIMIT_3)  # the page assumes the import
     assert chopsticks_nb.DEPTH_LIMIT == 3
     with Local() as tun:
-        # chopsticks 1.0 passed the limit on (depth 3 here); remotes keep 2 in chopsticks_nb.
-        assert tun.call(stand_ins.deepest) == 2
-        # The smallest change: set the limit in the remote code that opens the tunnels too.
-        assert tun.call(stand_ins.deepest, set_limit=3) == 3
+        assert tun.call(stand_ins.deepest) == 3  # passed on to the remotes, as in 1.0
 
 
 def test_depth_limit_plus_equals(examples: Examples, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The docs' caution: ``+= 1`` in remote code undid 1.0's limit, each level adding one to
-    the limit it was given. Each chopsticks_nb remote starts from the default instead, so it
-    raises the limit by one, no more (a limit passed on to remotes would undo it again)."""
+    """The docs' caution: ``+= 1`` in remote code undoes the limit, each level adding one to the
+    limit it was given (passed on, as in 1.0): only ``stop_at`` ends this recursion."""
     monkeypatch.setattr(chopsticks_nb, "DEPTH_LIMIT", chopsticks_nb.DEPTH_LIMIT)
     examples.run("import chopsticks\n" + DEPTH_LIMIT_PLUS_1)  # the page assumes the import
     assert chopsticks_nb.DEPTH_LIMIT == 3
     with Local() as tun:
-        assert tun.call(stand_ins.deepest, raise_limit=True, stop_at=6) == 3
+        assert tun.call(stand_ins.deepest, raise_limit=True, stop_at=6) == 6
 
 
 def test_recursive_tunnelling_ssh_then_sudo(doc_hosts: SSHHosts, sudo_user: SudoUsers) -> None:

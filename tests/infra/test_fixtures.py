@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 from pathlib import Path
@@ -16,8 +18,10 @@ from chopsticks_nb.tunnel import BaseTunnel
 from fixtures.leaks import find_leaks, snapshot
 from fixtures.podman import PodmanImage
 from fixtures.pythons import SUPPORTED_VERSIONS, RemotePython, RemotePythons
+from fixtures.slurm import SlurmCluster, start_cluster
 from fixtures.sshd import SSHHosts
 from fixtures.sudo import SudoUsers
+from fixtures.system import process_alive, wait_until
 from fixtures.transports import Transport
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
@@ -157,6 +161,80 @@ def test_docker_shim_runs_podman(podman_image: PodmanImage) -> None:
     proc = run(argv, PROGRAM, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [b"0", b"3", b"12"]
+
+
+# ---------------------------------------------------------------- slurm_cluster
+
+
+def test_slurm_runs_a_step_on_each_node_of_an_allocation(slurm_cluster: SlurmCluster) -> None:
+    assert slurm_cluster.node_states() == {"node1": "idle", "node2": "idle"}
+    assert os.environ["SLURM_CONF"] == str(slurm_cluster.conf)
+    program = "import os, sys; print(os.environ['SLURMD_NODENAME'], sys.stdin.read())"
+    with slurm_cluster.job(2) as job:
+        assert slurm_cluster.state(job) == "RUNNING"
+        for node in ("node1", "node2"):
+            argv = ["srun", f"--jobid={job}", f"--nodelist={node}", "-N1", "-n1", "--overlap"]
+            proc = run([*argv, "/usr/bin/python3", "-c", program], b"hello")
+            assert proc.returncode == 0, proc.stderr
+            assert proc.stdout.split() == [node.encode(), b"hello"]
+    assert not slurm_cluster.listed(job)
+    assert slurm_cluster.state(job) == "CANCELLED"
+
+
+def test_slurm_daemons_are_not_children_of_the_tests(slurm_cluster: SlurmCluster) -> None:
+    daemons = slurm_cluster.daemons()
+    names = sorted(Path(f"/proc/{pid}/comm").read_text().strip() for pid in daemons)
+    assert names.count("slurmd") == 2 and "slurmctld" in names
+    assert all(
+        Path(f"/proc/{pid}/stat").read_text().split()[3] != str(os.getpid()) for pid in daemons
+    )
+
+
+def test_a_stopped_slurm_cluster_leaves_no_daemon_or_job_behind(
+    slurm_cluster: SlurmCluster,
+) -> None:
+    """A second cluster beside the session's: a job step runs on it, then it is stopped."""
+    directory = Path(tempfile.mkdtemp(prefix="chopsticks-nb-slurm-test-"))
+    try:
+        cluster = start_cluster(directory)
+        step = None
+        try:
+            step = subprocess.Popen(
+                ["srun", "-N1", "-n1", "-w", "node2", "sleep", "321"],
+                env=cluster.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            wait_until(lambda: _sleeps("321"), 10, "the job step to run")
+            names = {Path(f"/proc/{pid}/comm").read_text().strip() for pid in cluster.daemons()}
+            assert {"slurmctld", "slurmd", "slurmstepd"} <= names
+        finally:
+            cluster.stop()
+            if step is not None:
+                step.wait(10)  # srun ends with its job
+        assert cluster.daemons() == []
+        wait_until(lambda: not _sleeps("321"), 10, "the step's process to end")
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _sleeps(seconds: str) -> list[int]:
+    """Live ``sleep SECONDS`` processes (by any path to sleep)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and process_alive(int(entry)):
+            try:
+                argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")[:-1]
+            except OSError:
+                continue
+            if (
+                len(argv) == 2
+                and Path(os.fsdecode(argv[0])).name == "sleep"
+                and argv[1] == seconds.encode()
+            ):
+                found.append(int(entry))
+    return found
 
 
 # ---------------------------------------------------------------- leak_check
