@@ -13,7 +13,7 @@ call runs.
 """
 
 import _imp
-import _thread  # not threading: it imports functools and collections, ~4 ms of every start
+import _thread  # not threading: it imports functools and collections (bench/README.md)
 import io
 import os
 import select
@@ -22,9 +22,9 @@ import sys
 
 # hashlib, tempfile, traceback, socket and _pickle (see Msg.CALL_CODEC) are imported where
 # used, and the C modules below directly (pickle and collections would import re, enum and
-# more): every module imported here delays the first call of every connection (see
-# bench/bench_core.py, "first call").
-try:  # the C half of signal: signal.py wraps its constants in IntEnums, and enum costs ~4 ms
+# more): every module imported here delays the first call of every connection
+# (bench/README.md, "Why the code looks this way").
+try:  # the C half of signal: signal.py wraps its constants in IntEnums, and enum is slow
     import _signal as signal
 except ImportError:  # pragma: no cover - CPython has had _signal since 3.5
     import signal
@@ -159,7 +159,7 @@ class Msg(object):
     # plain data only (it imports nothing); the blobs.
     # CALL_CODEC: a connection's first call, when it names an importable callable and its
     # arguments are plain data: (module, qualname, args, kwargs). The agent then need not
-    # import _pickle (3-4 ms of a start) until a later call is pickled. (See _call_frames.)
+    # import _pickle (a good part of a start) until a later call is pickled. (_call_frames.)
 
 
 #: Every kind of frame by code.
@@ -933,8 +933,8 @@ class _RemoteModuleLoader(object):
 class _Upload(object):
     """A file written by PUT frames under a temporary name beside the target, renamed at the end.
 
-    Its SHA-1 is computed as the data passes. OpenSSL's SHA-1 (hashlib) is about 8x faster than
-    the built-in _sha1, but loading it takes ~4 ms, what _sha1 needs for ~0.8 MB: a file that
+    Its SHA-1 is computed as the data passes. OpenSSL's SHA-1 (hashlib) is much faster than the
+    built-in _sha1, but slow to load (bench/README.md has both figures): a file that
     comes in one chunk is hashed with _sha1 at the end, a longer one with hashlib from its second
     chunk on (the first is kept until then).
     """
@@ -1005,7 +1005,7 @@ class _Upload(object):
 
 def _create_part_file(path):
     """A new file ``.NAME.RANDOM.part`` beside ``path``, as tempfile.mkstemp makes it (mode 0600,
-    never an existing file or link), without importing tempfile (~8 ms on a first put)."""
+    never an existing file or link), without importing tempfile (slow to import)."""
     directory, name = os.path.split(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     flags |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -1031,7 +1031,7 @@ _READER = 2  # the reader thread reads, until the main thread, out of calls, tak
 READER_PATROL = 0.005
 #: Either end, waiting for the other, first polls without sleeping for up to this long (the
 #: controller for an answer, the agent for the next call after answering one): waking a
-#: sleeping CPU costs more than a small call on a VM (20-50 us).
+#: sleeping CPU costs more than a small call on a VM (bench/README.md).
 SPIN = 100e-6
 
 

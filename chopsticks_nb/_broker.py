@@ -53,7 +53,7 @@ class _Poller:
 
     def remove(self, fd: int) -> None:
         if self.callbacks.pop(fd, 0) != 0:
-            try:  # noqa: SIM105 - suppress() costs 0.5 us, and this runs on every call()
+            try:  # noqa: SIM105 - suppress() costs more, and this runs on every call()
                 self._backend.unregister(fd)
             except (KeyError, OSError):  # closed: the kernel dropped it
                 pass

@@ -10,7 +10,7 @@ case of an importable callable with plain-data arguments more cheaply:
 - ``blobs``: large ``bytes`` arguments follow the pickle as they are (Msg.CALL_BLOBS), and the
   agent reads each from the pipe straight into its bytes object: one copy, not three.
 - ``codec_first``: a connection's first such call goes in the codec (Msg.CALL_CODEC), so the
-  agent starts without importing _pickle (3-4 ms of a start).
+  agent starts without importing _pickle (a good part of a start).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
-"""Frames from one agent's stdout: found after any noise, checked against the protocol table,
-decoded, and handed to the handlers the table names.
+"""Frames from one agent's stdout, checked against the protocol table and handed to handlers.
+
+Found after any noise (a login banner), each frame's size is checked against its kind's limit,
+its payload decoded and its shape checked, then it goes to the handler the table names.
 
 Whoever reads the pipe (the broker thread, or a caller waiting for its answer: see
 _caller_reads) holds the connection's read lock, so one thread at a time uses a reader.

@@ -1,4 +1,6 @@
-"""Controller -> agent pickling of calls. Pickle only ever flows this way.
+"""The source pickler: calls pickled for the agent, notebook functions and classes as source.
+
+Pickle only ever flows this way, controller -> agent.
 
 Importable callables travel by reference (the remote imports them, through the import hook if
 it has not got them). Functions and classes the remote cannot import, those defined in
@@ -34,7 +36,7 @@ RemoteInfo = Callable[[], dict[str, Any]]
 class Chunks(list[bytes]):
     """A pickle as the pieces the pickler wrote: with protocol 4 a large ``bytes`` value
     arrives as a piece of its own, the caller's object itself, so a 1 MB value is sent with
-    ``writev`` and never copied here (copying it into fresh memory costs ~0.4 ms)."""
+    ``writev`` and never copied here."""
 
     write = list.append
 

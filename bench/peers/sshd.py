@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
@@ -35,34 +34,28 @@ def unavailable_reason() -> str | None:
 def loopback_hosts(count: int = 4, python: str = "/usr/bin/python3") -> Iterator[Any]:
     """Start ``count`` sshds; yield the fixture's ``SSHHosts`` (config_path, names, user).
 
-    ``python`` is the interpreter the test user will run: one under /root (pyenv's) needs
-    search permission on /root, given for the duration (and taken back if it was not there).
+    ``python`` is the interpreter the test user will run: the directories above it and above
+    this venv (pyenv's and the clone's may lie under /root, or any directory others cannot
+    read) get search permission for the duration, taken back after.
     """
     if str(TESTS) not in sys.path:
         sys.path.insert(0, str(TESTS))
     from fixtures.sshd import start_hosts
-    from fixtures.system import TEST_USER, ensure_user
+    from fixtures.system import TEST_USER, ensure_user, searchable
 
     ensure_user(TEST_USER)
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    # The interpreters (pyenv's, and the venv pointing at one) may live under /root.
-    root = Path("/root")
-    under_root = os.path.realpath(python).startswith("/root/")
-    mode = root.stat().st_mode if root.is_dir() and under_root else None
-    if mode is not None and not mode & stat.S_IXOTH:
-        root.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
     base = Path(tempfile.mkdtemp(prefix="chopsticks-nb-bench-sshd-"))
     base.chmod(0o755)
     cluster = None
     try:
-        cluster = start_hosts(base, count)
-        yield cluster
+        with searchable(python, sys.prefix, __file__):
+            cluster = start_hosts(base, count)
+            yield cluster
     finally:
         if cluster is not None:
             cluster.stop_all()
         shutil.rmtree(base, ignore_errors=True)
-        if mode is not None and not mode & stat.S_IXOTH:
-            root.chmod(stat.S_IMODE(mode))
 
 
 def alias_config(cluster: Any, count: int, path: Path) -> list[str]:
