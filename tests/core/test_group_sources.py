@@ -134,7 +134,7 @@ def test_from_ssh_config_errors_name_the_file_and_line(tmp_path: Path) -> None:
         Group.from_ssh_config(path=tmp_path / "missing")
 
 
-# -- Ansible inventories ----------------------------------------------------------------------------
+# -- Ansible inventories --------------------------------------------------------------------------
 
 INVENTORY_INI = """\
 # web1 and web2 are names in the ssh config (ssh reads their entries); the rest are addresses.
@@ -326,7 +326,7 @@ def test_an_unknown_inventory_group_lists_the_groups(tmp_path: Path) -> None:
         Group.from_inventory(path, "db")
 
 
-# -- resources held by a group ---------------------------------------------------------------------
+# -- resources held by a group --------------------------------------------------------------------
 
 
 def test_what_a_group_holds_is_released_once_when_it_closes() -> None:

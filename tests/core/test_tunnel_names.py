@@ -135,7 +135,7 @@ def test_sudo_user_over_ssh_becomes_that_user(sshd_hosts: SSHHosts, sudo_user: S
         "web3", sudo_user="root", python3="/usr/bin/python3", ssh_config=str(sshd_hosts.config_path)
     )
     with pytest.raises(
-        ConnectError, match="sudo on web3 refused to run /usr/bin/python3 as root: .*password"
+        ConnectError, match=r"sudo on web3 refused to run /usr/bin/python3 as root: .*password"
     ):
         refused.connect()
 
