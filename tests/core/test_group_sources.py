@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -32,6 +33,17 @@ def landed_on(group: Group) -> dict[str, str]:
     """Each host's sshd address, as the remote side sees its connection."""
     result = group.call(os.getenv, "SSH_CONNECTION").raise_failures()
     return {host: value.split()[2] for host, value in result.items()}
+
+
+def test_importing_group_reads_no_file_parser_nor_the_slurm_client() -> None:
+    """The host sources are imported by the methods that use them."""
+    code = (
+        "import sys, chopsticks_nb.group\n"
+        "print(sorted(m for m in sys.modules if m in ('yaml', 'chopsticks_nb.slurm',"
+        " 'chopsticks_nb._inventory', 'chopsticks_nb._ssh_config', 'chopsticks_nb._host_sources')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 # -- host ranges ----------------------------------------------------------------------------------
