@@ -10,13 +10,12 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Callable
 
 from ._inventory import Inventory, InventoryHost, read_inventory
 from ._ssh_config import ssh_config_entries
 from .errors import SSHConfigError
 from .tunnel import (
-    _NAME,
     _USER,
     BaseTunnel,
     Local,
@@ -96,25 +95,30 @@ def inventory_tunnels(
     return tunnels
 
 
+def _check_user(user: str) -> str:
+    return _check("user", user, _USER)
+
+
+def _check_destination(address: str) -> str:
+    return _check("host name", address)
+
+
 def _check_values(inventory: Inventory, host: InventoryHost) -> None:
     """The values the tunnel will use, checked as the tunnels check them, each error placed
     where the value was written."""
-    checks: list[tuple[str | None, str, Any, tuple[str, ...]]] = [(host.name, "", None, ())]
+    checks: list[tuple[str | None, Callable[[str], str], tuple[str, ...]]] = [
+        (host.name, _check_name, ())
+    ]
     if host.connection == "ssh":
-        checks += [
-            (host.address, "host name", _NAME, ("ansible_host", "ansible_ssh_host")),
-            (host.user, "user", _USER, ("ansible_user", "ansible_ssh_user")),
-        ]
+        checks.append((host.address, _check_destination, ("ansible_host", "ansible_ssh_host")))
+        checks.append((host.user, _check_user, ("ansible_user", "ansible_ssh_user")))
     if host.become:
-        checks.append((host.become_user, "user", _USER, ("ansible_become_user",)))
-    for value, kind, pattern, variables in checks:
+        checks.append((host.become_user, _check_user, ("ansible_become_user",)))
+    for value, check, variables in checks:
+        if value is None:
+            continue
         try:
-            if value is None:
-                continue
-            if pattern is None:
-                _check_name(value)
-            else:
-                _check(kind, value, pattern)
+            check(value)
         except ValueError as exc:
             raise inventory.error(host.name, f"host {host.name!r}: {exc}", *variables) from None
 

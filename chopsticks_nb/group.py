@@ -52,14 +52,14 @@ class Group:
     """A set of tunnels, for running one operation on all of them in parallel.
 
     ``hosts`` may hold tunnels, host names and host ranges (``"web[01-20]"``, ``"db[1-3,7]"``,
-    see :mod:`chopsticks_nb.hosts`); each name becomes an
-    :class:`SSHTunnel`, made with ``tunnel_options`` (``ssh_config=``, ``user=``,
-    ``control_master=True``...). A string on its own is read the same way: ``Group("web[01-20]")``
-    (but a single tunnel is refused: ``Group([tunnel])``). Tunnels are told apart by their
-    ``host`` name (results are keyed by it), so two tunnels with the same name are refused.
-    Groups connect lazily, reconnect after :meth:`close`, work as context managers (connect on
-    entry, close on exit) and combine like sets of names with ``+``/``|`` (union), ``&``, ``-``
-    and ``^``; a tunnel acts as a group of one.
+    see :mod:`chopsticks_nb.hosts`); each name becomes an :class:`SSHTunnel` made with
+    ``tunnel_options`` (``ssh_config=``, ``user=``, ``control_master=True``...). A string on
+    its own is read the same way: ``Group("web[01-20]")``, and ``Group("db1")`` is a group of
+    one (but a single tunnel is refused: write ``Group([tunnel])``). Tunnels are told apart by
+    their ``host`` name (results are keyed by it), so two tunnels with the same name are
+    refused. Groups connect lazily, reconnect after :meth:`close`, work as context managers
+    (connect on entry, close on exit) and combine like sets of names with ``+``/``|`` (union),
+    ``&``, ``-`` and ``^``; a tunnel acts as a group of one.
     """
 
     def __init__(self, hosts: str | Iterable[BaseTunnel | str], **tunnel_options: Any) -> None:
