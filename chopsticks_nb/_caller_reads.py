@@ -40,6 +40,8 @@ class Pipe(Protocol):
     """What the turns need of their connection."""
 
     writer: FrameWriter
+    #: Complete frames wait to be handled, read already (the broker leaves a flood's for later).
+    backlog: bool
 
     def read_stdout(self) -> None:
         """Read what stdout holds and handle the frames (by whoever holds the read lock)."""
@@ -180,6 +182,9 @@ class StdoutTurns:
         while not operation.done and not self.closed:
             if interrupts.pending:
                 interrupts.deliver()
+            if self.pipe.backlog:  # no poll would say so: they are out of the pipe
+                self.pipe.read_stdout()
+                continue
             if spin and not writer.pending:
                 spin = False
                 if self._spin(operation, interrupts):
