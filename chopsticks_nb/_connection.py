@@ -53,7 +53,7 @@ EOF_POLLS = 40
 #: answers per turn for one connection: the rest wait in its buffer, unread frames behind them
 #: in the pipe, while the broker serves the other connections. An answer costs one request
 #: more per REQUEST_BYTES it holds. An honest agent has one request out per thread importing.
-REQUESTS_PER_TURN = 16
+REQUESTS_PER_TURN = 8
 REQUEST_BYTES = 1024 * 1024
 #: The frames that are such requests.
 REQUESTS = (Msg.IMPORT, Msg.GET_DATA)
@@ -299,6 +299,9 @@ class Connection:
         fd = self.process.stdout
         if fd < 0 or self._stdout_eof:
             return
+        on_broker = BROKER.in_broker_thread()
+        if self.backlog and self._backlog_armed and on_broker:
+            return  # the pipe is readable, but this connection's next turn is _handle_backlog
         if not self.backlog:
             try:
                 count = self.reader.read_from(fd)
@@ -309,7 +312,6 @@ class Connection:
             if not count:
                 self._on_eof()
                 return
-        on_broker = BROKER.in_broker_thread()
         self.reader.budget = REQUESTS_PER_TURN if on_broker else math.inf
         try:
             self.backlog = self.reader.handle_frames()

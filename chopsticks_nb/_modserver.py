@@ -32,6 +32,7 @@ import ast
 import fnmatch
 import logging
 import os
+import re
 import stat
 import sys
 from collections.abc import Collection, Iterator, Sequence
@@ -230,9 +231,11 @@ def _is_module_name(name: object) -> bool:
     )
 
 
+_SECRET = re.compile("|".join(fnmatch.translate(pattern) for pattern in SECRET_NAMES))
+
+
 def _looks_secret(name: str) -> bool:
-    lowered = name.lower()
-    return any(fnmatch.fnmatchcase(lowered, pattern) for pattern in SECRET_NAMES)
+    return _SECRET.match(name.lower()) is not None
 
 
 def _is_within(path: str, directory: str) -> bool:
@@ -247,11 +250,12 @@ def _may_read(path: str, directory: str) -> bool:
     return not any(part.startswith(".") or _looks_secret(part) for part in parts)
 
 
-def _read_regular_file(path: str, limit: int) -> bytes | None:
+def _read_regular_file(path: str, limit: int, info: os.stat_result | None = None) -> bytes | None:
     """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes, else None.
-    Nothing else is even opened (opening a device can act), and the open file is checked
-    again: a FIFO put there meanwhile must not block the reading thread."""
-    info = os.stat(path)
+    Nothing else is even opened (opening a device can act: ``info`` is what ``os.stat`` said of
+    it, if the caller asked), and the open file is checked again: a FIFO put there meanwhile
+    must not block the reading thread."""
+    info = info or os.stat(path)
     if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
         return None
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
@@ -259,7 +263,9 @@ def _read_regular_file(path: str, limit: int) -> bytes | None:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
             return None
-        data = f.read(limit + 1)
+        data = f.read(info.st_size + 1)  # not read(limit + 1): that allocates the limit
+        if len(data) > info.st_size:  # it grew meanwhile
+            data += f.read(limit + 1 - len(data))
     return data if len(data) <= limit else None
 
 
@@ -345,7 +351,7 @@ class RecordCache:
         key = (origin, info.st_mtime_ns, info.st_size, name, is_pkg)
         found = self._files.get(key)
         if found is None:
-            source = _read_regular_file(origin, MAX_MODULE_BYTES)
+            source = _read_regular_file(origin, MAX_MODULE_BYTES, info)
             if source is None:
                 return None
             found = source, frozenset(_imported_names(source, name, is_pkg))
