@@ -330,6 +330,12 @@ class RecordCache:
         """The servable record of ``name`` (see :func:`_lookup`), remembered in ``search``."""
         if name in search.records:
             return search.records[name]
+        parent = name.rpartition(".")[0]
+        if parent and parent not in search.records:
+            # Parents first, from the top: each looks its own parent up in search.records, so
+            # no recursion goes deeper than one level, whatever the name's depth.
+            for prefix in _with_parents(parent):
+                self.get(prefix, search)
         entry = self._records.get(name)
         if entry is not None and entry[0] == search.path and _still_valid(entry[1]):
             record = entry[1]

@@ -102,6 +102,19 @@ def test_module_server_answers_only_dotted_module_names() -> None:
     assert server.data("/etc/passwd") is None  # nothing served yet, so no directory is open
 
 
+def test_a_name_of_many_parts_is_looked_up_from_deep_in_a_stack(served: Path) -> None:
+    """A caller reading its own answer may be deep in its own code: looking up a name of 256
+    parts (within the 512-character limit) must not recurse once per part."""
+    make_package(served, "genpkg", 1)
+
+    def deep(levels: int) -> list[dict[str, object]]:
+        if levels:
+            return deep(levels - 1)
+        return ModuleServer().modules(".".join(["genpkg"] * 73))
+
+    assert deep(sys.getrecursionlimit() - 150) == []
+
+
 def test_module_server_allow_and_deny_lists(served: Path) -> None:
     make_package(served, "genpkg", 1)
     assert ModuleServer(deny=["genpkg"]).modules("genpkg") == []
