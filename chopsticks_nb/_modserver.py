@@ -18,7 +18,8 @@ or package whose name looks like a secret (:data:`SECRET_NAMES`) unless ``serve=
 nor a file that is not a regular file or is larger than :data:`MAX_MODULE_BYTES`. Resource
 reads (``pkgutil.get_data``) are answered only for regular files inside the directory of a
 regular package already served on this connection, both as asked and with links resolved,
-with no part of the path below that directory hidden (a dot first) or named like a secret.
+with no part of the path below that directory hidden (a dot first) or named like a secret, and
+holding no private key.
 
 What it finds is kept once per process (:data:`RECORDS`), for every connection: a group whose
 hosts import one package reads and scans each file once, and an edited file is read again.
@@ -69,7 +70,6 @@ SECRET_NAMES = (
     "*password*",
     "*passwd*",
     "*.env",
-    "*.pem",
     "*.key",
     "*.p12",
     "*.pfx",
@@ -82,6 +82,10 @@ SECRET_NAMES = (
     "id_ecdsa*",
     "id_ed25519*",
 )
+
+#: What a PEM private key holds ("-----BEGIN RSA PRIVATE KEY-----"): no resource holding it is
+#: served (a certificate bundle, such as certifi's cacert.pem, is).
+PRIVATE_KEY = b"PRIVATE KEY-----"
 
 log = logging.getLogger("chopsticks_nb")
 
@@ -180,7 +184,8 @@ class ModuleServer:
             real = os.path.realpath(path)
             for directory, real_directory in self.package_dirs.items():
                 if _may_read(asked, directory) and _may_read(real, real_directory):
-                    return _read_regular_file(real, MAX_RESOURCE_BYTES)
+                    data = _read_regular_file(real, MAX_RESOURCE_BYTES)
+                    return None if data is None or PRIVATE_KEY in data else data
         except (OSError, ValueError):
             # Unreadable, vanished, or a name the file system cannot hold (a lone surrogate):
             # "not found", rather than an exception on the broker thread that would leave the

@@ -31,6 +31,7 @@ from chopsticks_nb.tunnel import Local
 from security.hostile import HostileTunnel
 
 SECRET = "controller secret"
+CERTIFICATE = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
 
 @pytest.fixture
@@ -352,7 +353,7 @@ def test_a_request_flood_leaves_the_io_thread_to_the_other_hosts(layout: dict[st
 
 @pytest.fixture
 def private_files(layout: dict[str, Path]) -> dict[str, Path]:
-    """Files in and beside ``hostpkg`` that a remote must not read, and two it may."""
+    """Files in ``hostpkg`` that a remote must not read (and some it may: see the test)."""
     pkg = layout["pkg"]
     (pkg / ".git").mkdir()
     (pkg / "secrets").mkdir()
@@ -362,7 +363,6 @@ def private_files(layout: dict[str, Path]) -> dict[str, Path]:
         "data/.hidden": pkg / "data" / ".hidden",
         "id_rsa": pkg / "id_rsa",
         "id_ed25519.pub": pkg / "id_ed25519.pub",
-        "server.pem": pkg / "server.pem",
         "TLS.KEY": pkg / "TLS.KEY",
         "prod.env": pkg / "prod.env",
         "secrets/token.txt": pkg / "secrets" / "token.txt",
@@ -371,6 +371,10 @@ def private_files(layout: dict[str, Path]) -> dict[str, Path]:
     }
     for path in files.values():
         path.write_text(SECRET)
+    for name in ("server.pem", "data/notes.txt"):  # whatever the name: a private key inside
+        files[name] = pkg / name
+        files[name].write_text(f"-----BEGIN EC PRIVATE KEY-----\n{SECRET}\n")
+    (pkg / "data" / "cacert.pem").write_bytes(CERTIFICATE)  # public: readable
     os.symlink(pkg / ".env", pkg / "data" / "env-link")  # a visible name for a hidden file
     os.symlink(pkg / "data" / "ok.txt", pkg / ".ok-link")  # a hidden name for a visible file
     os.symlink("ok.txt", pkg / "data" / "ok-link")  # a link inside the package: readable
@@ -384,12 +388,13 @@ def test_resource_requests_for_hidden_secret_or_special_files_are_not_found(
     layout: dict[str, Path], private_files: dict[str, Path]
 ) -> None:
     """Injects: GET_DATA, inside a served package, for dotfiles and files in dot directories,
-    typical secret files (keys, certificates, .env files, names with secret, credential or
-    password in them, in any case, also as a directory name), a link with a plain name to a
-    dotfile, a link with a hidden name to a plain file, a FIFO (whose open would block a
-    reader) and a file over the size cap.
-    Asserts: every answer is None and none holds the secret; a plain resource and a link to
-    it inside the package are served (the controls)."""
+    typical secret files (keys, key stores, .env files, names with secret, credential or
+    password in them, in any case, also as a directory name), files holding a PEM private key
+    (one named .pem, one .txt), a link with a plain name to a dotfile, a link with a hidden
+    name to a plain file, a FIFO (whose open would block a reader) and a file over the size
+    cap.
+    Asserts: every answer is None and none holds the secret; a plain resource, a link to it
+    inside the package and a certificate bundle are served (the controls)."""
     pkg = layout["pkg"]
     refused = [str(path) for path in private_files.values()]
     refused += [f"{pkg}/data/env-link", f"{pkg}/.ok-link", f"{pkg}/data/fifo"]
@@ -397,9 +402,10 @@ def test_resource_requests_for_hidden_secret_or_special_files_are_not_found(
     requests: list[tuple[str, Any]] = [("import", "hostpkg")]
     requests += [("data", path) for path in refused]
     requests += [("data", f"{pkg}/data/ok.txt"), ("data", f"{pkg}/data/ok-link")]
+    requests += [("data", f"{pkg}/data/cacert.pem")]
     replies = probe(requests)
-    assert dict(zip(refused, replies[1:-2])) == dict.fromkeys(refused)
-    assert replies[-2:] == [b"served resource", b"served resource"]
+    assert dict(zip(refused, replies[1:-3])) == dict.fromkeys(refused)
+    assert replies[-3:] == [b"served resource", b"served resource", CERTIFICATE]
 
 
 def test_modules_named_like_secrets_are_served_only_if_serve_names_them(
