@@ -185,6 +185,25 @@ def test_a_lost_connection_is_retried_but_remote_errors_and_timeouts_are_not(
     assert isinstance(once["a"].exception, ConnectionLost)
 
 
+def test_puts_and_fetches_are_retried_too(tmp_path: Path) -> None:
+    source = tmp_path / "source.txt"
+    source.write_bytes(b"payload\n" * 1000)
+    group = Group(
+        [
+            Local("steady"),
+            Local("flaky", python3=flaky_python(tmp_path, "flaky", failures=1)),
+        ]
+    )
+    with contextlib.closing(group):
+        put = group.put(source, str(tmp_path / "put.txt"), retries=1, retry_delay=0)
+        assert put.ok and put.attempts == {"steady": 1, "flaky": 2}
+        group.close()  # the next connection of flaky starts: it fails once more
+        (tmp_path / "flaky.starts").write_text("0")
+        fetched = group.fetch(str(source), str(tmp_path / "got-{host}"), retries=1, retry_delay=0)
+    assert fetched.ok and fetched.attempts == {"steady": 1, "flaky": 2}
+    assert (tmp_path / "got-flaky").read_bytes() == source.read_bytes()
+
+
 def test_no_retry_starts_after_the_deadline(tmp_path: Path) -> None:
     group = Group([Local("down", python3=flaky_python(tmp_path, "down", failures=99))])
     with contextlib.closing(group):
