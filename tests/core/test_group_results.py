@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 import result_funcs
 
-from chopsticks_nb.errors import ConnectError, ConnectionLost
+from chopsticks_nb.errors import ConnectError, ConnectionLost, GroupInterrupted
 from chopsticks_nb.group import Group
 from chopsticks_nb.result import ErrorResult, HostDone
 from chopsticks_nb.tunnel import Local
+from fixtures.interrupts import sigint_after
 
 ODD = {"n05", "n17", "n30"}  # return another value
 BROKEN = {"n11", "n23"}  # raise
@@ -209,6 +210,24 @@ def test_no_retry_starts_after_the_deadline(tmp_path: Path) -> None:
     with contextlib.closing(group):
         result = group.run(os.getpid, timeout=1, retries=5, retry_delay=30)
     assert result.attempts == {"down": 1} and result["down"].status == "unreachable"
+
+
+def test_ctrl_c_while_a_host_waits_for_its_retry(tmp_path: Path) -> None:
+    """The waiting host keeps its last failure; the host still running is interrupted."""
+    group = Group(
+        [
+            Local("busy"),
+            Local("down", python3=flaky_python(tmp_path, "down", failures=99)),
+        ]
+    )
+    with contextlib.closing(group):
+        group["busy"].connect()
+        with sigint_after(1.0), pytest.raises(GroupInterrupted) as caught:
+            group.run(result_funcs.nap, (30,), retries=3, retry_delay=30)
+        partial = caught.value.result
+        assert partial.attempts == {"busy": 1, "down": 1}
+        assert partial["down"].status == "unreachable" and partial["busy"].status == "interrupted"
+        assert sorted(partial.failed.hosts) == ["busy", "down"]
 
 
 @pytest.mark.parametrize(
