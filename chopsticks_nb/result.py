@@ -17,6 +17,7 @@ again there. Its text and HTML views are drawn by :mod:`chopsticks_nb.render`::
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Literal
@@ -181,7 +182,11 @@ class GroupResult(dict[str, Any]):
         self.elapsed = elapsed
         self.attempts: dict[str, int] = dict(attempts or {})
         self._outputs: dict[str, Transcript] = dict(outputs or {})
-        self._tunnels: dict[str, BaseTunnel] | None = None if tunnels is None else dict(tunnels)
+        # Weak references: a result (kept as Out[n] for a whole session) must not keep the
+        # connections of a Group its user deleted open.
+        self._tunnels: dict[str, weakref.ref[BaseTunnel]] | None = (
+            None if tunnels is None else {host: weakref.ref(t) for host, t in tunnels.items()}
+        )
 
     def successful(self) -> Iterator[tuple[str, Any]]:
         """Iterate over the ``(host, value)`` pairs of the hosts that succeeded."""
@@ -307,13 +312,17 @@ class GroupResult(dict[str, Any]):
 
     @property
     def failed(self) -> chopsticks_nb.Group:
-        """A Group of the hosts that failed (the same tunnels), to run something again there:
-        ``result.failed.call(fn)``."""
+        """A Group of the hosts that failed (the same tunnels, connected as they are), to run
+        something again there: ``result.failed.call(fn)``.
+
+        The result does not keep the tunnels alive: once its Group and every other reference to
+        them is gone (their connections closed), this raises ValueError saying so.
+        """
         return self._group_of([host for host, _ in self.failures()], "failed")
 
     @property
     def succeeded(self) -> chopsticks_nb.Group:
-        """A Group of the hosts that succeeded (the same tunnels)."""
+        """A Group of the hosts that succeeded (the same tunnels), as :attr:`failed`."""
         return self._group_of([host for host, _ in self.successful()], "succeeded")
 
     def _group_of(self, hosts: list[str], which: str) -> chopsticks_nb.Group:
@@ -325,11 +334,19 @@ class GroupResult(dict[str, Any]):
         unknown = [host for host in hosts if host not in self._tunnels]
         if unknown:
             raise ValueError(f"no tunnel known for {', '.join(map(repr, unknown))}")
+        tunnels = [self._tunnels[host]() for host in hosts]
+        gone = [host for host, tunnel in zip(hosts, tunnels) if tunnel is None]
+        if gone:
+            raise ValueError(
+                f"the tunnels of {render.fold_hosts(gone, 300)} are gone (their Group was "
+                "deleted, which closed them): keep the Group to run again where it "
+                f"{which}"
+            )
         # group.py imports this module: the Group class is found through the package at run
         # time, as tunnel.py does for ``tunnel + tunnel``.
         import chopsticks_nb
 
-        return chopsticks_nb.Group([self._tunnels[host] for host in hosts])
+        return chopsticks_nb.Group([tunnel for tunnel in tunnels if tunnel is not None])
 
     # -- views ---------------------------------------------------------------------------------
 

@@ -4,8 +4,10 @@ retries of unreachable hosts, and the remote output kept on the result."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import sys
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from chopsticks_nb.group import Group
 from chopsticks_nb.result import ErrorResult, HostDone
 from chopsticks_nb.tunnel import Local
 from fixtures.interrupts import sigint_after
+from fixtures.system import process_alive, wait_until
 
 ODD = {"n05", "n17", "n30"}  # return another value
 BROKEN = {"n11", "n23"}  # raise
@@ -111,6 +114,22 @@ def test_32_hosts_configs_diffed_against_the_majority(fleet: Group) -> None:
     assert sorted(frame.loc[frame["workers"] == 8, "host"]) == sorted(ODD)
     (changed,) = facts.diff().groups
     assert changed.keys == ["workers"]
+
+
+def test_a_result_does_not_keep_a_deleted_groups_tunnels_alive() -> None:
+    """As chopsticks 1.0 documents, deleting a Group disconnects it, even while a result of it
+    is kept (a notebook keeps every shown result as Out[n])."""
+    group = Group([Local("a"), Local("b")])
+    result = group.call(result_funcs.fail_always, "no")
+    assert result.failed.hosts == ["a", "b"]
+    pid = group["a"].remote_info["pid"]
+    tunnel = weakref.ref(group["a"])
+    del group
+    gc.collect()
+    assert tunnel() is None
+    wait_until(lambda: not process_alive(pid), timeout=10, what="the agent to exit")
+    with pytest.raises(ValueError, match=r"the tunnels of a,b are gone .*keep the Group"):
+        result.failed  # noqa: B018
 
 
 def test_remote_output_is_kept_and_still_reaches_the_handlers(tmp_path: Path) -> None:
