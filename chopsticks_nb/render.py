@@ -220,7 +220,8 @@ def _hosts_text(result: GroupResult) -> str:
 
 def _groups_text(result: GroupResult, groups: list[ValueGroup]) -> str:
     width = len(str(max(len(group.hosts) for group in groups)))
-    lines = [f"GroupResult ({summary(result)}), grouped by value; times min / median / max:"]
+    legend = "; times min / median / max" if result.timings else ""
+    lines = [f"GroupResult ({summary(result)}), grouped by value{legend}:"]
     for group in groups:
         count = len(group.hosts)
         noun = "host " if count == 1 else "hosts"
