@@ -37,8 +37,9 @@ class InputBuffer:
     """Bytes read from an agent, parsed where they lie: one reusable buffer, so streaming a
     file costs no allocation per read. Views handed out are valid until the next read."""
 
-    def __init__(self) -> None:
-        self.data = bytearray(READ_SIZE)
+    def __init__(self, size: int = READ_SIZE) -> None:
+        self.size = size
+        self.data = bytearray(size)
         self.start = self.end = 0
 
     def __len__(self) -> int:
@@ -55,6 +56,19 @@ class InputBuffer:
             count = os.readv(fd, [view[self.end :]])
         self.end += count
         return count
+
+    def append(self, data: bytes | memoryview) -> None:
+        """Add bytes read elsewhere (a relay passes on a relayed agent's stream). The buffer
+        grows as needed and goes back to its first size once emptied by small pieces."""
+        if self.start == self.end:
+            self.start = self.end = 0
+            if len(self.data) > self.size >= len(data):
+                self.data = bytearray(self.size)
+        if len(self.data) - self.end < len(data):
+            needed = self.end - self.start + len(data)
+            self.reserve(needed if needed <= len(self.data) else max(needed, 2 * len(self.data)))
+        self.data[self.end : self.end + len(data)] = data
+        self.end += len(data)
 
     def reserve(self, size: int) -> None:
         """Make room for ``size`` bytes from the current start (moving or growing the buffer)."""
@@ -79,9 +93,10 @@ class FrameReader:
         handlers: Handlers,
         on_noise: Callable[[bytes], None],
         requests: Collection[int] = (),
+        buffer_size: int = READ_SIZE,
     ) -> None:
         self.host = host
-        self.buffer = InputBuffer()
+        self.buffer = InputBuffer(buffer_size)
         self.handlers = handlers
         self.on_noise = on_noise
         self.synced = False

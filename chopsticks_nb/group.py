@@ -270,6 +270,26 @@ class Group:
         left = self._operand(other)
         return NotImplemented if left is None else Group(left) ^ self
 
+    def split(self, relays: Sequence[BaseTunnel]) -> Group:
+        """This group's hosts spread over ``relays``: a new Group of copies of its tunnels (not
+        connected), each going through one of the relays (``tunnel.behind(relay)``), so the
+        controller holds one pipe per relay. Consecutive hosts share a relay, in blocks as
+        even as they divide (``web[001-256]`` over 4 relays: 64 each, in order).
+        """
+        relays = list(relays)
+        if not relays:
+            raise ValueError("split() needs at least one relay")
+        for relay in relays:
+            if not isinstance(relay, BaseTunnel):
+                raise TypeError(f"split() takes tunnels (the relays), not {type(relay).__name__}")
+        count = len(self._tunnels)
+        return Group(
+            [
+                tunnel.behind(relays[index * len(relays) // count])
+                for index, tunnel in enumerate(self._tunnels)
+            ]
+        )
+
     # -- connections --------------------------------------------------------------------------
 
     def connect(
