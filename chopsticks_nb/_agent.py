@@ -63,7 +63,7 @@ MAX_ERROR = 1024 * 1024  # an error record (its message and traceback are cut to
 MAX_REQUEST = 64 * 1024  # the handshake, an import or resource request
 #: Bytes of one relayed child's input (and of its output) that may be under way unacknowledged:
 #: what a relay buffers for a child's stdin, and what the controller buffers of its output.
-CHILD_WINDOW = 1024 * 1024
+CHILD_WINDOW = 256 * 1024
 
 # How a payload is encoded.
 RAW = "raw"  # bytes as they are

@@ -224,9 +224,9 @@ class Pump(object):
             timeout = REAP_INTERVAL if self.exiting else None
             for fd, _ in self.poller.poll(timeout):
                 if fd == self.wake_r:
-                    with self.lock:
-                        self.woken = False
                     os.read(self.wake_r, 4096)
+                    with self.lock:  # after the read: a wake-up after it writes anew
+                        self.woken = False
                     continue
                 entry = self.registered.get(fd)
                 if entry is None:

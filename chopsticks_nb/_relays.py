@@ -31,7 +31,7 @@ from ._agent import CHILD_WINDOW, Msg
 from ._broker import BROKER, TimerHandle
 from ._connection import Connection
 from ._process import AgentProcess
-from ._writer import LOW_WATER, ErrorFactory, FrameWriter
+from ._writer import ErrorFactory, FrameWriter
 from .errors import ChopsticksError, ConnectError, ConnectionLost, ProtocolError
 
 __all__ = ["Relay", "RelayedConnection", "RelayedProcess", "RelayedWriter"]
@@ -248,7 +248,13 @@ class RelayedProcess(AgentProcess):
 
 class RelayedWriter(FrameWriter):
     """A relayed agent's outgoing frames, handed to its relay's connection as CHILD_STDIN
-    frames within the room the relay has left for them (CHILD_WRITTEN gives it back)."""
+    frames within the room the relay has left for them (CHILD_WRITTEN gives it back).
+
+    A put's chunks are half a window, so that they go whole, and the next is read only once
+    the last has gone: a relay serves many tunnels, whose data under way adds up here.
+    """
+
+    chunk_size = CHILD_WINDOW // 2
 
     def __init__(self, relay: Connection, caller_writes: Callable[[], bool]) -> None:
         super().__init__(caller_writes)
@@ -312,13 +318,13 @@ class RelayedWriter(FrameWriter):
             self._on_writable()
 
     def _on_writable(self) -> None:
-        """Broker thread: flush, and let producers add frames while little waits here."""
+        """Broker thread: flush, and let producers add frames once nothing waits here."""
         while True:
             with self.lock:
                 if self.ended is not None:
                     return
                 self._flush_locked()
-                if self.out_bytes >= LOW_WATER or not self._producers:
+                if self.out or not self._producers:
                     if not self.out and not self._producers:
                         self.watched = False
                     return

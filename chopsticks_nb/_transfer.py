@@ -14,7 +14,7 @@ import tempfile
 from typing import Any, BinaryIO
 
 from . import _agent
-from ._agent import CHUNK_SIZE, TRANSFER_RESULT, Msg
+from ._agent import TRANSFER_RESULT, Msg
 from ._broker import BROKER
 from ._connection import Connection
 from ._requests import Operation
@@ -41,7 +41,7 @@ class Upload(Operation):
     def produce(self) -> bool:
         if self.done or self.source.closed:
             return False
-        chunk = self.source.read(CHUNK_SIZE)
+        chunk = self.source.read(self.conn.writer.chunk_size)
         try:
             if chunk:
                 self.sha1.update(chunk)

@@ -219,7 +219,7 @@ def test_commands_that_flood_or_hang_harm_only_themselves(relay: Local) -> None:
 
 def test_a_group_spread_over_relays(sshd_hosts: SSHHosts, tmp_path: Path) -> None:
     """Injects: 32 SSH tunnels (eight sessions to each of web1..web4, named apart) spread over
-    four Local relays with Group.split: connect, a call, a put and a fetch of 256 KiB each,
+    four Local relays with Group.split: connect, a call, a put of 1 MiB to each,
     and an output-printing exec. Asserts: every host succeeds, eight per relay; each host's
     data comes back intact; the controller holds four relay pipes (three fds each) and no
     pipe per host."""
@@ -230,7 +230,7 @@ def test_a_group_spread_over_relays(sshd_hosts: SSHHosts, tmp_path: Path) -> Non
                    connect_timeout=30) for i, n in enumerate(names)]
     )  # fmt: skip
     group = direct.split(relays)
-    data = os.urandom(256 * 1024)
+    data = os.urandom(2**20)
     (tmp_path / "data").write_bytes(data)
     try:
         assert [t.via for t in group] == [r for r in relays for _ in range(8)]
