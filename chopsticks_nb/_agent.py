@@ -162,7 +162,7 @@ class Msg(object):
     # controller -> agent
     CHILD_START = Message( 40, CONTROLLER, CODEC, None,       "on_child_start",  _CHILD_START)
     CHILD_STDIN = Message( 41, CONTROLLER, RAW,   None,       "on_child_stdin")  # bytes for it
-    CHILD_CLOSE = Message( 42, CONTROLLER, RAW,   None,       "on_child_close")  # end its stdin
+    CHILD_CLOSE = Message( 42, CONTROLLER, RAW,   None,       "on_child_close")  # its stdin: EOF
     CHILD_SIGNAL = Message(43, CONTROLLER, CODEC, None,       "on_child_signal", int)  # to it
     CHILD_READ = Message(  44, CONTROLLER, CODEC, None,       "on_child_read",   int)  # credit
     # agent -> controller

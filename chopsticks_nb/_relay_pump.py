@@ -20,8 +20,9 @@ import select
 from _collections import deque
 
 READ_SIZE = 65536
-#: Milliseconds between looks at the exit status of children whose output has ended.
-REAP_INTERVAL = 50
+#: Milliseconds between looks at the exit status of children whose output has ended (a close
+#: waits for it).
+REAP_INTERVAL = 10
 _STDIN, _STDOUT, _STDERR = 0, 1, 2
 
 
@@ -170,11 +171,14 @@ class Pump(object):
             self.wake()
 
     def close_input(self, child_id):
-        """End a child's stdin once what came before is written."""
+        """End a child's stdin now: what it has not taken is dropped, as if it had been in the
+        pipe the controller closes (a child that reads nothing cannot hold up its end)."""
         with self.lock:
             child = self.children.get(child_id)
             if child is None:
                 return
+            child.input.clear()
+            child.queued = 0
             child.close_requested = True
             self.dirty.add(child)
         self.wake()
@@ -260,8 +264,8 @@ class Pump(object):
                     pass
 
     def register(self):
-        """Poll each dirty child's pipes for what it may do now (and close its stdin once all
-        of its input is written and its end was asked for)."""
+        """Poll each dirty child's pipes for what it may do now (and close its stdin once its
+        end was asked for, or its reader went away)."""
         with self.lock:
             dirty, self.dirty = self.dirty, set()
             wanted = []

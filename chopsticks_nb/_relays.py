@@ -256,9 +256,10 @@ class RelayedWriter(FrameWriter):
 
     chunk_size = CHILD_WINDOW // 2
 
-    def __init__(self, relay: Connection, caller_writes: Callable[[], bool]) -> None:
+    def __init__(self, host: str, relay: Connection, caller_writes: Callable[[], bool]) -> None:
         super().__init__(caller_writes)
         self.lender.active = False  # no pipe here: the relay's writer lends large pieces
+        self.host = host
         self.relay = relay
         self.number = 0  # the child's, once started
         self.sent = 0  # bytes handed to the relay
@@ -273,7 +274,7 @@ class RelayedWriter(FrameWriter):
         with self.lock:
             if count < 0 or self.acked + count > self.sent:
                 raise ProtocolError(
-                    f"the relay acknowledged input for {self.relay.host} that was never sent",
+                    f"the relay acknowledged input for {self.host} that was never sent",
                     self.relay.host,
                 )
             self.acked += count
@@ -342,7 +343,7 @@ class RelayedConnection(Connection):
         super().__init__(host, argv, **options)
         self.relay_conn = relay
         self.process: RelayedProcess = RelayedProcess(host, argv, relay)
-        self.writer: RelayedWriter = RelayedWriter(relay, self._caller_writes)
+        self.writer: RelayedWriter = RelayedWriter(host, relay, self._caller_writes)
         self._received = 0  # bytes of output (stdout and stderr) the relay passed on
         self._acked = 0  # of which acknowledged (CHILD_READ): the relay may send a window more
         self._eof_pending = False
