@@ -7,8 +7,10 @@ behind them real ``SSHTunnel``s to the loopback sshds of ``sshd_hosts`` or ``Loc
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -25,6 +27,7 @@ from chopsticks_nb.group import Group
 from chopsticks_nb.tunnel import BaseTunnel, Local, SSHTunnel, SubprocessTunnel
 from fixtures.interrupts import sigint_after
 from fixtures.sshd import SSHHosts
+from fixtures.system import process_alive, wait_until
 from fixtures.transports import OutputLog
 
 
@@ -320,3 +323,34 @@ def test_no_thread_is_left_by_relaying(relay: Local) -> None:
     with Local("behind", via=relay) as tunnel:
         tunnel.call(rf.getpid)
         assert threading.active_count() == before
+
+
+EXITING = """
+import json, os, sys, time
+import chopsticks_nb
+from chopsticks_nb.tunnel import Local
+chopsticks_nb.DEPTH_LIMIT = 3
+outer = Local("outer")
+inner = Local("inner", via=outer)
+behind = [Local("a", via=outer), Local("b", via=inner)]
+pids = [t.call(os.getpid) for t in (outer, inner, *behind)]
+behind[0].submit(time.sleep, 60)  # still running at exit
+behind[1].submit(time.sleep, 60)
+print(json.dumps(pids), flush=True)
+"""
+
+
+def test_interpreter_exit_ends_relays_and_what_is_behind_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Injects: a script that opens a relay, a relay behind it and an agent behind each, starts
+    a 60 s call on both agents and exits without closing anything. Asserts: it exits at once
+    (status 0) and every agent it started is gone within 5 s after."""
+    script = tmp_path / "exiting.py"
+    script.write_text(EXITING)
+    monkeypatch.setenv("PYTHONPATH", str(Path(chopsticks_nb.__file__).parents[1]))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=20)
+    assert done.returncode == 0, done.stderr
+    pids = json.loads(done.stdout)
+    assert len(set(pids)) == 4
+    wait_until(lambda: not any(process_alive(pid) for pid in pids), timeout=5)
