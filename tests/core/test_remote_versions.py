@@ -63,12 +63,12 @@ def test_a_relay_on_every_version(remote_python: RemotePython, tmp_path: Path) -
     python = str(remote_python.path)
     source = tmp_path / "data"
     source.write_bytes(os.urandom(700_000))
-    with Local(f"relay{remote_python.version}", python3=python) as relay:
-        with Local(f"behind{remote_python.version}", python3=python, via=relay) as tunnel:
-            assert tunnel.call(rf.version)[:2] == relay.call(rf.version)[:2]
-            data = source.read_bytes()
-            assert tunnel.call(rf.echo, data) == [[data], {}]
-            put = tunnel.put(str(source), str(tmp_path / "remote"))
+    relay = Local(f"relay{remote_python.version}", python3=python)
+    with relay, Local(f"behind{remote_python.version}", python3=python, via=relay) as tunnel:
+        assert tunnel.call(rf.version)[:2] == relay.call(rf.version)[:2]
+        data = source.read_bytes()
+        assert tunnel.call(rf.echo, data) == [[data], {}]
+        put = tunnel.put(str(source), str(tmp_path / "remote"))
     assert put["sha1sum"] == hashlib.sha1(source.read_bytes()).hexdigest()
 
 
