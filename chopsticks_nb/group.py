@@ -53,7 +53,8 @@ class Group:
 
     ``hosts`` may hold tunnels, host names and host ranges (``"web[01-20]"``, ``"db[1-3,7]"``,
     see :mod:`chopsticks_nb.hosts`); each name becomes an :class:`SSHTunnel` made with
-    ``tunnel_options`` (``ssh_config=``, ``user=``, ``control_master=True``...). A string on
+    ``tunnel_options`` (``ssh_config=``, ``user=``, ``control_master=True``, ``via=relay``
+    to reach them through a relay's agent...). A string on
     its own is read the same way: ``Group("web[01-20]")``, and ``Group("db1")`` is a group of
     one (but a single tunnel is refused: write ``Group([tunnel])``). Tunnels are told apart by
     their ``host`` name (results are keyed by it), so two tunnels with the same name are

@@ -106,8 +106,9 @@ def test_cancel_timeout_and_ctrl_c_reach_the_agent_behind_a_relay(relay: Local) 
 
 def test_relays_count_towards_the_depth_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     """Injects: a tunnel behind a relay that is itself behind a relay, with DEPTH_LIMIT 2 and
-    then 3. Asserts: at 2 it is refused with DepthLimitExceeded naming the inner relay (the
-    relays connect; nothing starts behind the inner one); at 3 its agent is 3 deep."""
+    then 3. Asserts: at 2 it is refused with DepthLimitExceeded naming the inner relay, before
+    anything starts for it (the inner relay itself connects, 2 deep); at 3 its agent is 3
+    deep and answers."""
     outer = Local("outer")
     inner = Local("inner", via=outer)
     deepest = Local("deepest", via=inner)
