@@ -14,11 +14,14 @@ from typing import Any, Callable
 
 from . import _agent
 from ._agent import HEADER, MAGIC
+from ._bounded import short_repr
 from .errors import ProtocolError
 
 __all__ = ["FrameReader", "Handlers", "InputBuffer"]
 
 READ_SIZE = 1024 * 1024
+#: Least room a read is given: the buffer moves or grows to have it.
+MIN_READ = READ_SIZE // 4
 #: Noise tolerated on stdout before the handshake (a login shell's banner).
 MAX_NOISE = 64 * 1024
 _HEADER_SIZE = HEADER.size
@@ -31,11 +34,19 @@ Handlers = dict[int, tuple[_agent.Message, Callable[[int, Any], None]]]
 
 class InputBuffer:
     """Bytes read from an agent, parsed where they lie: one reusable buffer, so streaming a
-    file costs no allocation per read. Views handed out are valid until the next read."""
+    file costs no allocation per read. Views handed out are valid until the next read.
+
+    ``frame_end`` is where (from ``start``) the frame being received ends, once its header is
+    in: the buffer grows toward it as its bytes arrive, doubling its capacity each time it is
+    full (so a large frame costs a linear number of copies, not one per read), never to more
+    than the frame needs, and never ahead of the data (a header claiming 500 MiB followed by
+    nothing costs nothing).
+    """
 
     def __init__(self) -> None:
         self.data = bytearray(READ_SIZE)
         self.start = self.end = 0
+        self.frame_end = 0
 
     def __len__(self) -> int:
         return self.end - self.start
@@ -45,23 +56,35 @@ class InputBuffer:
             self.start = self.end = 0
             if len(self.data) > 2 * READ_SIZE:
                 self.data = bytearray(READ_SIZE)  # give back what one huge frame took
-        elif len(self.data) - self.end < READ_SIZE // 4:
-            self.reserve(len(self.data) - self.start)
+        if len(self.data) - self.end < MIN_READ:
+            self._make_room()
         with memoryview(self.data) as view:
             count = os.readv(fd, [view[self.end :]])
         self.end += count
         return count
 
-    def reserve(self, size: int) -> None:
-        """Make room for ``size`` bytes from the current start (moving or growing the buffer)."""
+    def _make_room(self) -> None:
+        """Room for a read after ``end``: by moving the bytes kept to the front, and by
+        growing if the frame being received needs more."""
         kept = self.end - self.start
-        if size > len(self.data):
+        capacity = len(self.data)
+        # Room to the end of the frame being received is enough; more can wait for it.
+        wanted = self.frame_end if self.frame_end > kept else kept + MIN_READ
+        if self.start:
+            with memoryview(self.data) as view:
+                view[:kept] = view[self.start : self.end]
+            self.start, self.end = 0, kept
+        if wanted > capacity:
+            self._grow(min(wanted, 2 * capacity))
+
+    def _grow(self, size: int) -> None:
+        try:
+            # In place: a large bytearray grows by remapping its pages, not by copying them.
+            self.data.extend(bytes(size - len(self.data)))
+        except BufferError:  # a view of it is still held somewhere: grow by copying
             data = bytearray(size)
-            data[:kept] = self.data[self.start : self.end]
+            data[: self.end] = self.data[: self.end]
             self.data = data
-        else:
-            self.data[:kept] = self.data[self.start : self.end]
-        self.start, self.end = 0, kept
 
 
 class FrameReader:
@@ -101,16 +124,20 @@ class FrameReader:
                 )
             end = _HEADER_SIZE + length
             if buf.end - buf.start < end:
-                if end > len(buf.data) - buf.start:
-                    # Grow with the bytes actually received (doubling), not to the length the
-                    # header claims: a header claiming 500 MiB followed by nothing must not
-                    # cost 500 MiB here.
-                    buf.reserve(min(end, max(READ_SIZE, 2 * len(buf))))
+                buf.frame_end = end  # the buffer grows toward it as the bytes arrive
                 return
+            buf.frame_end = 0
             begin = buf.start + _HEADER_SIZE
             buf.start += end
             with memoryview(buf.data)[begin : begin + length] as payload:
                 handler(req_id, _agent.load_payload(kind, payload))
+
+    def noise(self, limit: int) -> bytes:
+        """The first ``limit`` bytes read before the handshake, while none has come yet."""
+        buf = self.buffer
+        if self.synced:
+            return b""
+        return bytes(buf.data[buf.start : min(buf.end, buf.start + limit)])
 
     @property
     def unparsed(self) -> int:
@@ -122,8 +149,11 @@ class FrameReader:
         at = buf.data.find(MAGIC, buf.start, buf.end)
         if at < 0:
             if len(buf) > MAX_NOISE:
+                began = self.noise(300).decode("utf-8", "backslashreplace")
                 raise ProtocolError(
-                    "no chopsticks_nb handshake in the first 64 KiB of output", self.host
+                    "no chopsticks_nb handshake in the first 64 KiB of output, which began "
+                    + short_repr(began, 400),
+                    self.host,
                 )
             return False
         noise = bytes(buf.data[buf.start : at])

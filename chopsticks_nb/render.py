@@ -9,11 +9,14 @@ notebook layer's live views; nothing here imports IPython or the notebook layer.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import pprint
 from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
+
+from ._bounded import short_repr, short_text, whole_repr
 
 if TYPE_CHECKING:  # the result model imports this module, not the other way round
     from .result import ErrorResult, GroupResult
@@ -55,29 +58,24 @@ def format_seconds(seconds: float | None) -> str:
 
 
 def _value_text(value: object) -> str:
-    """The value as the table shows it: pretty-printed when short, cut when long."""
-    try:
-        text = repr(value)
-        if len(text) <= MAX_VALUE_CHARS and len(text) > 60:
-            text = pprint.pformat(value, width=80)
-    except Exception as exc:  # a broken __repr__ must not break the whole table
-        text = f"<unrepresentable {type(value).__name__}: {exc!r}>"
-    if len(text) > MAX_VALUE_CHARS:
-        cut = len(text) - MAX_VALUE_CHARS
-        text = f"{text[:MAX_VALUE_CHARS]}... ({cut} more characters)"
+    """The value as the table shows it: pretty-printed when short, cut when long (the text of
+    a huge value is never built whole: see _bounded)."""
+    text = whole_repr(value, MAX_VALUE_CHARS)
+    if text is None:
+        text = short_repr(value, MAX_VALUE_CHARS)
+        return f"{text} (more characters)" if len(text) == MAX_VALUE_CHARS else text
+    if len(text) > 60:
+        with contextlib.suppress(Exception):  # a short repr pretty-prints in bounded time
+            pretty = pprint.pformat(value, width=80)
+            if len(pretty) <= MAX_VALUE_CHARS:
+                text = pretty
     return text
 
 
 def _short_repr(value: object) -> str:
-    try:
-        text = repr(value)
-    except ValueError:
-        # An int with more digits than sys.get_int_max_str_digits() (4300) cannot be printed,
-        # and a remote may return one (the codec carries ints of any size): the repr of the
-        # whole result must not fail for it.
-        size = f"{value.bit_length()}-bit " if isinstance(value, int) else ""
-        text = f"<{size}{type(value).__name__} too large to print>"
-    return text if len(text) <= MAX_VALUE_REPR else text[: MAX_VALUE_REPR - 3] + "..."
+    # An int with more digits than Python converts to text, a 100 MB bytes value: a remote may
+    # return them, and the repr of the whole result must neither fail nor build them whole.
+    return short_repr(value, MAX_VALUE_REPR)
 
 
 def group_result_text(result: GroupResult) -> str:
@@ -109,7 +107,7 @@ def _traceback_details(tb: str, summary_text: str = "remote traceback") -> str:
 
 
 def _error_cell(error: ErrorResult) -> str:
-    body = f'<pre style="{_PRE_STYLE}">{_escape(error.msg)}</pre>'
+    body = f'<pre style="{_PRE_STYLE}">{_escape(short_text(error.msg, MAX_VALUE_CHARS))}</pre>'
     if error.tb:
         body += _traceback_details(error.tb)
     return body

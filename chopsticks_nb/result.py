@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
 from . import render
+from ._bounded import short_repr
 from .errors import (
     MAX_TRACEBACKS,
     CallCancelled,
@@ -91,7 +92,7 @@ class ErrorResult:
         return None
 
     def __repr__(self) -> str:
-        return f"ErrorResult({self.msg!r})"
+        return f"ErrorResult({short_repr(self.msg, render.MAX_VALUE_CHARS)})"
 
     def _repr_html_(self) -> str:
         """HTML for notebooks: status, message, remote traceback collapsed (all escaped)."""

@@ -15,13 +15,13 @@ import shlex
 import sys
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from . import _agent, _bootstrap, _transfer
 from ._broker import BROKER
 from ._call_frames import pickle_call
-from ._connection import Connection
+from ._connection import Connection, close_connections
 from ._modserver import ModuleServer
 from ._requests import RemoteFuture
 from .errors import ChopsticksError, DepthLimitExceeded, RemoteException
@@ -64,9 +64,10 @@ def _put_operation(local_path: str, remote_path: str | None, mode: int) -> Opera
     return lambda conn: _transfer.start_put(conn, os.fspath(local_path), remote_path, mode)
 
 
-def _fetch_operation(remote_path: str, local_path: str | None) -> Operation:
+def _fetch_operation(remote_path: str, local_path: str | None, max_size: int | None) -> Operation:
     local = None if local_path is None else os.fspath(local_path)
-    return lambda conn: _transfer.start_fetch(conn, remote_path, local)
+    _transfer.check_max_size(max_size)
+    return lambda conn: _transfer.start_fetch(conn, remote_path, local, max_size)
 
 
 def _close_connection(conn: Connection) -> None:
@@ -227,11 +228,16 @@ class BaseTunnel:
 
     def close(self) -> None:
         """Stop the agent; calls in flight fail with TunnelClosed. The tunnel can connect again."""
+        conn = self._take_connection()
+        if conn is not None:
+            close_connections([conn])
+
+    def _take_connection(self) -> Connection | None:
+        """The connection, which the tunnel no longer uses (for closing it)."""
         with self._lock:
             conn = self._conn
             self._detach()
-        if conn is not None:
-            conn.close()
+        return conn
 
     def __enter__(self) -> BaseTunnel:
         self.connect()
@@ -345,18 +351,25 @@ class BaseTunnel:
     ) -> RemoteFuture:
         return self._start(_put_operation(local_path, remote_path, mode))
 
-    def fetch(self, remote_path: str, local_path: str | None = None) -> dict[str, Any]:
+    def fetch(
+        self, remote_path: str, local_path: str | None = None, *, max_size: int | None = None
+    ) -> dict[str, Any]:
         """Copy a remote file here (streamed, any size); without ``local_path``, to a temp file.
 
-        Returns a dict with ``local_path``, ``remote_path``, ``size`` and ``sha1sum``.
+        Returns a dict with ``local_path``, ``remote_path``, ``size`` and ``sha1sum``. The file
+        appears whole or not at all. ``max_size`` (bytes; None, the default: no limit) stops a
+        fetch whose file turns out larger, with TransferError, keeping nothing of it: a
+        remote you do not trust could otherwise fill your disk. A ``local_path`` that is a
+        directory raises TransferError at once.
         """
-        result: dict[str, Any] = self._start(_fetch_operation(remote_path, local_path)).result(
-            self.call_timeout
-        )
+        operation = _fetch_operation(remote_path, local_path, max_size)
+        result: dict[str, Any] = self._start(operation).result(self.call_timeout)
         return result
 
-    def submit_fetch(self, remote_path: str, local_path: str | None = None) -> RemoteFuture:
-        return self._start(_fetch_operation(remote_path, local_path))
+    def submit_fetch(
+        self, remote_path: str, local_path: str | None = None, *, max_size: int | None = None
+    ) -> RemoteFuture:
+        return self._start(_fetch_operation(remote_path, local_path, max_size))
 
     # -- set operations: a tunnel acts as a group of one ------------------------------------------
     # With a Group on the right, these give way (NotImplemented) to the Group's reflected
@@ -382,6 +395,21 @@ class BaseTunnel:
 
     def __xor__(self, other: BaseTunnel) -> chopsticks_nb.Group:
         return self._as_group() ^ other if isinstance(other, BaseTunnel) else NotImplemented
+
+
+def close_together(tunnels: Iterable[BaseTunnel]) -> None:
+    """Close tunnels together: every agent is told to exit before any is waited for, so that
+    agents that do not exit when told cost one close timeout (5 s), not one each. A tunnel
+    class with a ``close`` of its own is closed by it."""
+    connections = []
+    for tunnel in tunnels:
+        if type(tunnel).close is not BaseTunnel.close:
+            tunnel.close()
+            continue
+        conn = tunnel._take_connection()
+        if conn is not None:
+            connections.append(conn)
+    close_connections(connections)
 
 
 class SubprocessTunnel(BaseTunnel):

@@ -254,4 +254,31 @@ def test_a_result_too_large_to_print_does_not_break_the_result_repr() -> None:
         group.close()
     assert result["bigint"] == big and result["biglist"] == [big]
     text = repr(result)
-    assert "<16610-bit int too large to print>" in text and "<list too large to print>" in text
+    assert "'bigint': <int of about 5001 digits>" in text
+    assert "'biglist': [<int of about 5001 digits>]" in text
+
+
+@pytest.mark.parametrize("exits", [False, True], ids=["waits", "exits"])
+def test_what_a_remote_printed_instead_of_starting_is_shown(exits: bool) -> None:
+    """Injects: a remote that prints a banner holding terminal escape sequences on stdout and a
+    line on stderr, and never starts the agent: it waits (past the connect timeout) or exits
+    with status 1 (a login banner, a wrapper's message). Asserts: ConnectTimeout, or
+    ConnectError, whose message shows what it printed on both, escaped (no raw escape
+    character reaches the message)."""
+    args: dict[str, Any] = {
+        "stdout": b"Welcome to \x1b[2Jevil\r\n".hex(),
+        "stderr": b"motd: \x1b]0;pwned\x07 hi\n".hex(),
+    }
+    if exits:
+        args["exit"] = 1
+    tunnel = HostileTunnel("noisy", "banner", connect_timeout=2, **args)
+    try:
+        with pytest.raises(errors.ConnectError) as caught:
+            tunnel.connect()
+    finally:
+        tunnel.close()
+    text = str(caught.value)
+    assert isinstance(caught.value, errors.ConnectTimeout) is not exits, text
+    assert "it printed 'Welcome to \\x1b[2Jevil\\r\\n'" in text
+    assert "motd: \\x1b]0;pwned\\x07 hi" in text
+    assert "\x1b" not in text and "\x07" not in text
