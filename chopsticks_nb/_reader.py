@@ -13,8 +13,10 @@ import os
 from typing import Any, Callable
 
 from . import _agent
-from ._agent import HEADER, MAGIC
+from ._agent import HEADER, MAGIC, Msg
 from ._bounded import short_repr
+from ._bytes_in_place import ENABLED as IN_PLACE
+from ._bytes_in_place import HEAD, BytesInPlace, bytes_value_size
 from .errors import ProtocolError
 
 __all__ = ["FrameReader", "Handlers", "InputBuffer"]
@@ -99,9 +101,13 @@ class FrameReader:
         self.on_noise = on_noise
         self.synced = False
         self.stopped = False
+        #: a large bytes result being read in place (see _bytes_in_place), or None
+        self.in_place: BytesInPlace | None = None
 
     def read_from(self, fd: int) -> int:
         """Read what the pipe holds (0 at EOF; BlockingIOError if nothing)."""
+        if self.in_place is not None:
+            return self.in_place.read_from(fd)
         return self.buffer.read_from(fd)
 
     def handle_frames(self) -> None:
@@ -109,6 +115,12 @@ class FrameReader:
         for bytes outside the protocol; the caller ends the connection then."""
         if not self.synced and not self._find_magic():
             return
+        in_place = self.in_place
+        if in_place is not None:
+            if not in_place.complete or self.stopped:
+                return
+            self.in_place = None
+            in_place.handler(in_place.req_id, in_place.value())
         buf = self.buffer
         handlers = self.handlers
         while buf.end - buf.start >= _HEADER_SIZE and not self.stopped:
@@ -124,6 +136,8 @@ class FrameReader:
                 )
             end = _HEADER_SIZE + length
             if buf.end - buf.start < end:
+                if kind is Msg.RESULT and self._read_in_place(req_id, handler, length):
+                    return
                 buf.frame_end = end  # the buffer grows toward it as the bytes arrive
                 return
             buf.frame_end = 0
@@ -131,6 +145,21 @@ class FrameReader:
             buf.start += end
             with memoryview(buf.data)[begin : begin + length] as payload:
                 handler(req_id, _agent.load_payload(kind, payload))
+
+    def _read_in_place(self, req_id: int, handler: Callable[[int, Any], None], length: int) -> bool:
+        """If the RESULT frame at the buffer's start holds one large bytes value, read the rest
+        of it straight into its bytes object (the speed-up of _bytes_in_place)."""
+        buf = self.buffer
+        begin = buf.start + _HEADER_SIZE
+        if not IN_PLACE or buf.end - begin < HEAD:
+            return False
+        with memoryview(buf.data)[begin : buf.end] as received:
+            size = bytes_value_size(received[:HEAD], length)
+            if size is None:
+                return False
+            self.in_place = BytesInPlace(req_id, handler, size, received[HEAD:])
+        buf.start = buf.end = buf.frame_end = 0
+        return True
 
     def noise(self, limit: int) -> bytes:
         """The first ``limit`` bytes read before the handshake, while none has come yet."""
@@ -142,6 +171,9 @@ class FrameReader:
     @property
     def unparsed(self) -> int:
         """Bytes read that are not a complete frame yet."""
+        in_place = self.in_place
+        if in_place is not None and not in_place.complete:
+            return _HEADER_SIZE + HEAD + in_place.received
         return len(self.buffer)
 
     def _find_magic(self) -> bool:

@@ -126,6 +126,11 @@ CASES: dict[str, tuple[str, dict[str, Any], int, str]] = {
     "claims-500MiB-sends-64KiB": (
         "frame_header", {"length": 500 * 2**20, "send": 65536, "hold": 1.0}, 65536,
         "ended inside a message"),
+    "bytes-claims-500MiB-sends-64KiB": (
+        "raw_after_hello", {"data": {
+            "prefix": (HEADER.pack(Msg.RESULT, 1, 500 * 2**20 + 6) + b"\x01\x07"
+                       + (500 * 2**20).to_bytes(4, "big")).hex(),
+            "repeat": "78", "times": 65536}}, 65536, "ended inside a message"),
     "output-frame-over-limit": (
         "raw_after_hello", {"data": HEADER.pack(Msg.STDOUT, 1, MAX_DATA_FRAME + 1).hex(),
                             "linger": True}, 0, "exceeds the"),
