@@ -79,7 +79,7 @@ def exception_text(exc: BaseException, limit: int = 2000, *, with_type: bool = T
     try:
         message = str(exc)
     except Exception:
-        message = "(its message cannot be shown)"
+        return f"{name} (its message cannot be shown)" if with_type else "(no message)"
     if not with_type:
         return short_text(message, limit)
     return short_text(f"{name}: {message}" if message else name, limit)
