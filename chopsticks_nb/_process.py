@@ -27,6 +27,7 @@ F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 PIPE_SIZE = 1024 * 1024  # fewer wake-ups for bulk data than the default 64 KiB
 READ_SIZE = 1024 * 1024
 STDERR_TAIL_LINES = 20
+STDERR_LINE_CHARS = 1000  # of each line kept for the tail
 #: Polls of the exit status after a death or a close: 50 ms apart, SIGTERM 40 polls before the
 #: end (8 s), SIGKILL at the end (10 s).
 REAP_POLLS, TERM_AT = 200, 40
@@ -144,15 +145,14 @@ class AgentProcess:
         if not data:
             self.stderr_eof = True
             return b""
-        text = data.decode("utf-8", "replace")
-        lines = text.splitlines()
-        # Escaped (a remote's text must not drive the terminal that shows an error) and cut.
-        self._stderr_tail.extend(escape_controls(line[:1000]) for line in lines if line.strip())
+        lines = data.decode("utf-8", "replace").splitlines()[-STDERR_TAIL_LINES:]
+        self._stderr_tail.extend(line[:STDERR_LINE_CHARS] for line in lines if line.strip())
         return data
 
     def stderr_tail(self) -> str:
-        """The last lines the command wrote to stderr, joined: what explains a failure."""
-        return " | ".join(self._stderr_tail)[-2000:]
+        """The last lines the command wrote to stderr, joined: what explains a failure. Escaped:
+        a remote's text must not drive the terminal that shows the error."""
+        return escape_controls(" | ".join(self._stderr_tail)[-2000:])
 
 
 def _wait_until(processes: Sequence[AgentProcess], deadline: float) -> list[AgentProcess]:
