@@ -99,11 +99,20 @@ class Download(Operation):
     lock keeps the two apart, so that no write goes to a descriptor closed meanwhile.
     """
 
-    def __init__(self, conn: Connection, local_path: str, max_size: int | None = None) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        local_path: str,
+        max_size: int | None = None,
+        *,
+        placeholder: bool = False,
+    ) -> None:
         super().__init__(conn.host)
         self.conn = conn
         self.local_path = local_path
         self.max_size = max_size
+        #: ``local_path`` is an empty file made for this fetch: removed if it fails
+        self.placeholder = placeholder
         if os.path.isdir(local_path):
             raise TransferError(f"cannot fetch to {local_path}: it is a directory", self.host)
         self._file_lock = threading.Lock()
@@ -165,6 +174,9 @@ class Download(Operation):
 
     def fail(self, error: ChopsticksError) -> bool:
         self.discard()  # before the waiter wakes: a failed fetch leaves no file behind
+        if self.placeholder and not self.done:
+            with contextlib.suppress(OSError):
+                os.unlink(self.local_path)
         return super().fail(error)
 
     def discard(self) -> None:
@@ -193,8 +205,9 @@ def start_put(
 def start_fetch(
     conn: Connection, remote_path: str, local_path: str | None, max_size: int | None = None
 ) -> RemoteFuture:
+    placeholder = local_path is None
     if local_path is None:
         fd, local_path = tempfile.mkstemp(prefix="chopsticks-fetch-")
         os.close(fd)
-    download = Download(conn, os.path.abspath(local_path), max_size)
+    download = Download(conn, os.path.abspath(local_path), max_size, placeholder=placeholder)
     return conn.submit(download, Msg.FETCH, _agent.encode({"path": remote_path}))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -72,6 +73,20 @@ def test_fetch_of_missing_file_is_a_transfer_error_and_leaves_nothing(tmp_path: 
     ):
         tunnel.fetch(str(tmp_path / "absent"), str(tmp_path / "dest"))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_fetch_without_a_local_path_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    with Local("files") as tunnel:
+        with pytest.raises(errors.TransferError, match="FileNotFoundError"):
+            tunnel.fetch(str(tmp_path / "absent"))
+        with pytest.raises(errors.TransferError, match="max_size"):
+            tunnel.fetch(__file__, max_size=10)
+        fetched = tunnel.fetch(__file__)["local_path"]
+    assert [p.name for p in (tmp_path / "tmp").iterdir()] == [os.path.basename(fetched)]
 
 
 def test_put_into_missing_directory_fails_cleanly(tmp_path: Path) -> None:
