@@ -141,7 +141,7 @@ def _bytecode_refusal(remote_info: RemoteInfo | None) -> str | None:
     if remote_info is None:
         return "the remote interpreter is unknown"
     info = remote_info()
-    remote = ".".join(short_repr(part, 20) for part in info.get("version", ())[:2])
+    remote = ".".join(short_repr(part, 40) for part in info.get("version", ())[:2])
     here = "{}.{}".format(*sys.version_info[:2])
     if remote != here:
         return f"bytecode only runs on the Python that made it (remote {remote}, here {here})"

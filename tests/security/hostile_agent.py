@@ -186,10 +186,12 @@ def raw_after_hello(wire: Wire, args: Args) -> None:
 
 
 def wrong_hello(wire: Wire, args: Args) -> None:
-    """A handshake with a HELLO payload given as a codec value in ``args["hello"]``."""
+    """A handshake with a HELLO payload given as a codec value in ``args["hello"]`` (see
+    encoded); then answer every call with None."""
     wire.write(MAGIC)
-    wire.send(Msg.HELLO, 0, encode(args["hello"]))
-    linger()
+    wire.send(Msg.HELLO, 0, encoded(args["hello"]))
+    while True:
+        wire.send(Msg.RESULT, wire.next_call(), encode(None))
 
 
 def probe_requests(wire: Wire, args: Args) -> None:
