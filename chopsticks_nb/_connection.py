@@ -15,9 +15,10 @@ import codecs
 import concurrent.futures
 import contextlib
 import signal
+import threading
 import time
 from collections.abc import Sequence
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NoReturn, Optional
 
 from . import _agent, _bootstrap, _call_frames
 from ._agent import AGENT, Msg
@@ -193,12 +194,23 @@ class Connection:
     ) -> Any:
         """Run a pickled call remotely and return its value, reading the answer on this thread
         if it can. Raises as :meth:`wait` does."""
-        operation = Operation(self.host, output)
+        return self.run(Operation(self.host, output), *self._call_frame(call), timeout=timeout)
+
+    def run(
+        self,
+        operation: Operation,
+        kind: int,
+        payload: bytes | list[bytes],
+        *,
+        timeout: float | None,
+    ) -> Any:
+        """Send ``operation``'s first frame and wait for its answer as :meth:`wait` does,
+        reading it on this thread if it can."""
         claimed = self.turns.claim()  # before sending: else the broker may read the answer first
         try:
             with DeferredInterrupt() as interrupts:
                 try:
-                    self._send_request(operation, *self._call_frame(call))
+                    self._send_request(operation, kind, payload)
                 except BaseException:
                     self.abandon(operation, CallCancelled("interrupted", self.host))
                     raise
@@ -227,7 +239,7 @@ class Connection:
         it on this thread if no other thread reads this connection. After ``timeout`` seconds
         (None: no limit) the operation is cancelled and CallTimeout raised; on Ctrl-C it is
         cancelled and KeyboardInterrupt raised."""
-        claimed = not self.turns.mine() and self.turns.claim()
+        claimed = self.turns.reader != threading.get_ident() and self.turns.claim()
         try:
             with DeferredInterrupt() as interrupts:
                 return self._wait(operation, timeout, interrupts)
@@ -240,18 +252,21 @@ class Connection:
     ) -> Any:
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            if not operation.done and self.turns.mine():
+            if not operation.done and self.turns.reader == threading.get_ident():
                 self.turns.read_until(operation, deadline, interrupts)
-            with interrupts.waiting():
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                if not operation.wait(left):
-                    message = f"no answer within {timeout:g} s; cancelled"
-                    self.abandon(operation, CallTimeout(message, self.host))
-                    operation.wait(None)  # answered meanwhile, if not abandoned
+            if not operation.done:
+                with interrupts.waiting():
+                    left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    if not operation.wait(left):
+                        message = f"no answer within {timeout:g} s; cancelled"
+                        self.abandon(operation, CallTimeout(message, self.host))
+                        operation.wait(None)  # answered meanwhile, if not abandoned
         except BaseException:
             self.abandon(operation, CallCancelled("interrupted", self.host))
             raise
-        return operation.outcome()
+        if operation.error is not None:
+            raise operation.error
+        return operation.value
 
     def _call_frame(self, call: PickledCall) -> tuple[int, list[bytes]]:
         if self._first_call:
@@ -268,6 +283,8 @@ class Connection:
         except ChopsticksError as exc:
             self.requests.take(operation.req_id)
             operation.fail(exc)
+            return
+        operation.on_sent(self)
 
     def abandon(self, operation: Operation, error: ChopsticksError) -> bool:
         """Fail ``operation`` with ``error`` and stop its remote work, unless it is answered;
@@ -283,9 +300,6 @@ class Connection:
     def _caller_writes(self) -> bool:
         return self.turns.mine()
 
-    def in_flight(self) -> bool:
-        return bool(self.requests)
-
     # -- reading (the broker thread, or a caller that claimed stdout) ----------------------------
 
     def read_stdout(self) -> None:
@@ -294,8 +308,10 @@ class Connection:
         fd = self.process.stdout
         if fd < 0 or self._stdout_eof:
             return
+        reader = self.reader
         try:
-            count = self.reader.read_from(fd)
+            # Straight to what reads (a large bytes result is read in place): one call fewer.
+            count = (reader.buffer if reader.in_place is None else reader.in_place).read_from(fd)
         except BlockingIOError:
             return
         except OSError:
@@ -307,7 +323,7 @@ class Connection:
             self._on_eof()
             return
         try:
-            self.reader.handle_frames()
+            reader.handle_frames()
         except ChopsticksError as exc:
             self._die_of_protocol_error(exc.message)
         except _agent.ShapeError as exc:
@@ -332,40 +348,47 @@ class Connection:
         with contextlib.suppress(concurrent.futures.InvalidStateError):
             self.hello.set_result(info)
 
+    # An answer (checked already: a malformed one has ended the connection before its operation
+    # leaves the table, so that the end fails it) completes its operation, unless abandoned
+    # meanwhile. Out of the table, nothing else would complete it: it completes here, whatever
+    # its handler does.
+
     def on_result(self, req_id: int, value: object) -> None:
-        self._answer(req_id, value, is_error=False)
+        if self.writer.lender.lent:  # the agent has read the request: let its arguments go
+            self.writer.release_lent()
+        operation = self.requests.take(req_id)
+        if operation is not None:
+            try:
+                operation.on_result(value)
+            except BaseException as exc:  # a transfer's result of the wrong shape, say
+                self._failed_handling(operation, exc)
+            if not operation.done:
+                self._failed_handling(operation, None)
 
     def on_error(self, req_id: int, record: dict[str, Any]) -> None:
-        self._answer(req_id, record, is_error=True)
-
-    def _answer(self, req_id: int, answer: Any, is_error: bool) -> None:
-        """Complete the operation ``req_id`` (checked already: a malformed answer has ended the
-        connection before its operation leaves the table, so that the end fails it)."""
-        self.writer.release_lent()  # the agent has read the request: let its arguments go
         operation = self.requests.take(req_id)
-        if operation is None:
-            return  # abandoned meanwhile
-        # Out of the table, nothing else will complete it: it completes here, whatever its
-        # handler does (a transfer's result of the wrong shape, say). A handler that raises or
-        # completes nothing ends the connection (read_stdout), with the error it gets.
-        try:
-            if is_error:
-                operation.on_error(answer)
-            else:
-                operation.on_result(answer)
-        except BaseException as exc:
-            if isinstance(exc, ChopsticksError):
-                message = exc.message
-            elif isinstance(exc, _agent.CodecError):  # a shape check: its text says what
-                message = exception_text(exc, with_type=False)
-            else:
-                message = f"unexpected {exception_text(exc)} handling an answer"
-            operation.fail(ProtocolError(message, self.host))
-            raise
-        if not operation.done:
-            error = ProtocolError("an answer left its operation incomplete", self.host)
-            operation.fail(error)
-            raise error
+        if operation is not None:
+            try:
+                operation.on_error(record)
+            except BaseException as exc:
+                self._failed_handling(operation, exc)
+            if not operation.done:
+                self._failed_handling(operation, None)
+
+    def _failed_handling(self, operation: Operation, exc: BaseException | None) -> NoReturn:
+        """The handler of an answer raised ``exc`` (an exception whose text may not even be
+        made), or completed nothing (None): the operation fails with ProtocolError, and so does
+        the connection (the reader ends it)."""
+        if exc is None:
+            exc = ProtocolError("an answer left its operation incomplete", self.host)
+        if isinstance(exc, ChopsticksError):
+            message = exc.message
+        elif isinstance(exc, _agent.CodecError):  # a shape check: its text says what
+            message = exception_text(exc, with_type=False)
+        else:
+            message = f"unexpected {exception_text(exc)} handling an answer"
+        operation.fail(ProtocolError(message, self.host))
+        raise exc
 
     def on_stdout(self, req_id: int, data: memoryview) -> None:
         self._deliver_output("stdout", data, req_id)

@@ -10,7 +10,7 @@ _caller_reads) holds the connection's read lock, so one thread at a time uses a 
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from . import _agent
 from ._agent import HEADER, MAGIC, Msg
@@ -28,10 +28,12 @@ MIN_READ = READ_SIZE // 4
 MAX_NOISE = 64 * 1024
 _HEADER_SIZE = HEADER.size
 
-#: ``{code: (kind, handler)}``: the handler of each kind of frame, called with the request id
-#: and the payload (decoded and checked if it is a codec payload, else a memoryview valid only
-#: during the call). See _agent.handlers.
-Handlers = dict[int, tuple[_agent.Message, Callable[[int, Any], None]]]
+#: ``{code: (kind, handler, loader)}``: the handler of each kind of frame, called with the
+#: request id and the payload (decoded and checked by ``loader`` if it is a codec payload, else
+#: a memoryview valid only during the call). See _agent.handlers.
+Handlers = dict[
+    int, tuple[_agent.Message, Callable[[int, Any], None], Optional[Callable[[Any], Any]]]
+]
 
 
 class InputBuffer:
@@ -128,7 +130,7 @@ class FrameReader:
             entry = handlers.get(code)
             if entry is None:
                 raise ProtocolError(f"unexpected message kind {code}", self.host)
-            kind, handler = entry
+            kind, handler, loader = entry
             if length > kind.limit:
                 raise ProtocolError(
                     f"a {kind.name} frame of {length} bytes exceeds the {kind.limit}-byte limit",
@@ -144,7 +146,7 @@ class FrameReader:
             begin = buf.start + _HEADER_SIZE
             buf.start += end
             with memoryview(buf.data)[begin : begin + length] as payload:
-                handler(req_id, _agent.load_payload(kind, payload))
+                handler(req_id, payload if loader is None else loader(payload))
 
     def _read_in_place(self, req_id: int, handler: Callable[[int, Any], None], length: int) -> bool:
         """If the RESULT frame at the buffer's start holds one large bytes value, read the rest

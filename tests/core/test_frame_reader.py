@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import pytest
 
-from chopsticks_nb._agent import HEADER, MAGIC, Msg, encode
+from chopsticks_nb._agent import HEADER, MAGIC, Msg, encode, payload_loader
 from chopsticks_nb._reader import FrameReader
 
 
@@ -33,9 +33,8 @@ def read_through_a_pipe(stream: bytes, after_each_read: Callable[[FrameReader], 
     """Feed ``stream`` through a real pipe in 64 KiB writes to a FrameReader; the (request id,
     value) pairs it handled."""
     received: list[tuple[int, Any]] = []
-    reader = FrameReader(
-        "big", {Msg.RESULT: (Msg.RESULT, lambda i, v: received.append((i, v)))}, lambda _: None
-    )
+    handler = (Msg.RESULT, lambda i, v: received.append((i, v)), payload_loader(Msg.RESULT))
+    reader = FrameReader("big", {Msg.RESULT: handler}, lambda _: None)
     read_fd, write_fd = os.pipe()
 
     def write() -> None:
