@@ -14,6 +14,7 @@ from __future__ import annotations
 import codecs
 import concurrent.futures
 import contextlib
+import math
 import signal
 import threading
 import time
@@ -55,6 +56,15 @@ CLOSE_TIMEOUT = 5.0
 #: Bytes of what the command printed before the handshake that an error message shows.
 PRINTED_SHOWN = 300
 
+#: The agent's requests for work here (a module, a resource file) that the broker thread
+#: answers per turn for one connection: the rest wait in its buffer, unread frames behind them
+#: in the pipe, while the broker serves the other connections. An answer costs one request
+#: more per REQUEST_BYTES it holds. An honest agent has one request out per thread importing.
+REQUESTS_PER_TURN = 8
+REQUEST_BYTES = 1024 * 1024
+#: The frames that are such requests.
+REQUESTS = (Msg.IMPORT, Msg.GET_DATA)
+
 
 class Connection:
     """Starts an agent through ``argv`` and speaks the protocol with it."""
@@ -89,7 +99,10 @@ class Connection:
         self.requests = RequestTable()
         self.writer = FrameWriter(self._caller_writes)
         self.turns = StdoutTurns(self)
-        self.reader = FrameReader(host, _agent.handlers(self, AGENT), self._on_noise)
+        self.reader = FrameReader(host, _agent.handlers(self, AGENT), self._on_noise, REQUESTS)
+        #: Complete frames wait in the reader for a later turn (see REQUESTS_PER_TURN).
+        self.backlog = False
+        self._backlog_armed = False
         self._ended: ErrorFactory | None = None
         self._first_call = True
         self._stdout_eof = False
@@ -160,6 +173,7 @@ class Connection:
             return  # ended already
         self._ended = error
         self.reader.stopped = True
+        self.backlog = False
         self.turns.close()
         BROKER.run_and_wait(self._unwatch_all)
         for operation in self.requests.end(error):
@@ -302,28 +316,37 @@ class Connection:
 
     # -- reading (the broker thread, or a caller that claimed stdout) ----------------------------
 
-    def read_stdout(self) -> None:
+    def read_stdout(self, on_broker: bool = False) -> None:
         """Read what stdout holds and handle the frames; end the connection on anything
-        outside the protocol."""
+        outside the protocol. The broker thread handles only REQUESTS_PER_TURN requests a
+        call: frames left (``backlog``) are handled before anything more is read."""
         fd = self.process.stdout
         if fd < 0 or self._stdout_eof:
             return
+        if self.backlog and self._backlog_armed and on_broker:
+            return  # the pipe is readable, but this connection's next turn is _handle_backlog
         reader = self.reader
+        if not self.backlog:
+            try:
+                # Straight to what reads (a large bytes result is read in place).
+                source = reader.buffer if reader.in_place is None else reader.in_place
+                count = source.read_from(fd)
+            except BlockingIOError:
+                return
+            except OSError:
+                count = 0
+            except Exception as exc:  # no memory for the buffer, say
+                self._die_of_protocol_error(f"unexpected {exception_text(exc)} reading a message")
+                return
+            if not count:
+                self._on_eof()
+                return
+        reader.budget = REQUESTS_PER_TURN if on_broker else math.inf
         try:
-            # Straight to what reads (a large bytes result is read in place): one call fewer.
-            count = (reader.buffer if reader.in_place is None else reader.in_place).read_from(fd)
-        except BlockingIOError:
-            return
-        except OSError:
-            count = 0
-        except Exception as exc:  # no memory for the buffer, say
-            self._die_of_protocol_error(f"unexpected {exception_text(exc)} reading a message")
-            return
-        if not count:
-            self._on_eof()
-            return
-        try:
-            reader.handle_frames()
+            self.backlog = reader.handle_frames()
+            if self.backlog and on_broker and not self._backlog_armed:
+                self._backlog_armed = True
+                BROKER.call_soon(self._handle_backlog)
         except ChopsticksError as exc:
             self._die_of_protocol_error(exc.message)
         except _agent.ShapeError as exc:
@@ -402,10 +425,30 @@ class Connection:
             operation.on_data(data)
 
     def on_import(self, req_id: int, name: str) -> None:
-        self.writer.send_reply(req_id, _agent.encode(self.modserver.modules(name)))
+        self._reply(req_id, _agent.encode(self.modserver.modules(name)))
 
     def on_get_data(self, req_id: int, path: str) -> None:
-        self.writer.send_reply(req_id, _agent.encode(self.modserver.data(path)))
+        self._reply(req_id, _agent.encode(self.modserver.data(path)))
+
+    def _reply(self, req_id: int, answer: bytes) -> None:
+        self.reader.budget -= len(answer) // REQUEST_BYTES
+        self.writer.send_reply(req_id, answer)
+
+    def _handle_backlog(self) -> None:
+        """Broker thread: this connection's next turn at the frames a flood of requests left."""
+        self._backlog_armed = False
+        if not self.backlog or self._ended is not None:
+            return
+        if not self.turns.read_lock.acquire(blocking=False):
+            # A caller reads the pipe: it handles them (read_until). Look again shortly, in
+            # case it stops before it has.
+            self._backlog_armed = True
+            BROKER.call_later(0.001, self._handle_backlog)
+            return
+        try:
+            self.read_stdout(on_broker=True)
+        finally:
+            self.turns.read_lock.release()
 
     # -- output -----------------------------------------------------------------------------------
 

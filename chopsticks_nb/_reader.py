@@ -9,7 +9,9 @@ _caller_reads) holds the connection's read lock, so one thread at a time uses a 
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Collection
 from typing import Any, Callable, Optional
 
 from . import _agent
@@ -96,13 +98,24 @@ class FrameReader:
     first frame (a login banner); ``stopped`` ends the handling of frames already read (the
     connection ended)."""
 
-    def __init__(self, host: str, handlers: Handlers, on_noise: Callable[[bytes], None]) -> None:
+    def __init__(
+        self,
+        host: str,
+        handlers: Handlers,
+        on_noise: Callable[[bytes], None],
+        requests: Collection[int] = (),
+    ) -> None:
         self.host = host
         self.buffer = InputBuffer()
         self.handlers = handlers
         self.on_noise = on_noise
         self.synced = False
         self.stopped = False
+        #: The kinds of frame that ask this side for work (a module, a resource file).
+        self.requests = frozenset(requests)
+        #: What handling them may still cost in this call of handle_frames: each costs 1, and
+        #: its handler may charge more (by the size of its answer).
+        self.budget: float = math.inf
         #: a large bytes result being read in place (see _bytes_in_place), or None
         self.in_place: BytesInPlace | None = None
 
@@ -112,21 +125,27 @@ class FrameReader:
             return self.in_place.read_from(fd)
         return self.buffer.read_from(fd)
 
-    def handle_frames(self) -> None:
-        """Handle every complete frame read so far. Raises ProtocolError or _agent.CodecError
-        for bytes outside the protocol; the caller ends the connection then."""
+    def handle_frames(self) -> bool:
+        """Handle every complete frame read so far, but a request only while ``budget`` is
+        above 0; True if complete frames are left, for a later call (with a new budget).
+        Raises ProtocolError or _agent.CodecError for bytes outside the protocol; the caller
+        ends the connection then."""
         if not self.synced and not self._find_magic():
-            return
+            return False
         in_place = self.in_place
         if in_place is not None:
             if not in_place.complete or self.stopped:
-                return
+                return False
             self.in_place = None
             in_place.handler(in_place.req_id, in_place.value())
         buf = self.buffer
         handlers = self.handlers
         while buf.end - buf.start >= _HEADER_SIZE and not self.stopped:
             code, req_id, length = HEADER.unpack_from(buf.data, buf.start)
+            if code in self.requests:
+                if self.budget <= 0:
+                    return bool(buf.end - buf.start >= _HEADER_SIZE + length)
+                self.budget -= 1
             entry = handlers.get(code)
             if entry is None:
                 raise ProtocolError(f"unexpected message kind {code}", self.host)
@@ -139,14 +158,15 @@ class FrameReader:
             end = _HEADER_SIZE + length
             if buf.end - buf.start < end:
                 if kind is Msg.RESULT and self._read_in_place(req_id, handler, length):
-                    return
+                    return False
                 buf.frame_end = end  # the buffer grows toward it as the bytes arrive
-                return
+                return False
             buf.frame_end = 0
             begin = buf.start + _HEADER_SIZE
             buf.start += end
             with memoryview(buf.data)[begin : begin + length] as payload:
                 handler(req_id, payload if loader is None else loader(payload))
+        return False
 
     def _read_in_place(self, req_id: int, handler: Callable[[int, Any], None], length: int) -> bool:
         """If the RESULT frame at the buffer's start holds one large bytes value, read the rest
