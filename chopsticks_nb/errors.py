@@ -16,6 +16,7 @@ ChopsticksError
 └── GroupError .............. hosts of a group operation failed; ``.failures`` says how
 
 KeyboardInterrupt (Python's own, not a ChopsticksError: Ctrl-C must still stop a program)
+├── CallInterrupted ......... Ctrl-C during ``tunnel.call``; the remote call was cancelled
 └── GroupInterrupted ........ Ctrl-C during a group operation; ``.result`` holds what finished
 """
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:  # never at run time: the result model imports this module
 
 __all__ = [
     "CallCancelled",
+    "CallInterrupted",
     "CallTimeout",
     "ChopsticksError",
     "ConnectError",
@@ -225,6 +227,23 @@ class GroupError(ChopsticksError):
         """IPython shows the summary (tracebacks included) instead of the local stack."""
         first, *rest = self.message.split("\n")
         return [f"GroupError: {first}", *rest]
+
+
+class CallInterrupted(KeyboardInterrupt):
+    """KeyboardInterrupt while ``tunnel.call`` waited, after the remote call was cancelled.
+
+    IPython shows it as one line: the frames that waited for the answer are the library's.
+    """
+
+    def __init__(self, host: str) -> None:
+        super().__init__(f"the call on {host} was interrupted and cancelled there")
+        self.host = host
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.host,))
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"KeyboardInterrupt: {self}"]
 
 
 class GroupInterrupted(KeyboardInterrupt):

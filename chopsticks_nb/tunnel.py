@@ -24,8 +24,8 @@ from ._call_frames import pickle_call
 from ._connection import Connection
 from ._modserver import ModuleServer
 from ._requests import RemoteFuture
-from .errors import ChopsticksError, DepthLimitExceeded, RemoteException
-from .output import HostPrefixPrinter, OutputHandler
+from .errors import CallInterrupted, ChopsticksError, DepthLimitExceeded, RemoteException
+from .output import OutputHandler, default_output
 from .result import ErrorResult  # where chopsticks 1.0 defined it, for code written for it
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ class BaseTunnel:
             self.call_timeout = call_timeout
         if keepalive != "default":
             self.keepalive = keepalive or None
-        self.output: OutputHandler = output or HostPrefixPrinter(host)
+        self.output: OutputHandler = output or default_output(host)
         self._serve = serve
         self._deny = deny
         self._lock = threading.Lock()
@@ -264,7 +264,11 @@ class BaseTunnel:
         conn = self._conn
         if conn is None or not conn.alive:  # the lock only when there is something to do
             conn = self._connection()
-        return conn.call(payload, self.call_timeout)
+        try:
+            return conn.call(payload, self.call_timeout)
+        except KeyboardInterrupt:
+            # The remote call was cancelled; the frames that waited for it are of no interest.
+            raise CallInterrupted(self.host) from None
 
     def submit(self, callable: Callable[..., Any], *args: Any, **kwargs: Any) -> RemoteFuture:
         """Like :meth:`call`, but return at once a future (``.result(timeout)``, ``.cancel()``)."""
