@@ -18,16 +18,16 @@ imported from here, as the examples have done.
 from __future__ import annotations
 
 import concurrent.futures
-import functools
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Callable
 
 from ._fanout import gather
-from ._paths import local_paths, make_parent_dirs
+from ._paths import local_paths, make_parent_dirs, remote_put_paths
 from ._serialize import unsendable_name
 from .errors import SerializationError
 from .output import HostOutput
+from .progress import Operation, Watching
 from .result import ErrorResult, GroupResult, OnInterrupt, ProgressCallback
 from .tunnel import BaseTunnel, SSHTunnel
 
@@ -164,20 +164,23 @@ class Group:
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
         on_interrupt: OnInterrupt = "raise",
+        quiet: bool = False,
     ) -> GroupResult:
         """Connect every tunnel in parallel; a GroupResult of what each agent said of itself.
 
         A host that cannot connect holds an ErrorResult; nothing is raised for it. Each tunnel
-        applies its own ``connect_timeout``; ``timeout`` bounds the whole operation.
+        applies its own ``connect_timeout``; ``timeout`` bounds the whole operation. Other
+        options as in :meth:`run`.
         """
-        result = gather(
-            self._tunnels,
-            lambda tunnel: tunnel.submit_connect(),
-            timeout=timeout,
-            progress=progress,
-            on_interrupt=on_interrupt,
-            cancellable=False,
-        )
+        with self._watching("connect", quiet, progress, output=False) as watching:
+            result = gather(
+                self._tunnels,
+                lambda tunnel: tunnel.submit_connect(),
+                timeout=timeout,
+                progress=watching.progress_callback,
+                on_interrupt=on_interrupt,
+                cancellable=False,
+            )
         for host, info in list(result.successful()):
             result[host] = dict(info)
         return result
@@ -215,6 +218,7 @@ class Group:
         progress: ProgressCallback | None = None,
         output: HostOutput | None = None,
         on_interrupt: OnInterrupt = "raise",
+        quiet: bool = False,
     ) -> GroupResult:
         """The full form of :meth:`call`.
 
@@ -225,6 +229,11 @@ class Group:
         ``output(host, stream, text)`` on the broker thread with each host's remote stdout and
         stderr for this call (instead of the tunnel's own handler).
 
+        Progress is shown once the operation has run about a second: one updating line in a
+        terminal, a live view of every host in a notebook (once ``%load_ext chopsticks_nb`` has
+        run; it shows the remote output too); ``quiet=True`` shows nothing (the output still
+        goes to ``output`` or the tunnels' handlers).
+
         On KeyboardInterrupt every unfinished remote call is cancelled (the agent interrupts it),
         then :class:`~chopsticks_nb.errors.GroupInterrupted` (a KeyboardInterrupt carrying the
         partial result) is raised; with ``on_interrupt="return"`` the partial result is
@@ -232,14 +241,19 @@ class Group:
         """
         call_args = tuple(args)
         call_kwargs = dict(kwargs or {})
+        with self._watching("call", quiet, progress, output) as watching:
 
-        def start(tunnel: BaseTunnel) -> concurrent.futures.Future[Any]:
-            handler = None if output is None else functools.partial(output, tunnel.host)
-            return tunnel.submit_call(callable, call_args, call_kwargs, output=handler)
+            def start(tunnel: BaseTunnel) -> concurrent.futures.Future[Any]:
+                handler = watching.handler(tunnel.host)
+                return tunnel.submit_call(callable, call_args, call_kwargs, output=handler)
 
-        return gather(
-            self._tunnels, start, timeout=timeout, progress=progress, on_interrupt=on_interrupt
-        )
+            return gather(
+                self._tunnels,
+                start,
+                timeout=timeout,
+                progress=watching.progress_callback,
+                on_interrupt=on_interrupt,
+            )
 
     def exec(
         self,
@@ -251,6 +265,7 @@ class Group:
         progress: ProgressCallback | None = None,
         output: HostOutput | None = None,
         on_interrupt: OnInterrupt = "raise",
+        quiet: bool = False,
     ) -> GroupResult:
         """Run Python source on every host in parallel, each in its tunnel's persistent namespace.
 
@@ -263,20 +278,25 @@ class Group:
         the notebook's ``%%remote`` magic runs.
         """
         bound = dict(names or {})
+        with self._watching("exec", quiet, progress, output) as watching:
 
-        def start(tunnel: BaseTunnel) -> concurrent.futures.Future[Any]:
-            handler = None if output is None else functools.partial(output, tunnel.host)
-            try:
-                return tunnel.submit_exec(code, bound, filename=filename, output=handler)
-            except SerializationError as exc:
-                named = unsendable_name(bound, tunnel.host, lambda: tunnel.remote_info)
-                if named is None:
-                    raise
-                raise named from exc
+            def start(tunnel: BaseTunnel) -> concurrent.futures.Future[Any]:
+                handler = watching.handler(tunnel.host)
+                try:
+                    return tunnel.submit_exec(code, bound, filename=filename, output=handler)
+                except SerializationError as exc:
+                    named = unsendable_name(bound, tunnel.host, lambda: tunnel.remote_info)
+                    if named is None:
+                        raise
+                    raise named from exc
 
-        return gather(
-            self._tunnels, start, timeout=timeout, progress=progress, on_interrupt=on_interrupt
-        )
+            return gather(
+                self._tunnels,
+                start,
+                timeout=timeout,
+                progress=watching.progress_callback,
+                on_interrupt=on_interrupt,
+            )
 
     def put(
         self,
@@ -287,23 +307,27 @@ class Group:
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
         on_interrupt: OnInterrupt = "raise",
+        quiet: bool = False,
     ) -> GroupResult:
         """Copy a local file to every host in parallel (streamed; any size).
 
-        Without ``remote_path`` each host makes a temporary file. Each value is a dict with
-        ``local_path``, ``remote_path``, ``size`` and ``sha1sum``. Raises OSError at once if the
-        local file cannot be read. Options as in :meth:`run`.
+        ``remote_path`` may hold ``{host}``, replaced by each host's name
+        (``"/etc/app/{host}.ini"``). Without it each host makes a temporary file. Each value is a
+        dict with ``local_path``, ``remote_path``, ``size`` and ``sha1sum``. Raises OSError at
+        once if the local file cannot be read. Options as in :meth:`run`.
         """
         local = os.fspath(local_path)
         with open(local, "rb"):  # fail once, here, rather than once per host
             pass
-        return gather(
-            self._tunnels,
-            lambda tunnel: tunnel.submit_put(local, remote_path, mode),
-            timeout=timeout,
-            progress=progress,
-            on_interrupt=on_interrupt,
-        )
+        remote_paths = remote_put_paths(remote_path, self.hosts)
+        with self._watching("put", quiet, progress, output=False) as watching:
+            return gather(
+                self._tunnels,
+                lambda tunnel: tunnel.submit_put(local, remote_paths[tunnel.host], mode),
+                timeout=timeout,
+                progress=watching.progress_callback,
+                on_interrupt=on_interrupt,
+            )
 
     def fetch(
         self,
@@ -313,6 +337,7 @@ class Group:
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
         on_interrupt: OnInterrupt = "raise",
+        quiet: bool = False,
     ) -> GroupResult:
         """Copy a remote file from every host in parallel (streamed; any size).
 
@@ -326,13 +351,26 @@ class Group:
         """
         paths = local_paths(local_path, self.hosts)
         make_parent_dirs(local_path, paths)
-        return gather(
-            self._tunnels,
-            lambda tunnel: tunnel.submit_fetch(remote_path, paths[tunnel.host]),
-            timeout=timeout,
-            progress=progress,
-            on_interrupt=on_interrupt,
-        )
+        with self._watching("fetch", quiet, progress, output=False) as watching:
+            return gather(
+                self._tunnels,
+                lambda tunnel: tunnel.submit_fetch(remote_path, paths[tunnel.host]),
+                timeout=timeout,
+                progress=watching.progress_callback,
+                on_interrupt=on_interrupt,
+            )
+
+    def _watching(
+        self,
+        what: str,
+        quiet: bool,
+        progress: ProgressCallback | None,
+        output: HostOutput | bool | None = None,
+    ) -> Watching:
+        """The watch of an operation (``output=False``: one without remote output)."""
+        operation = Operation(what, self._tunnels, len(self._tunnels), output is not False)
+        handler = output if callable(output) else None
+        return Watching(operation, quiet=quiet, output=handler, progress=progress)
 
     def filter(
         self, predicate: Callable[[], Any], exclude: bool = False, *, timeout: float | None = None
@@ -343,5 +381,5 @@ class Group:
         :class:`~chopsticks_nb.errors.GroupError` if any host cannot be reached or fails to
         evaluate it.
         """
-        result = self.run(predicate, timeout=timeout).raise_failures()
+        result = self.run(predicate, timeout=timeout, quiet=True).raise_failures()
         return Group([t for t in self._tunnels if bool(result[t.host]) != exclude])
