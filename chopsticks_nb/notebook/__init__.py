@@ -22,16 +22,16 @@ __all__ = [
 
 _EXPORTS = {
     "HostPicker": "picker",
-    "LiveView": "widgets",
+    "LiveView": "live",
     "RemoteMagics": "magics",
     "cell_names": "magics",
     "ssh_config_hosts": "picker",
 }
 
 if TYPE_CHECKING:
+    from .live import LiveView
     from .magics import RemoteMagics, cell_names
     from .picker import HostPicker, ssh_config_hosts
-    from .widgets import LiveView
 
 
 def load_ipython_extension(ipython: Any) -> None:
