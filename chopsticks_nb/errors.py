@@ -46,16 +46,28 @@ __all__ = [
     "TransferError",
     "TunnelClosed",
     "failure_summary",
+    "showable",
 ]
 
 #: Remote tracebacks a GroupError's message shows unless told otherwise.
 MAX_TRACEBACKS = 3
 
 
+def showable(text: str) -> str:
+    """``text`` with each lone surrogate written as an escape (``\\udc80``): remote text may
+    hold them, and no display (nor Jupyter's JSON) accepts them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 class ChopsticksError(Exception):
     """Base of every chopsticks_nb error; ``host`` names the tunnel it concerns, if any."""
 
     def __init__(self, message: str, host: str | None = None) -> None:
+        message = showable(message)
         super().__init__(message)
         self.message = message
         self.host = host
@@ -126,9 +138,9 @@ class RemoteException(ChopsticksError):
         remote_traceback: str | None = None,
     ) -> None:
         super().__init__(message, host)
-        self.remote_type = remote_type
-        self.remote_message = message
-        self.remote_traceback = remote_traceback
+        self.remote_type = showable(remote_type)
+        self.remote_message = self.message
+        self.remote_traceback = None if remote_traceback is None else showable(remote_traceback)
 
     def __str__(self) -> str:
         where = "" if self.host is None else f" on {self.host}"
