@@ -111,23 +111,28 @@ class StatementsResult(GroupResult):
         return f"<small>{html.escape(summary(self))}</small>"
 
 
-class RemoteCellSyntaxError(SyntaxError):
-    """A syntax error in a ``%%remote`` cell, found before anything is sent: IPython shows it
-    as it shows one in a local cell (the line, a caret, the message), without library frames."""
+class RemoteCellSyntaxError(Exception):
+    """A syntax error in a ``%%remote`` cell, found before anything is sent. IPython shows it
+    as it shows one in a local cell (where, the line, a caret, the message) and no library
+    frames: it is not a SyntaxError, for which IPython would print the stack that raised it.
+    ``error`` is the SyntaxError, its line numbered as in the cell."""
 
     def __init__(self, error: SyntaxError, cell: str) -> None:
-        super().__init__(error.msg, (cell, error.lineno, error.offset, error.text))
+        super().__init__(f"{error.msg} ({cell}, line {error.lineno})")
+        self.error = error
+        self.cell = cell
 
     def _render_traceback_(self) -> list[str]:
-        lines = [f"  {self.filename}, line {self.lineno}"]
-        if self.text:
-            text = self.text.rstrip("\n")
+        error = self.error
+        lines = [f"  {self.cell}, line {error.lineno}"]
+        if error.text:
+            text = error.text.rstrip("\n")
             stripped = text.lstrip()
             lines.append(f"    {stripped}")
-            if self.offset:
-                column = max(0, self.offset - 1 - (len(text) - len(stripped)))
+            if error.offset:
+                column = max(0, error.offset - 1 - (len(text) - len(stripped)))
                 lines.append("    " + " " * column + "^")
-        lines.append(f"{type(self).__mro__[1].__name__}: {self.msg}")
+        lines.append(f"{type(error).__name__}: {error.msg}")
         return lines
 
 
