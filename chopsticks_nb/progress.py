@@ -189,7 +189,7 @@ class TerminalLine:
 
     takes_output = False
 
-    def __init__(self, operation: Operation, *, show_after: float = SHOW_AFTER) -> None:
+    def __init__(self, operation: Operation, *, show_after: float | None = None) -> None:
         self.operation = operation
         self._label = f"{operation.what} on {fold(operation.hosts)}"
         self._started = time.monotonic()
@@ -198,7 +198,8 @@ class TerminalLine:
         self._failed = 0
         self._finished_hosts: set[str] = set()
         self._over = False
-        self._timer: TimerHandle | None = BROKER.call_later(show_after, self._draw)
+        delay = SHOW_AFTER if show_after is None else show_after
+        self._timer: TimerHandle | None = BROKER.call_later(delay, self._draw)
 
     def output(self, host: str, stream: str, text: str) -> None:
         pass
