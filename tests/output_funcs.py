@@ -1,4 +1,5 @@
-"""Remote functions for the output tests: what hosts print (imported on the remote by name)."""
+"""Remote functions for the output tests of every layer: what hosts print (the remote imports
+this module by name: tests/ is on sys.path)."""
 
 import sys
 
