@@ -63,6 +63,7 @@ class Row:
     last: Line | None
     recent: tuple[Line, ...]
     hidden: int = 0
+    error: str | None = None  # why the host failed, shown in place of its last line
 
 
 def _css_class(state: str) -> str:
@@ -94,7 +95,8 @@ def _style(view: str, rows: int) -> str:
         f"{scope} code,{scope} pre{{font-family:var(--jp-code-font-family,monospace);"
         "font-size:var(--jp-code-font-size,12px)}"
         f"{scope} pre{{margin:0;white-space:pre-wrap;word-break:break-word}}"
-        f"{scope} label.cnb-host{{cursor:pointer}}"
+        f"{scope} label.cnb-host{{cursor:pointer;white-space:nowrap}}"
+        f"{scope} label.cnb-host code{{white-space:nowrap}}"
         f"{scope} label.cnb-host::before{{content:'▸ '}}"
         f"{scope} .cnb-panel{{display:none}}"
         f"{scope} .cnb-err,{scope} .cnb-s-failed,{scope} .cnb-s-interrupted,"
@@ -151,16 +153,19 @@ def _row_html(view: str, row: Row) -> str:
     label = _escape(row.label) + (f" ({row.hosts} hosts)" if row.hosts > 1 else "")
     stderr = f'<span class="cnb-err">{row.stderr_lines:,} err</span>' if row.stderr_lines else ""
     last = ""
-    if row.last is not None:
+    if row.error is not None:
+        last = f'<span class="cnb-err">{_escape(_cut(row.error, LAST_LINE_CHARS))}</span>'
+    elif row.last is not None:
         text = _escape(_cut(row.last[1], LAST_LINE_CHARS))
         last = f'<span class="cnb-err">{text}</span>' if row.last[0] == "stderr" else text
+    last = f"<code>{last}</code>" if last else ""
     cells = (
         f'<td><label class="cnb-host cnb-{view}-l{row.index}" for="cnb-{view}-c{row.index}">'
         f"<code>{label}</code></label></td>"
         f'<td class="{_css_class(row.state)}">{_MARKS[row.state]} {row.state}</td>'
         f"<td>{_escape(format_seconds(row.elapsed))}</td>"
         f"<td>{stderr}</td>"
-        f'<td class="cnb-last"><code>{last}</code></td>'
+        f'<td class="cnb-last">{last}</td>'
     )
     panel_lines = []
     if row.hidden:

@@ -318,7 +318,8 @@ class LiveView:
             state = host.state()
             states.append(state)
             log = host.log
-            key = (state, host.digest.digest(), log.hidden, tuple(log.tail), log.last_line)
+            error = host.outcome.msg if isinstance(host.outcome, ErrorResult) else None
+            key = (state, error, host.digest.digest(), log.hidden, tuple(log.tail), log.last_line)
             if log.chars and key in folded:
                 folded[key].append(name)
                 continue
@@ -347,6 +348,7 @@ class LiveView:
             last=last,
             recent=tuple(recent),
             hidden=log.hidden,
+            error=host.outcome.msg if isinstance(host.outcome, ErrorResult) else None,
         )
 
     def _grid_bundle(self) -> dict[str, str]:
