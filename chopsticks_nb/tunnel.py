@@ -80,8 +80,9 @@ class BaseTunnel:
     ``call_timeout`` (default for :meth:`call`, default None: wait as long as the call runs),
     ``keepalive`` (seconds between pings; the agent exits after six silent intervals, so a dead
     controller or a cut link leaves no remote process; None turns both off), ``output`` (a
-    callable ``(stream, text)`` for remote stdout/stderr; default prints ``[host] line``),
-    ``serve``/``deny`` (top-level packages the import hook may / may not serve).
+    callable ``(stream, text)`` for remote stdout/stderr; default: ``[host] line``, capped per
+    cell in a notebook, see :func:`~chopsticks_nb.output.default_output`), ``serve``/``deny``
+    (top-level packages the import hook may / may not serve).
     """
 
     connect_timeout: float = 30.0
@@ -413,7 +414,11 @@ class SubprocessTunnel(BaseTunnel):
 
 
 class Local(SubprocessTunnel):
-    """An agent in a local subprocess, running this interpreter (``sys.executable``)."""
+    """An agent in a local subprocess, running this interpreter (``sys.executable``).
+
+    Options: ``python3`` (another interpreter to run), and those of :class:`BaseTunnel`
+    (``connect_timeout``, ``call_timeout``, ``keepalive``, ``output``, ``serve``, ``deny``).
+    """
 
     python3 = sys.executable or "python3"
 
@@ -432,6 +437,9 @@ class Sudo(SubprocessTunnel):
     sudo must allow the interpreter without a password, for example in /etc/sudoers.d/::
 
         youruser ALL=(root) NOPASSWD: /usr/bin/python3, /usr/bin/python3 *
+
+    Options: ``name`` (the host name results are keyed by; default ``user``), ``python3`` (the
+    interpreter sudo runs, default ``/usr/bin/python3``), and those of :class:`BaseTunnel`.
     """
 
     python3 = "/usr/bin/python3"
@@ -455,8 +463,11 @@ class SSHTunnel(SubprocessTunnel):
 
     ``user`` and ``port`` override the config; ``sudo=True`` runs the agent as root there
     (through ``sudo -n``); ``ssh_config`` names a config file (``-F``); ``ssh_options`` are extra
-    arguments for ssh, such as ``["-o", "ControlMaster=auto"]``. Keepalives are on by default
-    (``ServerAliveInterval``), so a cut link is noticed in seconds.
+    arguments for ssh, such as ``["-o", "ControlMaster=auto"]``; ``python3`` the interpreter
+    to run there (a name on its ``PATH`` or a path; default ``python3``). Keepalives are on by
+    default (``ServerAliveInterval``), so a cut link is noticed in seconds. The options of
+    :class:`BaseTunnel` apply too (``connect_timeout``, ``call_timeout``, ``keepalive``,
+    ``output``, ``serve``, ``deny``).
     """
 
     ssh = "ssh"
@@ -511,7 +522,8 @@ class Docker(SubprocessTunnel):
     """An agent in a new container from ``image`` (``docker run -i``), removed on close if ``rm``.
 
     ``docker`` names the command (a ``podman`` binary serves too); ``docker_options`` are extra
-    ``run`` arguments, such as ``["--network", "none"]``.
+    ``run`` arguments, such as ``["--network", "none"]``; ``python3`` is the interpreter in the
+    image (default ``python3``). The options of :class:`BaseTunnel` apply too.
     """
 
     docker = "docker"
