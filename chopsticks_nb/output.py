@@ -210,7 +210,9 @@ class OutputBatcher:
         # is held while calling __call__ or wake() (they take only _lock).
         self._lock = threading.Lock()
         self._turn = threading.Lock()
-        self._batch: OutputBatch = []
+        # Runs of pieces of one host and stream, joined when passed on: joining each piece as it
+        # came would copy the run again for every piece (quadratic in a flood of short lines).
+        self._batch: list[tuple[str, str, list[str]]] = []
         self._woken = False
         self._timer: TimerHandle | None = None
         self._ticker: TimerHandle | None = None
@@ -226,9 +228,9 @@ class OutputBatcher:
             if not closed:
                 batch = self._batch
                 if batch and batch[-1][0] == host and batch[-1][1] == stream:
-                    batch[-1] = (host, stream, batch[-1][2] + text)
+                    batch[-1][2].append(text)
                 else:
-                    batch.append((host, stream, text))
+                    batch.append((host, stream, [text]))
                 self._schedule()
         if closed:
             with self._turn:
@@ -303,11 +305,11 @@ class OutputBatcher:
     def _flush_locked(self) -> None:
         """Take the batch and pass it on (_turn is held)."""
         with self._lock:
-            batch, self._batch = self._batch, []
+            runs, self._batch = self._batch, []
             woken, self._woken = self._woken, False
             self._last_flush = time.monotonic()
-        if batch or woken:
-            self._on_flush(batch)
+        if runs or woken:
+            self._on_flush([(host, stream, "".join(texts)) for host, stream, texts in runs])
 
     def _tick(self) -> None:
         with self._turn:

@@ -67,10 +67,16 @@ def in_kernel() -> bool:
 
 
 def _display(bundle: dict[str, str]) -> DisplayHandle:
+    """Show ``bundle``; its handle (None where IPython shows nothing: a plain script)."""
     from IPython import display
 
     show: Any = display.display
     return show(bundle, raw=True, display_id=True)
+
+
+def _update(handle: DisplayHandle, bundle: dict[str, str]) -> None:
+    if handle is not None:
+        handle.update(bundle, raw=True)
 
 
 class _Host:
@@ -215,8 +221,8 @@ class LiveView:
             if self.mode == "text":
                 self._finish_text()
             elif self._shown:
-                self._controls.update({"text/plain": ""}, raw=True)
-                self._grid.update(self._static_bundle(), raw=True)
+                _update(self._controls, {"text/plain": ""})
+                _update(self._grid, self._static_bundle())
             else:
                 self._leave_as_text()
 
@@ -303,7 +309,7 @@ class LiveView:
 
     def _redraw(self) -> None:
         bundle = self._grid_bundle()
-        self._grid.update(bundle, raw=True)
+        _update(self._grid, bundle)
         self._dirty = False
         size = len(bundle["text/html"]) + len(bundle["text/plain"])
         self._batcher.interval = max(self.interval, size / BYTES_PER_SECOND)
