@@ -179,7 +179,8 @@ class RemoteMagics(Magics):
     view = CaselessStrEnum(
         ["auto", "widgets", "html", "text"],
         default_value="auto",
-        help="How live output is shown: ipywidgets, an HTML display updated in place, or text.",
+        help="How live output is shown in a kernel: html (a live view; widgets is its old "
+        "name) or text (the cell's output, with no live view).",
     ).tag(config=True)
     max_lines = Int(
         500, help="Lines of remote output shown per host and cell (later ones are counted)."
@@ -233,8 +234,11 @@ class RemoteMagics(Magics):
         GroupResult (a dict of host -> value), shown as a table and returned as the cell's
         value. The names the code uses from the notebook are sent with it: functions and
         classes defined in the notebook as source (they work on any remote Python), modules
-        by name (the host imports them), other values by pickle. While the code runs, a
-        progress bar and each host's stdout and stderr are shown under the cell.
+        by name (the host imports them), other values by pickle. Once the code has run about a
+        second, a live view under the cell shows every host's state, time and output (click a
+        host for its latest lines; the box filters hosts); at the end it settles into a
+        transcript, hosts with the same output folded. A cell without a last expression shows
+        a summary line rather than a table of None.
 
         If a host fails (raises, cannot be reached, times out), the cell fails after showing
         every host's result, naming the failed hosts; ``--no-raise`` returns the result
@@ -242,12 +246,14 @@ class RemoteMagics(Magics):
         finished; the hosts stay connected.
 
         TARGET names a Group, a tunnel, a HostPicker (its selection) or a list of host names
-        in the notebook; names become SSH tunnels, reused from cell to cell (for an ssh_config
-        file of your own: ``%config RemoteMagics.ssh_config = "path"``). Settings:
-        ``%config RemoteMagics`` lists them (``view``: widgets, html or text; ``max_lines``).
+        in the notebook, or is a list written in place (``%%remote ["web1", "web2"]``); names
+        become SSH tunnels, reused from cell to cell (for an ssh_config file of your own:
+        ``%config RemoteMagics.ssh_config = "path"``). When a host has reconnected since the
+        last cell, the cell says so: what earlier cells defined there is gone. Settings:
+        ``%config RemoteMagics`` lists them (``view``: html or text; ``max_lines``).
 
-        The same from plain Python: ``group.exec(code, names)``, with a
-        ``chopsticks_nb.notebook.LiveView`` for the live output.
+        The same from plain Python: ``group.exec(code, names)`` (with its live view too, while
+        the extension is loaded).
         """
         line, self._literal = self._take_literal(line)
         if cell is None:
