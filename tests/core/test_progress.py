@@ -191,29 +191,3 @@ def _read_all(fd: int) -> str:
             break
         chunks.append(chunk)
     return b"".join(chunks).decode()
-
-
-def test_put_puts_each_host_name_in_the_remote_path(pair: Group, tmp_path: Path) -> None:
-    source = tmp_path / "app.ini"
-    source.write_text("[app]\n")
-    result = pair.put(source, str(tmp_path / "app-{host}.ini"))
-    assert {h: v["remote_path"] for h, v in result.items()} == {
-        "a": str(tmp_path / "app-a.ini"),
-        "b": str(tmp_path / "app-b.ini"),
-    }
-    assert (tmp_path / "app-a.ini").read_text() == "[app]\n"
-    assert not (tmp_path / "app-{host}.ini").exists()
-
-
-@pytest.mark.parametrize(
-    ("template", "message"),
-    [("/tmp/{hostname}.ini", "must use only {host}"), ("/tmp/{0}.ini", "must use only {host}")],
-)
-def test_put_refuses_other_fields_before_anything_starts(
-    pair: Group, tmp_path: Path, template: str, message: str
-) -> None:
-    source = tmp_path / "app.ini"
-    source.write_text("")
-    with pytest.raises(ValueError, match=message):
-        pair.put(source, template)
-    assert not any(t.connected for t in pair)
