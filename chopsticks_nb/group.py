@@ -381,5 +381,5 @@ class Group:
         :class:`~chopsticks_nb.errors.GroupError` if any host cannot be reached or fails to
         evaluate it.
         """
-        result = self.run(predicate, timeout=timeout, quiet=True).raise_failures()
+        result = self.run(predicate, timeout=timeout).raise_failures()
         return Group([t for t in self._tunnels if bool(result[t.host]) != exclude])
