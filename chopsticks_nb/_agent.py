@@ -951,7 +951,7 @@ class _Upload(object):
         try:
             self.fd, self.tmp = _create_part_file(self.path)
         except OSError as exc:
-            raise _naming(exc, self.path)
+            raise _naming(exc, self.path) from None
         self.sha1 = None
         self.first = b""
         self.size = 0
@@ -997,7 +997,7 @@ class _Upload(object):
             os.rename(self.tmp, self.path)
         except OSError as exc:
             self.abort()
-            raise _naming(exc, self.path)
+            raise _naming(exc, self.path) from None
         return {"remote_path": self.path, "size": self.size, "sha1sum": sha1}
 
     def abort(self):
