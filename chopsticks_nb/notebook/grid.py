@@ -38,7 +38,7 @@ _MARKS = {
 _FAILED = ("failed", "interrupted", "timed out")
 #: Characters of a line shown in the grid (last line) and in a row's panel.
 LAST_LINE_CHARS = 120
-PANEL_LINE_CHARS = 300
+PANEL_LINE_CHARS = 200
 
 
 def _escape(text: str) -> str:

@@ -51,7 +51,7 @@ TICK = 1.0
 #: Bytes per second the redraws of one view may send, at most (a large grid redraws less often).
 BYTES_PER_SECOND = 250_000
 #: Lines of a host shown in its row's panel while the work runs.
-PANEL_LINES = 12
+PANEL_LINES = 8
 
 _VIEW_IDS = itertools.count(1)
 
