@@ -167,21 +167,30 @@ MESSAGES = {int(kind): kind for kind in vars(Msg).values() if isinstance(kind, M
 
 
 def handlers(receiver, sender):
-    """``{code: (kind, handler)}`` for the frames ``sender`` sends, each handler the method of
-    ``receiver`` that the table names."""
+    """``{code: (kind, handler, loader)}`` for the frames ``sender`` sends: the method of
+    ``receiver`` that the table names, and what turns a payload into its argument (see
+    payload_loader; None: the payload as it is)."""
     return {
-        code: (kind, getattr(receiver, kind.handler))
+        code: (kind, getattr(receiver, kind.handler), payload_loader(kind))
         for code, kind in MESSAGES.items()
         if kind.sender == sender and kind.handler
     }
 
 
-def load_payload(kind, payload):
-    """A received payload as its handler takes it: a codec payload decoded and checked against
-    its kind's shape; raw and pickled ones as they are."""
+def payload_loader(kind):
+    """What turns a received payload into its handler's argument: for a codec payload, decode
+    it and check its shape; None for raw and pickled payloads (taken as they are)."""
     if kind.payload != CODEC:
-        return payload
-    return check_shape(decode(payload), kind.shape, kind.name)
+        return None
+    if kind.shape is object:
+        return decode
+    return lambda payload: check_shape(decode(payload), kind.shape, kind.name)
+
+
+def load_payload(kind, payload):
+    """A received payload as its handler takes it (see payload_loader)."""
+    loader = payload_loader(kind)
+    return payload if loader is None else loader(payload)
 
 
 def check_shape(value, shape, what):
@@ -878,6 +887,13 @@ class _RemoteModuleFinder(object):
                 self.records.setdefault(record["name"], record)
             return self.records.setdefault(fullname, None)
 
+    def invalidate_caches(self):
+        """importlib.invalidate_caches(): ask again for what the controller had not got (a
+        module written there since)."""
+        with self.lock:
+            for name in [name for name, record in self.records.items() if record is None]:
+                del self.records[name]
+
     def ask_unlocked(self, fullname):
         """Ask the controller, without importlib's global lock (it calls find_spec holding it):
         held, it would stop the first import of anything by any other thread until the answer
@@ -1186,7 +1202,8 @@ class Agent(object):
         entry = self.handlers.get(code)
         if entry is None:
             raise DecodeError("unknown message kind %d" % code)
-        entry[1](req_id, load_payload(entry[0], payload))
+        loader = entry[2]
+        entry[1](req_id, payload if loader is None else loader(payload))
 
     # -- the main thread ---------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from typing import Any, Callable, Protocol
 
 from . import _agent, _speedups
 from ._broker import BROKER
-from ._requests import Operation
+from ._requests import Operation, RequestTable
 from ._writer import FrameWriter
 
 __all__ = ["DeferredInterrupt", "StdoutTurns"]
@@ -40,12 +40,13 @@ class Pipe(Protocol):
     """What the turns need of their connection."""
 
     writer: FrameWriter
+    requests: RequestTable
+    #: Complete frames wait to be handled, read already (the broker leaves a flood's for later).
+    backlog: bool
 
-    def read_stdout(self) -> None:
-        """Read what stdout holds and handle the frames (by whoever holds the read lock)."""
-
-    def in_flight(self) -> bool:
-        """Whether operations await answers."""
+    def read_stdout(self, on_broker: bool = False) -> None:
+        """Read what stdout holds and handle the frames (by whoever holds the read lock; the
+        broker thread says so: it shares its turns among connections)."""
 
 
 class StdoutTurns:
@@ -99,7 +100,7 @@ class StdoutTurns:
                     BROKER.unwatch(self.fd)  # claimed after our poll: release() watches it again
             return
         try:
-            self.pipe.read_stdout()
+            self.pipe.read_stdout(on_broker=True)
         finally:
             self.read_lock.release()
 
@@ -152,14 +153,16 @@ class StdoutTurns:
         with self._lock:
             self.reader = None
             if not self.closed:
-                if self.pipe.in_flight():
+                if self.pipe.requests.operations:
                     self._watch_locked()
                 else:
                     self.kept_since = self._last_release = time.monotonic()
                     if not self._recheck_armed:
                         self._recheck_armed = True
                         BROKER.call_later(KEEP_FOR_CALLERS, self._return_when_idle)
-        self.pipe.writer.hand_rest_to_broker()  # what this thread left unwritten
+        writer = self.pipe.writer
+        if writer.out and not writer.watched:  # what this thread left unwritten
+            writer.hand_rest_to_broker()
         self.read_lock.release()
 
     def read_until(
@@ -180,7 +183,10 @@ class StdoutTurns:
         while not operation.done and not self.closed:
             if interrupts.pending:
                 interrupts.deliver()
-            if spin and not writer.pending:
+            if self.pipe.backlog:  # no poll would say so: they are out of the pipe
+                self.pipe.read_stdout()
+                continue
+            if spin and not writer.out:
                 spin = False
                 if self._spin(operation, interrupts):
                     continue
@@ -191,8 +197,11 @@ class StdoutTurns:
                 else:
                     poll.unregister(stdin)
             wait = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
-            with interrupts.waiting():
+            interrupts._waiting = True  # as interrupts.waiting(), without its cost in this loop
+            try:
                 ready = poll.poll(wait)
+            finally:
+                interrupts._waiting = False
             if not ready:
                 if wait == 0:
                     break

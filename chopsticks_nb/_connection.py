@@ -14,7 +14,9 @@ from __future__ import annotations
 import codecs
 import concurrent.futures
 import contextlib
+import math
 import signal
+import threading
 import time
 from typing import Any, Callable, Optional
 
@@ -51,6 +53,15 @@ EOF_POLLS = 40
 #: what the command printed (ssh's "Connection refused"), and it is not shown twice.
 EARLY_STDERR = 64 * 1024
 
+#: The agent's requests for work here (a module, a resource file) that the broker thread
+#: answers per turn for one connection: the rest wait in its buffer, unread frames behind them
+#: in the pipe, while the broker serves the other connections. An answer costs one request
+#: more per REQUEST_BYTES it holds. An honest agent has one request out per thread importing.
+REQUESTS_PER_TURN = 8
+REQUEST_BYTES = 1024 * 1024
+#: The frames that are such requests.
+REQUESTS = (Msg.IMPORT, Msg.GET_DATA)
+
 
 class Connection:
     """Starts an agent through ``argv`` and speaks the protocol with it."""
@@ -85,7 +96,10 @@ class Connection:
         self.requests = RequestTable()
         self.writer = FrameWriter(self._caller_writes)
         self.turns = StdoutTurns(self)
-        self.reader = FrameReader(host, _agent.handlers(self, AGENT), self._on_noise)
+        self.reader = FrameReader(host, _agent.handlers(self, AGENT), self._on_noise, REQUESTS)
+        #: Complete frames wait in the reader for a later turn (see REQUESTS_PER_TURN).
+        self.backlog = False
+        self._backlog_armed = False
         self._ended: ErrorFactory | None = None
         self._first_call = True
         self._stdout_eof = False
@@ -157,6 +171,7 @@ class Connection:
             return  # ended already
         self._ended = error
         self.reader.stopped = True
+        self.backlog = False
         self.turns.close()
         BROKER.run_and_wait(self._unwatch_all)
         for operation in self.requests.end(error):
@@ -188,12 +203,23 @@ class Connection:
     ) -> Any:
         """Run a pickled call remotely and return its value, reading the answer on this thread
         if it can. Raises as :meth:`wait` does."""
-        operation = Operation(self.host, output)
+        return self.run(Operation(self.host, output), *self._call_frame(call), timeout=timeout)
+
+    def run(
+        self,
+        operation: Operation,
+        kind: int,
+        payload: bytes | list[bytes],
+        *,
+        timeout: float | None,
+    ) -> Any:
+        """Send ``operation``'s first frame and wait for its answer as :meth:`wait` does,
+        reading it on this thread if it can."""
         claimed = self.turns.claim()  # before sending: else the broker may read the answer first
         try:
             with DeferredInterrupt() as interrupts:
                 try:
-                    self._send_request(operation, *self._call_frame(call))
+                    self._send_request(operation, kind, payload)
                 except BaseException:
                     self.abandon(operation, CallCancelled("interrupted", self.host))
                     raise
@@ -222,7 +248,7 @@ class Connection:
         it on this thread if no other thread reads this connection. After ``timeout`` seconds
         (None: no limit) the operation is cancelled and CallTimeout raised; on Ctrl-C it is
         cancelled and KeyboardInterrupt raised."""
-        claimed = not self.turns.mine() and self.turns.claim()
+        claimed = self.turns.reader != threading.get_ident() and self.turns.claim()
         try:
             with DeferredInterrupt() as interrupts:
                 return self._wait(operation, timeout, interrupts)
@@ -235,18 +261,21 @@ class Connection:
     ) -> Any:
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            if not operation.done and self.turns.mine():
+            if not operation.done and self.turns.reader == threading.get_ident():
                 self.turns.read_until(operation, deadline, interrupts)
-            with interrupts.waiting():
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                if not operation.wait(left):
-                    message = f"no answer within {timeout:g} s; cancelled"
-                    self.abandon(operation, CallTimeout(message, self.host))
-                    operation.wait(None)  # answered meanwhile, if not abandoned
+            if not operation.done:
+                with interrupts.waiting():
+                    left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    if not operation.wait(left):
+                        message = f"no answer within {timeout:g} s; cancelled"
+                        self.abandon(operation, CallTimeout(message, self.host))
+                        operation.wait(None)  # answered meanwhile, if not abandoned
         except BaseException:
             self.abandon(operation, CallCancelled("interrupted", self.host))
             raise
-        return operation.outcome()
+        if operation.error is not None:
+            raise operation.error
+        return operation.value
 
     def _call_frame(self, call: PickledCall) -> tuple[int, list[bytes]]:
         if self._first_call:
@@ -263,6 +292,8 @@ class Connection:
         except ChopsticksError as exc:
             self.requests.take(operation.req_id)
             operation.fail(exc)
+            return
+        operation.on_sent(self)
 
     def abandon(self, operation: Operation, error: ChopsticksError) -> bool:
         """Fail ``operation`` with ``error`` and stop its remote work, unless it is answered;
@@ -278,28 +309,33 @@ class Connection:
     def _caller_writes(self) -> bool:
         return self.turns.mine()
 
-    def in_flight(self) -> bool:
-        return bool(self.requests)
-
     # -- reading (the broker thread, or a caller that claimed stdout) ----------------------------
 
-    def read_stdout(self) -> None:
+    def read_stdout(self, on_broker: bool = False) -> None:
         """Read what stdout holds and handle the frames; end the connection on anything
-        outside the protocol."""
+        outside the protocol. The broker thread handles only REQUESTS_PER_TURN requests a
+        call: frames left (``backlog``) are handled before anything more is read."""
         fd = self.process.stdout
         if fd < 0 or self._stdout_eof:
             return
+        if self.backlog and self._backlog_armed and on_broker:
+            return  # the pipe is readable, but this connection's next turn is _handle_backlog
+        if not self.backlog:
+            try:
+                count = self.reader.buffer.read_from(fd)
+            except BlockingIOError:
+                return
+            except OSError:
+                count = 0
+            if not count:
+                self._on_eof()
+                return
+        self.reader.budget = REQUESTS_PER_TURN if on_broker else math.inf
         try:
-            count = self.reader.read_from(fd)
-        except BlockingIOError:
-            return
-        except OSError:
-            count = 0
-        if not count:
-            self._on_eof()
-            return
-        try:
-            self.reader.handle_frames()
+            self.backlog = self.reader.handle_frames()
+            if self.backlog and on_broker and not self._backlog_armed:
+                self._backlog_armed = True
+                BROKER.call_soon(self._handle_backlog)
         except ChopsticksError as exc:
             self._die_of_protocol_error(exc.message)
         except _agent.ShapeError as exc:
@@ -324,28 +360,32 @@ class Connection:
         with contextlib.suppress(concurrent.futures.InvalidStateError):
             self.hello.set_result(info)
 
+    # An answer (checked already: a malformed one has ended the connection before its operation
+    # leaves the table, so that the end fails it) completes its operation, unless abandoned
+    # meanwhile. Whatever the operation's handler raises, the operation completes.
+
     def on_result(self, req_id: int, value: object) -> None:
-        self._answer(req_id, value, is_error=False)
+        if self.writer.lender.lent:  # the agent has read the request: let its arguments go
+            self.writer.release_lent()
+        operation = self.requests.take(req_id)
+        if operation is not None:
+            try:
+                operation.on_result(value)
+            except Exception as exc:  # a transfer's result of the wrong shape, say
+                self._failed_handling(operation, exc)
 
     def on_error(self, req_id: int, record: dict[str, Any]) -> None:
-        self._answer(req_id, record, is_error=True)
-
-    def _answer(self, req_id: int, answer: Any, is_error: bool) -> None:
-        """Complete the operation ``req_id`` (checked already: a malformed answer has ended the
-        connection before its operation leaves the table, so that the end fails it)."""
-        self.writer.release_lent()  # the agent has read the request: let its arguments go
         operation = self.requests.take(req_id)
-        if operation is None:
-            return  # abandoned meanwhile
-        try:
-            if is_error:
-                operation.on_error(answer)
-            else:
-                operation.on_result(answer)
-        except Exception as exc:  # a transfer's result of the wrong shape, say
-            message = exc.message if isinstance(exc, ChopsticksError) else str(exc)
-            operation.fail(ProtocolError(message, self.host))
-            raise
+        if operation is not None:
+            try:
+                operation.on_error(record)
+            except Exception as exc:
+                self._failed_handling(operation, exc)
+
+    def _failed_handling(self, operation: Operation, exc: Exception) -> None:
+        message = exc.message if isinstance(exc, ChopsticksError) else str(exc)
+        operation.fail(ProtocolError(message, self.host))
+        raise exc  # the reader ends the connection
 
     def on_stdout(self, req_id: int, data: memoryview) -> None:
         self._deliver_output("stdout", data, req_id)
@@ -359,10 +399,30 @@ class Connection:
             operation.on_data(data)
 
     def on_import(self, req_id: int, name: str) -> None:
-        self.writer.send_reply(req_id, _agent.encode(self.modserver.modules(name)))
+        self._reply(req_id, _agent.encode(self.modserver.modules(name)))
 
     def on_get_data(self, req_id: int, path: str) -> None:
-        self.writer.send_reply(req_id, _agent.encode(self.modserver.data(path)))
+        self._reply(req_id, _agent.encode(self.modserver.data(path)))
+
+    def _reply(self, req_id: int, answer: bytes) -> None:
+        self.reader.budget -= len(answer) // REQUEST_BYTES
+        self.writer.send_reply(req_id, answer)
+
+    def _handle_backlog(self) -> None:
+        """Broker thread: this connection's next turn at the frames a flood of requests left."""
+        self._backlog_armed = False
+        if not self.backlog or self._ended is not None:
+            return
+        if not self.turns.read_lock.acquire(blocking=False):
+            # A caller reads the pipe: it handles them (read_until). Look again shortly, in
+            # case it stops before it has.
+            self._backlog_armed = True
+            BROKER.call_later(0.001, self._handle_backlog)
+            return
+        try:
+            self.read_stdout(on_broker=True)
+        finally:
+            self.turns.read_lock.release()
 
     # -- output -----------------------------------------------------------------------------------
 

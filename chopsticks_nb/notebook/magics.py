@@ -18,7 +18,7 @@ import re
 import sys
 import tokenize
 import weakref
-from collections.abc import Container, Mapping
+from collections.abc import Container, Mapping, Sequence
 from typing import Any, Callable, cast
 
 from IPython.core import magic_arguments
@@ -28,8 +28,9 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display as _display
 from traitlets import CaselessStrEnum, Int, Unicode
 
-from ..errors import ChopsticksError, GroupError, GroupInterrupted
+from ..errors import ChopsticksError, GroupError, GroupInterrupted, HostRangeError
 from ..group import Group
+from ..hosts import expand, is_expression
 from ..progress import Operation, Presenter, Watch, set_presenter
 from ..render import summary
 from ..result import GroupResult
@@ -44,6 +45,8 @@ _TARGET = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\Z")
 _TARGET_KINDS = "a Group, a tunnel, a HostPicker or a list of host names"
 #: Stands in the magic's line for a literal list of host names (``%%remote ["a", "b"]``).
 _LITERAL = "__chopsticks_nb_literal_target__"
+#: the names a host range starts with (``web`` in ``web[01-04],db1``)
+_RANGE_HEADS = re.compile(r"(?:\A|,)\s*([A-Za-z_]\w*)")
 
 
 def cell_names(
@@ -246,8 +249,10 @@ class RemoteMagics(Magics):
         finished; the hosts stay connected.
 
         TARGET names a Group, a tunnel, a HostPicker (its selection) or a list of host names
-        in the notebook, or is a list written in place (``%%remote ["web1", "web2"]``); names
-        become SSH tunnels, reused from cell to cell (for an ssh_config file of your own:
+        or ranges in the notebook, or is a host range itself: ``%%remote web[01-04]``,
+        ``%%remote web1,db1`` (brackets or commas; a bare word is a variable name), or a list
+        written in place (``%%remote ["web1", "web2"]``). Host names become SSH tunnels, reused
+        from cell to cell (for an ssh_config file of your own:
         ``%config RemoteMagics.ssh_config = "path"``). When a host has reconnected since the
         last cell, the cell says so: what earlier cells defined there is gone. Settings:
         ``%config RemoteMagics`` lists them (``view``: html or text; ``max_lines``).
@@ -392,10 +397,12 @@ class RemoteMagics(Magics):
         return f"{line[:start]}{_LITERAL}{line[end:]}", _host_names(line[start:end])
 
     def _target(self, spec: str) -> Group:
-        """The Group that TARGET names in the user's namespace."""
+        """The Group that TARGET names in the user's namespace, or that it writes as a range."""
         if spec == _LITERAL and self._literal is not None:
             return self._as_group(repr(self._literal), self._literal)
         if not _TARGET.match(spec):
+            if is_expression(spec):
+                return self._range_target(spec)
             raise UsageError(f"TARGET must be a variable name ({_TARGET_KINDS}), not {spec!r}")
         first, *attributes = spec.split(".")
         if first not in self._shell.user_ns:
@@ -414,6 +421,28 @@ class RemoteMagics(Magics):
             )
         return group
 
+    def _range_target(self, spec: str) -> Group:
+        """``web[01-04]`` written as TARGET: those hosts. Not if it reads as Python on a
+        notebook variable (``hosts[0]``, ``a,b``): that would reach hosts named ``hosts0``."""
+        variables = [name for name in _RANGE_HEADS.findall(spec) if name in self._shell.user_ns]
+        if variables:
+            raise UsageError(
+                f"TARGET must be a variable name or a host range such as web[01-04], not Python "
+                f"code: {spec!r} starts with the notebook variable {variables[0]!r} "
+                f"(put what you mean in a variable first: target = {spec})"
+            )
+        try:
+            names = expand(spec)
+        except HostRangeError as exc:
+            raise UsageError(f"TARGET {spec!r} is not a host range: {exc}") from None
+        return self._names_group(spec, names)
+
+    def _names_group(self, spec: str, names: Sequence[str | BaseTunnel]) -> Group:
+        try:
+            return Group([self._tunnel(h) if isinstance(h, str) else h for h in names])
+        except ValueError as exc:
+            raise UsageError(f"{spec!r}: {exc}") from None
+
     def _as_group(self, spec: str, value: Any) -> Group:
         if isinstance(value, Group):
             return value
@@ -422,10 +451,15 @@ class RemoteMagics(Magics):
         if isinstance(value, (list, tuple)) and all(
             isinstance(host, (str, BaseTunnel)) for host in value
         ):
-            try:
-                return Group([self._tunnel(h) if isinstance(h, str) else h for h in value])
-            except ValueError as exc:
-                raise UsageError(f"{spec!r}: {exc}") from None
+            hosts: list[str | BaseTunnel] = []
+            for host in value:  # ranges stand for their names
+                try:
+                    hosts += (
+                        expand(host) if isinstance(host, str) and is_expression(host) else [host]
+                    )
+                except HostRangeError as exc:
+                    raise UsageError(f"{spec!r}: {exc}") from None
+            return self._names_group(spec, hosts)
         picked = getattr(value, "group", None)  # a HostPicker, or anything with a .group
         if isinstance(picked, Group):
             return picked
