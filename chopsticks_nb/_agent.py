@@ -964,7 +964,10 @@ class _Upload(object):
         else:
             self.path = os.path.abspath(os.path.expanduser(path))
         self.mode = mode
-        self.fd, self.tmp = _create_part_file(self.path)
+        try:
+            self.fd, self.tmp = _create_part_file(self.path)
+        except OSError as exc:
+            raise _naming(exc, self.path) from None
         self.sha1 = None
         self.first = b""
         self.size = 0
@@ -1005,8 +1008,12 @@ class _Upload(object):
                 "checksum mismatch: sent %d bytes sha1 %s, received %d bytes sha1 %s"
                 % (size, sha1, self.size, received)
             )
-        os.chmod(self.tmp, self.mode)
-        os.rename(self.tmp, self.path)
+        try:
+            os.chmod(self.tmp, self.mode)
+            os.rename(self.tmp, self.path)
+        except OSError as exc:
+            self.abort()
+            raise _naming(exc, self.path) from None
         return {"remote_path": self.path, "size": self.size, "sha1sum": sha1}
 
     def abort(self):
@@ -1017,6 +1024,11 @@ class _Upload(object):
             os.unlink(self.tmp)
         except OSError:
             pass
+
+
+def _naming(error, path):
+    """``error`` (an OSError about a temporary file) told of the user's ``path`` instead."""
+    return type(error)(error.errno, error.strerror, path)
 
 
 def _create_part_file(path):
