@@ -5,20 +5,29 @@ its payload decoded and its shape checked, then it goes to the handler the table
 
 Whoever reads the pipe (the broker thread, or a caller waiting for its answer: see
 _caller_reads) holds the connection's read lock, so one thread at a time uses a reader.
+
+A frame of LARGE_FRAME bytes or more is read into memory of its own (a LargeFrame), which the
+decoded value may keep: a large numpy array is then used where it lies, not copied.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 from typing import Any, Callable
 
-from . import _agent
+from . import (
+    _agent,
+    _values,  # noqa: F401 - registers the codec's loaders of rich values
+)
 from ._agent import HEADER, MAGIC
 from .errors import ProtocolError
 
-__all__ = ["FrameReader", "Handlers", "InputBuffer"]
+__all__ = ["FrameReader", "Handlers", "InputBuffer", "LargeFrame"]
 
 READ_SIZE = 1024 * 1024
+#: Frames this large are read into memory of their own (see LargeFrame).
+LARGE_FRAME = 1024 * 1024
 #: Noise tolerated on stdout before the handshake (a login shell's banner).
 MAX_NOISE = 64 * 1024
 _HEADER_SIZE = HEADER.size
@@ -64,6 +73,29 @@ class InputBuffer:
         self.start, self.end = 0, kept
 
 
+class LargeFrame:
+    """One large frame's payload, read straight into memory of its own: an anonymous mapping of
+    its length, whose pages cost nothing until its bytes arrive (a header that claims 500 MiB
+    and stops there costs what came). Its decoded value may keep that memory (``donated``)."""
+
+    def __init__(self, code: int, req_id: int, length: int, first: memoryview) -> None:
+        self.code = code
+        self.req_id = req_id
+        self.memory = mmap.mmap(-1, length)
+        self.filled = len(first)
+        self.memory[: self.filled] = first
+
+    def read_from(self, fd: int) -> int:
+        with memoryview(self.memory) as view:
+            count = os.readv(fd, [view[self.filled :]])
+        self.filled += count
+        return count
+
+    @property
+    def complete(self) -> bool:
+        return self.filled == len(self.memory)
+
+
 class FrameReader:
     """Parses one agent's output stream. ``on_noise(data)`` gets what came before the agent's
     first frame (a login banner); ``stopped`` ends the handling of frames already read (the
@@ -76,9 +108,12 @@ class FrameReader:
         self.on_noise = on_noise
         self.synced = False
         self.stopped = False
+        self.large: LargeFrame | None = None  # a large frame being read
 
     def read_from(self, fd: int) -> int:
         """Read what the pipe holds (0 at EOF; BlockingIOError if nothing)."""
+        if self.large is not None:
+            return self.large.read_from(fd)
         return self.buffer.read_from(fd)
 
     def handle_frames(self) -> None:
@@ -86,6 +121,10 @@ class FrameReader:
         for bytes outside the protocol; the caller ends the connection then."""
         if not self.synced and not self._find_magic():
             return
+        if self.large is not None:
+            if not self.large.complete or self.stopped:
+                return
+            self._handle_large()
         buf = self.buffer
         handlers = self.handlers
         while buf.end - buf.start >= _HEADER_SIZE and not self.stopped:
@@ -100,6 +139,12 @@ class FrameReader:
                     self.host,
                 )
             end = _HEADER_SIZE + length
+            if buf.end - buf.start < end and length >= LARGE_FRAME:
+                begin = buf.start + _HEADER_SIZE
+                with memoryview(buf.data)[begin : buf.end] as first:
+                    self.large = LargeFrame(code, req_id, length, first)
+                buf.start = buf.end
+                return
             if buf.end - buf.start < end:
                 if end > len(buf.data) - buf.start:
                     # Grow with the bytes actually received (doubling), not to the length the
@@ -112,10 +157,18 @@ class FrameReader:
             with memoryview(buf.data)[begin : begin + length] as payload:
                 handler(req_id, _agent.load_payload(kind, payload))
 
+    def _handle_large(self) -> None:
+        large, self.large = self.large, None
+        assert large is not None
+        kind, handler = self.handlers[large.code]
+        with memoryview(large.memory) as payload:
+            handler(large.req_id, _agent.load_payload(kind, payload, donated=True))
+
     @property
     def unparsed(self) -> int:
         """Bytes read that are not a complete frame yet."""
-        return len(self.buffer)
+        large = 0 if self.large is None else _HEADER_SIZE + self.large.filled
+        return len(self.buffer) + large
 
     def _find_magic(self) -> bool:
         buf = self.buffer

@@ -14,6 +14,7 @@ import itertools
 import threading
 from typing import Any, Callable
 
+from . import _agent
 from .errors import (
     CallCancelled,
     ChopsticksError,
@@ -32,7 +33,10 @@ def error_from_record(record: dict[str, Any], host: str) -> ChopsticksError:
     if kind == "cancelled":
         return CallCancelled("cancelled", host)
     if kind == "encode":
-        return SerializationError(f"the result cannot be sent back: {record['msg']}", host)
+        message = record["msg"]
+        if "cannot be sent back" not in message:  # it names where, and what to do, itself
+            message = f"the result cannot be sent back: {message}"
+        return SerializationError(message, host)
     return RemoteException(record["msg"], host, record["type"], record["tb"])
 
 
@@ -60,6 +64,11 @@ class Operation:
     # -- the agent's answers (on the thread reading the connection) ----------------------------
 
     def on_result(self, value: object) -> None:
+        if type(value) is _agent.Unavailable:  # valid, but this side cannot build it
+            reason = value.reason
+            self.complete(error=SerializationError(f"the result cannot be received: {reason}",
+                                                   self.host))  # fmt: skip
+            return
         self.complete(value=value)
 
     def on_error(self, record: dict[str, Any]) -> None:
