@@ -569,22 +569,23 @@ def _encoder_for(value):
 
 
 class Tag(object):
-    """The kinds of tagged value (Op.EXT). The receiver checks a tagged value's state against
-    its tag's closed shape before it builds anything, and never looks a class up by a name the
-    sender chose (chopsticks_nb/_values.py builds them; the agent only encodes them)."""
+    """The kinds of tagged value (Op.EXT: the tag, then the value's state: a tuple of its
+    parts, or its one part). The receiver checks a state against its tag's closed shape before
+    it builds anything, and never looks a class up by a name the sender chose
+    (chopsticks_nb/_values.py builds them; the agent only encodes them)."""
 
-    DATETIME = 1  # (year, month, day, hour, minute, second, microsecond, fold, tzinfo)
-    DATE = 2  # (year, month, day)
-    TIME = 3  # (hour, minute, second, microsecond, fold, tzinfo)
-    TIMEDELTA = 4  # (days, seconds, microseconds)
+    DATETIME = 1  # (DATETIME_PARTS packed, tzinfo)
+    DATE = 2  # DATE_PARTS packed
+    TIME = 3  # (TIME_PARTS packed, tzinfo)
+    TIMEDELTA = 4  # TIMEDELTA_PARTS packed
     TIMEZONE = 5  # (offset: a TIMEDELTA, name or None): datetime.timezone
-    ZONEINFO = 6  # (key,): zoneinfo.ZoneInfo
-    DECIMAL = 7  # (str(value),)
-    UUID = 8  # (16 bytes,)
-    PATH = 9  # (str,): pathlib.PurePosixPath
+    ZONEINFO = 6  # key: zoneinfo.ZoneInfo
+    DECIMAL = 7  # str(value)
+    UUID = 8  # its 16 bytes
+    PATH = 9  # str(value): pathlib.PurePosixPath
     NAMEDTUPLE = 10  # (type name, field names, values)
-    ORDERED_DICT = 11  # (dict,)
-    COUNTER = 12  # (dict,)
+    ORDERED_DICT = 11  # a dict
+    COUNTER = 12  # a dict
     ARRAY = 13  # (dtype, shape, "C" or "F", nbytes), then a raw tail: u8 n, n bytes, the data
     NP_SCALAR = 14  # (dtype, raw bytes)
     PD_INDEX = 15  # ("range", start, stop, step, name) | ("multi", levels, codes, names)
@@ -596,9 +597,9 @@ class Tag(object):
     PD_STRING = 20  # ([str or None], missing is NaN)
     PD_MASKED = 21  # (dtype name, data, mask): Int64, boolean, Float64...
     PD_TIMESTAMP = 22  # (nanoseconds since the epoch, tz)
-    PD_TIMEDELTA = 23  # (nanoseconds,)
-    PD_NAT = 24  # ()
-    PD_NA = 25  # ()
+    PD_TIMEDELTA = 23  # nanoseconds
+    PD_NAT = 24  # None
+    PD_NA = 25  # None
 
 
 _EXT_HEADERS = [bytes(bytearray([Op.EXT, tag])) for tag in range(256)]
@@ -647,41 +648,85 @@ def _unsendable(value, advice, what=None):
 
 
 def _ext_state(out, tag, fields, depth):
-    """Start a tagged value whose state, at ``depth``, is a tuple of ``fields`` parts, which
-    the caller encodes next (one level deeper). The state's tuple adds no place to an error's
-    path: its parts are the value's insides, not places the user knows."""
+    """Start a tagged value whose state, at ``depth``, is ``fields`` parts: a tuple of them,
+    which the caller encodes next one level deeper; one part, which the caller encodes next at
+    ``depth`` (no tuple around it); or none, None. The state adds no place to an error's path:
+    its parts are the value's insides, not places the user knows."""
     if depth > MAX_DEPTH:
         raise EncodeError("value nested deeper than %d levels" % MAX_DEPTH)
-    out.items += fields
-    out.cost += _COST_OBJECT + _COST_SEQUENCE + _COST_REF * fields
-    out.append(_EXT_HEADERS[tag] + bytes(bytearray([Op.TUPLE])) + U32.pack(fields))
+    out.cost += _COST_OBJECT
+    if fields == 1:
+        out.append(_EXT_HEADERS[tag])
+    elif fields:
+        out.items += fields
+        out.cost += _COST_SEQUENCE + _COST_REF * fields
+        out.append(_EXT_HEADERS[tag] + bytes(bytearray([Op.TUPLE])) + U32.pack(fields))
+    else:
+        out.cost += _COST_REF
+        out.append(_EXT_HEADERS[tag] + b"\x00")
+
+
+#: Dates and times travel packed in one bytes part: read 10x faster than separate ints.
+DATETIME_PARTS = struct.Struct(">HBBBBBIB")  # year month day hour minute second microsecond fold
+DATE_PARTS = struct.Struct(">HBB")  # year month day
+TIME_PARTS = struct.Struct(">BBBIB")  # hour minute second microsecond fold
+TIMEDELTA_PARTS = struct.Struct(">iII")  # days seconds microseconds
+#: The memory a value of these tags keeps, charged in place of its state's (dropped once the
+#: value is built; DECIMAL and PATH add their text's length): see _Decoder.settle.
+KEPT = {
+    Tag.DATETIME: 64,
+    Tag.DATE: 40,
+    Tag.TIME: 64,
+    Tag.TIMEDELTA: 48,
+    Tag.TIMEZONE: 64,
+    Tag.ZONEINFO: 16,
+    Tag.DECIMAL: 112,
+    Tag.UUID: 112,
+    Tag.PATH: 320,
+    Tag.NP_SCALAR: 112,
+    Tag.PD_TIMESTAMP: 128,
+    Tag.PD_TIMEDELTA: 112,
+    Tag.PD_NAT: 0,
+    Tag.PD_NA: 0,
+}
+
+
+def _kept(out, mark, tag, extra=0):
+    """Charge what a built value keeps, as _Decoder.settle does (``mark``: out.cost before)."""
+    out.cost = mark + KEPT[tag] + extra
 
 
 def _enc_datetime(value, out, depth):
-    _ext_state(out, Tag.DATETIME, 9, depth)
-    for part in (value.year, value.month, value.day, value.hour, value.minute, value.second,
-                 value.microsecond, value.fold):  # fmt: skip
-        _enc_int(part, out, depth)
+    mark = out.cost
+    _ext_state(out, Tag.DATETIME, 2, depth)
+    parts = (value.year, value.month, value.day, value.hour, value.minute, value.second,
+             value.microsecond, value.fold)  # fmt: skip
+    _encode(DATETIME_PARTS.pack(*parts), out, depth + 1)
     _enc_tzinfo(value.tzinfo, value, out, depth + 1)
+    _kept(out, mark, Tag.DATETIME)
 
 
 def _enc_date(value, out, depth):
-    _ext_state(out, Tag.DATE, 3, depth)
-    for part in (value.year, value.month, value.day):
-        _enc_int(part, out, depth)
+    mark = out.cost
+    _ext_state(out, Tag.DATE, 1, depth)
+    _encode(DATE_PARTS.pack(value.year, value.month, value.day), out, depth)
+    _kept(out, mark, Tag.DATE)
 
 
 def _enc_time(value, out, depth):
-    _ext_state(out, Tag.TIME, 6, depth)
-    for part in (value.hour, value.minute, value.second, value.microsecond, value.fold):
-        _enc_int(part, out, depth)
+    mark = out.cost
+    _ext_state(out, Tag.TIME, 2, depth)
+    parts = (value.hour, value.minute, value.second, value.microsecond, value.fold)
+    _encode(TIME_PARTS.pack(*parts), out, depth + 1)
     _enc_tzinfo(value.tzinfo, None, out, depth + 1)
+    _kept(out, mark, Tag.TIME)
 
 
 def _enc_timedelta(value, out, depth):
-    _ext_state(out, Tag.TIMEDELTA, 3, depth)
-    for part in (value.days, value.seconds, value.microseconds):
-        _enc_int(part, out, depth)
+    mark = out.cost
+    _ext_state(out, Tag.TIMEDELTA, 1, depth)
+    _encode(TIMEDELTA_PARTS.pack(value.days, value.seconds, value.microseconds), out, depth)
+    _kept(out, mark, Tag.TIMEDELTA)
 
 
 def _enc_timezone(value, out, depth):
@@ -693,9 +738,11 @@ def _enc_timezone(value, out, depth):
 
 
 def _enc_fixed_offset(offset, name, out, depth):
+    mark = out.cost
     _ext_state(out, Tag.TIMEZONE, 2, depth)
     _encode(offset, out, depth + 1, _enc_timedelta)
     _encode(name if type(name) is str else None, out, depth + 1)
+    _kept(out, mark, Tag.TIMEZONE)
 
 
 def _enc_zoneinfo(value, out, depth):
@@ -706,10 +753,12 @@ def _enc_zoneinfo(value, out, depth):
 
 
 def _enc_zone_key(key, out, depth):
+    mark = out.cost
     _ext_state(out, Tag.ZONEINFO, 1, depth)
     if not out.seen(("zone", key)):
         out.work += _WORK_ZONE
-    _encode(key, out, depth + 1)
+    _encode(key, out, depth)
+    _kept(out, mark, Tag.ZONEINFO)
 
 
 def _enc_tzinfo(tz, moment, out, depth):
@@ -732,18 +781,26 @@ def _fixed_offset_encoder(name):
 
 
 def _enc_decimal(value, out, depth):
+    mark = out.cost
+    text = str(value)
     _ext_state(out, Tag.DECIMAL, 1, depth)
-    _encode(str(value), out, depth + 1)
+    _encode(text, out, depth)
+    _kept(out, mark, Tag.DECIMAL, len(text))
 
 
 def _enc_uuid(value, out, depth):
+    mark = out.cost
     _ext_state(out, Tag.UUID, 1, depth)
-    _encode(value.bytes, out, depth + 1)
+    _encode(value.bytes, out, depth)
+    _kept(out, mark, Tag.UUID)
 
 
 def _enc_path(value, out, depth):
+    mark = out.cost
+    text = str(value)
     _ext_state(out, Tag.PATH, 1, depth)
-    _encode(str(value), out, depth + 1)
+    _encode(text, out, depth)
+    _kept(out, mark, Tag.PATH, 2 * len(text))
 
 
 #: A namedtuple travels as itself if its type name and fields are plain names (see
@@ -817,7 +874,7 @@ def _enc_namedtuple(value, out, depth):
 def _enc_mapping(tag):
     def enc(value, out, depth):
         _ext_state(out, tag, 1, depth)
-        _encode(value, out, depth + 1, _enc_dict)
+        _encode(value, out, depth, _enc_dict)
 
     return enc
 
@@ -881,9 +938,11 @@ def _enc_numpy(value, out, depth):
         _enc_ndarray(value, out, depth)
     elif isinstance(value, np.generic):
         dtype = _array_dtype(value, "numpy." + type(value).__name__)
+        mark = out.cost
         _ext_state(out, Tag.NP_SCALAR, 2, depth)
         _encode(dtype.str, out, depth + 1)
         _encode(value.tobytes(), out, depth + 1)
+        _kept(out, mark, Tag.NP_SCALAR, dtype.itemsize)
     else:
         raise EncodeError(_unsendable(value, "convert it (numpy.asarray(), .tolist())"), value)
 
@@ -911,10 +970,13 @@ def _enc_ndarray(value, out, depth):
 
 def _enc_pandas(value, out, depth):
     pd = sys.modules["pandas"]
+    mark = out.cost
     if value is pd.NaT:
         _ext_state(out, Tag.PD_NAT, 0, depth)
+        _kept(out, mark, Tag.PD_NAT)
     elif value is getattr(pd, "NA", _enc_pandas):
         _ext_state(out, Tag.PD_NA, 0, depth)
+        _kept(out, mark, Tag.PD_NA)
     elif isinstance(value, pd.DataFrame):
         _enc_pd_frame(value, out, depth)
     elif isinstance(value, pd.Series):
@@ -929,9 +991,11 @@ def _enc_pandas(value, out, depth):
         _ext_state(out, Tag.PD_TIMESTAMP, 2, depth)
         _encode(value.value, out, depth + 1)
         _enc_zone(value.tzinfo, value, out, depth + 1)
+        _kept(out, mark, Tag.PD_TIMESTAMP)
     elif isinstance(value, pd.Timedelta):
         _ext_state(out, Tag.PD_TIMEDELTA, 1, depth)
-        _encode(value.value, out, depth + 1)
+        _encode(value.value, out, depth)
+        _kept(out, mark, Tag.PD_TIMEDELTA)
     elif isinstance(value, pd.api.extensions.ExtensionArray):
         _enc_pd_array(value, out, depth)
     else:
@@ -1082,6 +1146,7 @@ class _Decoder(object):
         self.work = 0
         self.work_budget = WORK_PER_KIB * len(self.data) // 1024 + WORK_SLACK
         self.seen = set()  # time zones and namedtuple types met so far (see charge_once)
+        self.before = 0  # the cost before the state of the tagged value being built
 
     def charge(self, cost):
         """Account for objects about to be built; refuse before building too many."""
@@ -1107,6 +1172,11 @@ class _Decoder(object):
             self.seen.add(key)
             self.charge_work(work, what)
 
+    def settle(self, kept):
+        """Charge ``kept`` bytes for the tagged value just built in place of its state's
+        charges (the state is dropped): called by the builders of small values (_agent.KEPT)."""
+        self.cost = self.before + kept
+
     def take(self, n):
         end = self.pos + n
         if end > len(self.data):
@@ -1119,7 +1189,11 @@ class _Decoder(object):
         return chunk
 
     def count(self, header, per_item):
-        n = U32.unpack(self.take(4))[0]
+        pos = self.pos
+        if pos + 4 > len(self.data):
+            self.take(4)  # raises
+        n = U32.unpack_from(self.data, pos)[0]
+        self.pos = pos + 4
         self.items += n
         # Every item takes at least one byte: a count beyond the bytes left is a lie.
         if n > len(self.data) - self.pos or self.items > MAX_ITEMS:
@@ -1193,11 +1267,19 @@ class _Decoder(object):
 
     def load_int(self, depth):
         self.charge(_COST_NUMBER)
-        return _I64.unpack(self.take(8))[0]
+        pos = self.pos
+        if pos + 8 > len(self.data):
+            self.take(8)  # raises
+        self.pos = pos + 8
+        return _I64.unpack_from(self.data, pos)[0]
 
     def load_float(self, depth):
         self.charge(_COST_NUMBER)
-        return _F64.unpack(self.take(8))[0]
+        pos = self.pos
+        if pos + 8 > len(self.data):
+            self.take(8)  # raises
+        self.pos = pos + 8
+        return _F64.unpack_from(self.data, pos)[0]
 
     def load_complex(self, depth):
         self.charge(_COST_NUMBER)
@@ -1264,10 +1346,10 @@ class _Decoder(object):
         build = EXT_LOADERS.get(tag)
         if build is None:
             raise DecodeError("unknown value tag %d at offset %d" % (tag, at))
+        before = self.cost
         state = self.value(depth)
-        if type(state) is not tuple:
-            raise DecodeError("malformed tagged value at offset %d: %s" % (at, _a(state)))
         self.charge(_COST_OBJECT)
+        self.before = before
         try:
             return build(self, state)
         except (CodecError, MemoryError):

@@ -15,7 +15,8 @@ import importlib
 import re
 from typing import Any
 
-from ._agent import DecodeError, MissingModule
+from . import _agent
+from ._agent import DecodeError, MissingModule, Tag
 from ._values import INT, expect
 
 __all__ = ["build_array", "build_scalar", "numpy", "parse_dtype"]
@@ -79,7 +80,7 @@ def _checked_contents(np: Any, array: Any) -> Any:
     return array
 
 
-def build_array(decoder: Any, state: tuple[Any, ...]) -> Any:
+def build_array(decoder: Any, state: Any) -> Any:
     dtype_text, shape, layout, nbytes = expect(state, (str, tuple, str, INT), "array")
     if len(shape) > MAX_DIMENSIONS or layout not in ("C", "F"):
         raise DecodeError(f"malformed array: {len(shape)} dimensions, layout {layout[:4]!r}")
@@ -109,12 +110,15 @@ def build_array(decoder: Any, state: tuple[Any, ...]) -> Any:
     return _checked_contents(np, array).reshape(shape, order=layout)
 
 
-def build_scalar(decoder: Any, state: tuple[Any, ...]) -> Any:
+def build_scalar(decoder: Any, state: Any) -> Any:
     dtype_text, raw = expect(state, (str, bytes), "numpy scalar")
     dtype = parse_dtype(dtype_text)
     if len(raw) != dtype.itemsize:
         raise DecodeError(f"malformed numpy scalar: {len(raw)} bytes for a {dtype}")
     np = numpy()
-    if not raw:
-        return np.zeros((), dtype)[()]
-    return _checked_contents(np, np.frombuffer(raw, dtype).copy())[0]
+    if raw:
+        value = _checked_contents(np, np.frombuffer(raw, dtype).copy())[0]
+    else:
+        value = np.zeros((), dtype)[()]
+    decoder.settle(_agent.KEPT[Tag.NP_SCALAR] + dtype.itemsize)
+    return value

@@ -19,9 +19,9 @@ import re
 from typing import Any
 
 from . import _agent
-from ._agent import DecodeError, MissingModule
+from ._agent import DecodeError, MissingModule, Tag
 from ._arrays import numpy
-from ._values import INT, expect, zoneinfo_type
+from ._values import INT, expect, one, zoneinfo_type
 
 __all__ = [
     "build_pd_categorical",
@@ -88,6 +88,24 @@ def _index(pd: Any, part: object, what: str) -> Any:
     return part
 
 
+def _check_unique(decoder: Any, index: Any, what: str) -> None:
+    """DecodeError unless the values of ``index`` are unique, found without the hash tables
+    pandas would build (its hash of int64 is easy to collide: 40,000 crafted values took 1.6 s
+    to check): numbers and dates by sorting, other values through the decoder's check of
+    shared hashes."""
+    np = numpy()
+    values = index.to_numpy()
+    if values.dtype.kind in "biufcmM":
+        unique = len(np.unique(values)) == len(values)
+    else:
+        items = values.tolist()
+        if len(items) > _agent.MAX_SHARED_HASH:
+            decoder.check_hashes(items, decoder.pos, what)
+        unique = len(set(items)) == len(items)
+    if not unique:
+        raise DecodeError(f"malformed {what}: values that repeat")
+
+
 def _tz(part: object) -> Any:
     """A decoded time zone part: None, or a timezone or ZoneInfo this side built."""
     if part is None or type(part) is datetime.timezone or type(part) is zoneinfo_type():
@@ -95,7 +113,7 @@ def _tz(part: object) -> Any:
     raise DecodeError(f"malformed time zone: {_agent._a(part)}")
 
 
-def build_pd_index(decoder: Any, state: tuple[Any, ...]) -> Any:
+def build_pd_index(decoder: Any, state: Any) -> Any:
     pd = _charge(decoder)
     kind = state[0] if state else None
     if kind == "range":
@@ -107,10 +125,20 @@ def build_pd_index(decoder: Any, state: tuple[Any, ...]) -> Any:
             raise DecodeError("malformed MultiIndex: its levels, codes and names differ")
         np = numpy()
         for level, level_codes in zip(levels, codes):
-            _index(pd, level, "MultiIndex level")
-            if type(level_codes) is not np.ndarray or level_codes.dtype.kind not in "iu":
-                raise DecodeError("malformed MultiIndex: codes that are not an int array")
-        return pd.MultiIndex(levels=levels, codes=codes, names=names)
+            _check_unique(decoder, _index(pd, level, "MultiIndex level"), "MultiIndex level")
+            if not (
+                type(level_codes) is np.ndarray
+                and level_codes.ndim == 1
+                and level_codes.dtype.kind in "iu"
+                and len(level_codes) == len(codes[0])
+                and (
+                    not len(level_codes)
+                    or -1 <= level_codes.min() <= level_codes.max() < len(level)
+                )
+            ):
+                raise DecodeError("malformed MultiIndex: its codes")
+        # Checked here: pandas' own check would hash the levels (see _check_unique).
+        return pd.MultiIndex(levels=levels, codes=codes, names=names, verify_integrity=False)
     _, part, name, freq = expect(state, (str, object, object, (str, None)), "Index")
     if kind != "values":
         raise DecodeError(f"malformed Index: kind {_agent._show(kind)}")
@@ -123,7 +151,7 @@ def build_pd_index(decoder: Any, state: tuple[Any, ...]) -> Any:
     return index
 
 
-def build_pd_series(decoder: Any, state: tuple[Any, ...]) -> Any:
+def build_pd_series(decoder: Any, state: Any) -> Any:
     pd = _charge(decoder)
     part, index, name = expect(state, (object, object, object), "Series")
     values, dtype = _values(pd, part, "Series")
@@ -133,7 +161,7 @@ def build_pd_series(decoder: Any, state: tuple[Any, ...]) -> Any:
     return pd.Series(values, index=index, dtype=dtype, name=name, copy=False)
 
 
-def build_pd_frame(decoder: Any, state: tuple[Any, ...]) -> Any:
+def build_pd_frame(decoder: Any, state: Any) -> Any:
     columns, index, parts = expect(state, (object, object, list), "DataFrame")
     pd = _charge(decoder, 1 + len(parts))
     columns = _index(pd, columns, "DataFrame columns")
@@ -152,17 +180,20 @@ def build_pd_frame(decoder: Any, state: tuple[Any, ...]) -> Any:
     return frame
 
 
-def build_pd_categorical(decoder: Any, state: tuple[Any, ...]) -> Any:
+def build_pd_categorical(decoder: Any, state: Any) -> Any:
     pd = _charge(decoder)
     codes, categories, ordered = expect(state, (object, object, bool), "Categorical")
     np = numpy()
     if type(codes) is not np.ndarray or codes.ndim != 1 or codes.dtype.kind != "i":
         raise DecodeError("malformed Categorical: codes that are not an int array")
     categories = _index(pd, categories, "Categorical categories")
-    return pd.Categorical.from_codes(codes, categories=categories, ordered=ordered)
+    _check_unique(decoder, categories, "Categorical categories")
+    # Checked already: pandas' own check would hash them (see _check_unique).
+    fastpath = getattr(pd.CategoricalDtype, "_from_fastpath", pd.CategoricalDtype)
+    return pd.Categorical.from_codes(codes, dtype=fastpath(categories, ordered))
 
 
-def build_pd_datetime_tz(decoder: Any, state: tuple[Any, ...]) -> Any:
+def build_pd_datetime_tz(decoder: Any, state: Any) -> Any:
     pd = _charge(decoder)
     values, tz = expect(state, (object, object), "tz-aware datetimes")
     np = numpy()
@@ -173,7 +204,7 @@ def build_pd_datetime_tz(decoder: Any, state: tuple[Any, ...]) -> Any:
     return pd.DatetimeIndex(values, tz="UTC").tz_convert(tz).array
 
 
-def build_pd_string(decoder: Any, state: tuple[Any, ...]) -> Any:
+def build_pd_string(decoder: Any, state: Any) -> Any:
     pd = _charge(decoder)
     items, missing_is_nan = expect(state, (list, bool), "string array")
     if not all(item is None or type(item) is str for item in items):
@@ -185,7 +216,7 @@ def build_pd_string(decoder: Any, state: tuple[Any, ...]) -> Any:
     return pd.array(items, dtype=dtype)
 
 
-def build_pd_masked(decoder: Any, state: tuple[Any, ...]) -> Any:
+def build_pd_masked(decoder: Any, state: Any) -> Any:
     pd = _charge(decoder)
     name, data, mask = expect(state, (str, object, object), "nullable array")
     np = numpy()
@@ -206,21 +237,28 @@ def build_pd_masked(decoder: Any, state: tuple[Any, ...]) -> Any:
     return getattr(pd.arrays, kind)(data, mask)
 
 
-def build_pd_timestamp(decoder: Any, state: tuple[Any, ...]) -> Any:
+def build_pd_timestamp(decoder: Any, state: Any) -> Any:
     nanoseconds, tz = expect(state, (INT, object), "Timestamp")
-    return pandas().Timestamp(nanoseconds, tz=_tz(tz))
+    value = pandas().Timestamp(nanoseconds, tz=_tz(tz))
+    decoder.settle(_agent.KEPT[Tag.PD_TIMESTAMP])
+    return value
 
 
-def build_pd_timedelta(decoder: Any, state: tuple[Any, ...]) -> Any:
-    (nanoseconds,) = expect(state, (INT,), "Timedelta")
-    return pandas().Timedelta(nanoseconds)
+def build_pd_timedelta(decoder: Any, state: Any) -> Any:
+    value = pandas().Timedelta(one(state, int, "Timedelta"))
+    decoder.settle(_agent.KEPT[Tag.PD_TIMEDELTA])
+    return value
 
 
-def build_pd_nat(decoder: Any, state: tuple[Any, ...]) -> Any:
-    expect(state, (), "NaT")
+def build_pd_nat(decoder: Any, state: Any) -> Any:
+    if state is not None:
+        raise DecodeError(f"malformed NaT: {_agent._a(state)}")
+    decoder.settle(_agent.KEPT[Tag.PD_NAT])
     return pandas().NaT
 
 
-def build_pd_na(decoder: Any, state: tuple[Any, ...]) -> Any:
-    expect(state, (), "NA")
+def build_pd_na(decoder: Any, state: Any) -> Any:
+    if state is not None:
+        raise DecodeError(f"malformed NA: {_agent._a(state)}")
+    decoder.settle(_agent.KEPT[Tag.PD_NA])
     return pandas().NA

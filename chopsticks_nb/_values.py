@@ -25,21 +25,33 @@ from typing import Any, Callable
 from . import _agent
 from ._agent import DecodeError, MissingModule, Tag
 
-__all__ = ["INT", "LOADERS", "expect", "zone", "zoneinfo_type"]
+__all__ = ["INT", "LOADERS", "expect", "one", "zone", "zoneinfo_type"]
 
 #: ``build(decoder, state) -> value`` for each tag: the decoder (for its limits and the bytes
-#: after the state) and the state, a tuple not checked yet.
-Build = Callable[[Any, tuple[Any, ...]], object]
+#: after the state) and the state, not checked yet: a tuple of its parts, or its one part.
+Build = Callable[[Any, Any], object]
 
 #: A shape part standing for any int of at most 64 bits (every int part must fit: see expect).
 INT = int
 _INT_LIMIT = 1 << 63
 
 
-def expect(state: tuple[Any, ...], shape: tuple[Any, ...], what: str) -> tuple[Any, ...]:
+def one(state: object, kind: type, what: str) -> Any:
+    """``state`` if it is of exactly type ``kind`` (an int: within 64 bits); else DecodeError
+    naming ``what``. A state of one part is that part, with no tuple around it."""
+    if type(state) is not kind:
+        raise DecodeError(f"malformed {what}: {_agent._a(state)}, not {kind.__name__}")
+    if kind is int and not -_INT_LIMIT <= state < _INT_LIMIT:  # type: ignore[operator]
+        raise DecodeError(f"malformed {what}: {_agent._show(state)}")
+    return state
+
+
+def expect(state: object, shape: tuple[Any, ...], what: str) -> tuple[Any, ...]:
     """``state`` if it has ``shape``: as many parts, each of the exact type its shape part names
     (a type, a tuple of types where None stands for None, or ``object``), ints within 64 bits;
     else DecodeError naming ``what``."""
+    if type(state) is not tuple:
+        raise DecodeError(f"malformed {what}: {_agent._a(state)}, not a tuple")
     if len(state) != len(shape):
         raise DecodeError(f"malformed {what}: {len(state)} parts, not {len(shape)}")
     for number, (part, kinds) in enumerate(zip(state, shape)):
@@ -63,31 +75,50 @@ def _tzinfo(part: object, what: str) -> datetime.tzinfo | None:
     raise DecodeError(f"malformed {what}: its tzinfo is {_agent._a(part)}")
 
 
-def _datetime(decoder: Any, state: tuple[Any, ...]) -> datetime.datetime:
-    year, month, day, hour, minute, second, microsecond, fold, tz = expect(
-        state, (INT,) * 8 + (object,), "datetime"
+def _parts(packed: object, parts: Any, what: str) -> tuple[int, ...]:
+    if type(packed) is not bytes or len(packed) != parts.size:
+        raise DecodeError(f"malformed {what}: its packed parts")
+    return parts.unpack(packed)  # type: ignore[no-any-return]
+
+
+def _datetime(decoder: Any, state: Any) -> datetime.datetime:
+    packed, tz = expect(state, (bytes, object), "datetime")
+    year, month, day, hour, minute, second, microsecond, fold = _parts(
+        packed, _agent.DATETIME_PARTS, "datetime"
     )
     tzinfo = _tzinfo(tz, "datetime")
-    return datetime.datetime(year, month, day, hour, minute, second, microsecond, tzinfo,
-                             fold=fold)  # fmt: skip
+    value = datetime.datetime(
+        year, month, day, hour, minute, second, microsecond, tzinfo, fold=fold
+    )
+    decoder.settle(_agent.KEPT[Tag.DATETIME])
+    return value
 
 
-def _date(decoder: Any, state: tuple[Any, ...]) -> datetime.date:
-    return datetime.date(*expect(state, (INT,) * 3, "date"))
+def _date(decoder: Any, state: Any) -> datetime.date:
+    value = datetime.date(*_parts(state, _agent.DATE_PARTS, "date"))
+    decoder.settle(_agent.KEPT[Tag.DATE])
+    return value
 
 
-def _time(decoder: Any, state: tuple[Any, ...]) -> datetime.time:
-    hour, minute, second, microsecond, fold, tz = expect(state, (INT,) * 5 + (object,), "time")
-    return datetime.time(hour, minute, second, microsecond, _tzinfo(tz, "time"), fold=fold)
+def _time(decoder: Any, state: Any) -> datetime.time:
+    packed, tz = expect(state, (bytes, object), "time")
+    hour, minute, second, microsecond, fold = _parts(packed, _agent.TIME_PARTS, "time")
+    value = datetime.time(hour, minute, second, microsecond, _tzinfo(tz, "time"), fold=fold)
+    decoder.settle(_agent.KEPT[Tag.TIME])
+    return value
 
 
-def _timedelta(decoder: Any, state: tuple[Any, ...]) -> datetime.timedelta:
-    return datetime.timedelta(*expect(state, (INT,) * 3, "timedelta"))
+def _timedelta(decoder: Any, state: Any) -> datetime.timedelta:
+    value = datetime.timedelta(*_parts(state, _agent.TIMEDELTA_PARTS, "timedelta"))
+    decoder.settle(_agent.KEPT[Tag.TIMEDELTA])
+    return value
 
 
-def _timezone(decoder: Any, state: tuple[Any, ...]) -> datetime.timezone:
+def _timezone(decoder: Any, state: Any) -> datetime.timezone:
     offset, name = expect(state, (datetime.timedelta, (str, None)), "timezone")
-    return datetime.timezone(offset) if name is None else datetime.timezone(offset, name)
+    value = datetime.timezone(offset) if name is None else datetime.timezone(offset, name)
+    decoder.settle(_agent.KEPT[Tag.TIMEZONE])
+    return value
 
 
 #: A time zone key as the tz database spells them ("Europe/Paris", "Etc/GMT+5", "UTC").
@@ -124,9 +155,10 @@ def zone(decoder: Any, key: object) -> Any:
     return found
 
 
-def _zone(decoder: Any, state: tuple[Any, ...]) -> Any:
-    (key,) = expect(state, (str,), "time zone")
-    return zone(decoder, key)
+def _zone(decoder: Any, state: Any) -> Any:
+    value = zone(decoder, one(state, str, "time zone"))
+    decoder.settle(_agent.KEPT[Tag.ZONEINFO])
+    return value
 
 
 # -- numbers, identifiers, paths -------------------------------------------------------------
@@ -137,23 +169,29 @@ _DECIMAL = re.compile(
 )
 
 
-def _decimal(decoder: Any, state: tuple[Any, ...]) -> decimal.Decimal:
-    (text,) = expect(state, (str,), "Decimal")
+def _decimal(decoder: Any, state: Any) -> decimal.Decimal:
+    text = one(state, str, "Decimal")
     if not _DECIMAL.fullmatch(text):
         raise DecodeError(f"malformed Decimal {_agent._show(text)}")
-    return decimal.Decimal(text)
+    value = decimal.Decimal(text)
+    decoder.settle(_agent.KEPT[Tag.DECIMAL] + len(text))
+    return value
 
 
-def _uuid(decoder: Any, state: tuple[Any, ...]) -> uuid.UUID:
-    (raw,) = expect(state, (bytes,), "UUID")
+def _uuid(decoder: Any, state: Any) -> uuid.UUID:
+    raw = one(state, bytes, "UUID")
     if len(raw) != 16:
         raise DecodeError(f"malformed UUID: {len(raw)} bytes")
-    return uuid.UUID(bytes=raw)
+    value = uuid.UUID(bytes=raw)
+    decoder.settle(_agent.KEPT[Tag.UUID])
+    return value
 
 
-def _path(decoder: Any, state: tuple[Any, ...]) -> pathlib.PurePosixPath:
-    (text,) = expect(state, (str,), "path")
-    return pathlib.PurePosixPath(text)
+def _path(decoder: Any, state: Any) -> pathlib.PurePosixPath:
+    text = one(state, str, "path")
+    value = pathlib.PurePosixPath(text)
+    decoder.settle(_agent.KEPT[Tag.PATH] + 2 * len(text))
+    return value
 
 
 # -- namedtuples and mappings -----------------------------------------------------------------
@@ -164,7 +202,7 @@ _types: collections.OrderedDict[tuple[str, tuple[str, ...]], type] = collections
 MAX_TYPES = 1024
 
 
-def _namedtuple(decoder: Any, state: tuple[Any, ...]) -> tuple[Any, ...]:
+def _namedtuple(decoder: Any, state: Any) -> tuple[Any, ...]:
     name, fields, values = expect(state, (str, tuple, tuple), "namedtuple")
     if not (
         _agent.plain_name(name)
@@ -185,20 +223,18 @@ def _namedtuple(decoder: Any, state: tuple[Any, ...]) -> tuple[Any, ...]:
     return made._make(values)  # type: ignore[attr-defined,no-any-return]
 
 
-def _ordered_dict(decoder: Any, state: tuple[Any, ...]) -> collections.OrderedDict[Any, Any]:
-    (items,) = expect(state, (dict,), "OrderedDict")
-    return collections.OrderedDict(items)
+def _ordered_dict(decoder: Any, state: Any) -> collections.OrderedDict[Any, Any]:
+    return collections.OrderedDict(one(state, dict, "OrderedDict"))
 
 
-def _counter(decoder: Any, state: tuple[Any, ...]) -> collections.Counter[Any]:
-    (items,) = expect(state, (dict,), "Counter")
-    return collections.Counter(items)
+def _counter(decoder: Any, state: Any) -> collections.Counter[Any]:
+    return collections.Counter(one(state, dict, "Counter"))
 
 
 def _elsewhere(module: str, name: str) -> Build:
     """The loader ``name`` of module ``module`` of this package, imported on first use."""
 
-    def build(decoder: Any, state: tuple[Any, ...]) -> object:
+    def build(decoder: Any, state: Any) -> object:
         loader: Build = getattr(importlib.import_module(f"{__package__}.{module}"), name)
         return loader(decoder, state)
 
