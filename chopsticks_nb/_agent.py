@@ -484,8 +484,8 @@ def _label(key):
     """A key as an error shows it: repr of a short str, bytes or number, else its type."""
     if type(key) in (str, bytes) and len(key) <= 40 or type(key) in (bool, float, type(None)):
         return repr(key)
-    if type(key) is int and key.bit_length() <= 64:
-        return repr(key)
+    if type(key) is int:
+        return _show(key)
     return "<%s>" % _a(key)
 
 
