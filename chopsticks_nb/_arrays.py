@@ -90,11 +90,11 @@ def build_array(decoder: Any, state: Any) -> Any:
             raise DecodeError(f"malformed array shape: dimension {dimension}")
         size *= dimension
     dtype = parse_dtype(dtype_text)
-    if size > max(nbytes, MAX_EMPTY_ITEMS):  # items of no bytes (str of width 0)
-        raise DecodeError(f"malformed array: {size} items in {nbytes} bytes")
     if size * dtype.itemsize != nbytes:
         raise DecodeError(f"malformed array: its shape and dtype take {size * dtype.itemsize} "
                           f"bytes, not {nbytes}")  # fmt: skip
+    if size > max(nbytes, MAX_EMPTY_ITEMS):  # items of no bytes (str of width 0)
+        raise DecodeError(f"malformed array: {size} items in {nbytes} bytes")
     padding = decoder.take(1)[0]
     if padding > 63:
         raise DecodeError(f"malformed array: {padding} bytes of padding")
