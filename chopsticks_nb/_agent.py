@@ -317,14 +317,16 @@ COST_SLACK = 1 << 20
 #: hash alike) took 25 s to build. Honest values almost never share a hash (hash(-1) ==
 #: hash(-2) is the classic pair).
 MAX_SHARED_HASH = 8
-#: Building the objects of a tagged value may cost at most this much work (about microseconds
-#: of CPU, see _WORK_*) per KiB of the encoding, plus WORK_SLACK: a DataFrame costs far more
-#: to build than its bytes take to read.
+#: Building the objects of tagged values may cost at most this much work (units of about a
+#: microsecond of CPU, measured: see _WORK_*) per KiB of the encoding, plus WORK_SLACK: a
+#: DataFrame costs far more to build than its bytes take to read. Honest values stay far
+#: below (a frame of 1000 rows takes a few work units per KiB); about 350 one-row DataFrames
+#: in one result reach it.
 WORK_PER_KIB = 100
 WORK_SLACK = 100 * 1000
-_WORK_PANDAS = 250  # an Index, a Series, a DataFrame or one of its columns
+_WORK_PANDAS = 60  # an Index, a Series, a DataFrame or one of its columns, a pandas array
 _WORK_NEW_TYPE = 100  # a namedtuple type, once per message
-_WORK_ZONE = 200  # a time zone looked up by key, once per message
+_WORK_ZONE = 300  # a time zone looked up by key, once per message
 # Approximate CPython sizes (64-bit) charged per value: the reference to it, its object, and
 # for containers their header and per-element table.
 _COST_REF = 8

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import sys
 from typing import Any
 
 from . import _agent
@@ -40,6 +41,9 @@ SHARE_FROM = 64 * 1024
 
 def numpy() -> Any:
     """numpy, imported now if it was not; MissingModule if it is not installed here."""
+    module = sys.modules.get("numpy")
+    if module is not None:
+        return module
     try:
         return importlib.import_module("numpy")
     except ImportError as exc:

@@ -16,6 +16,7 @@ import contextlib
 import datetime
 import importlib
 import re
+import sys
 from typing import Any
 
 from . import _agent
@@ -51,6 +52,9 @@ _MASKED = {
 
 def pandas() -> Any:
     """pandas, imported now if it was not; MissingModule if it is not installed here."""
+    module = sys.modules.get("pandas")
+    if module is not None:
+        return module
     try:
         return importlib.import_module("pandas")
     except ImportError as exc:

@@ -232,10 +232,14 @@ def _counter(decoder: Any, state: Any) -> collections.Counter[Any]:
 
 
 def _elsewhere(module: str, name: str) -> Build:
-    """The loader ``name`` of module ``module`` of this package, imported on first use."""
+    """The loader ``name`` of module ``module`` of this package, imported on first use (when
+    it takes this one's place in the codec's table)."""
 
     def build(decoder: Any, state: Any) -> object:
         loader: Build = getattr(importlib.import_module(f"{__package__}.{module}"), name)
+        for tag, each in list(_agent.EXT_LOADERS.items()):
+            if each is build:
+                _agent.EXT_LOADERS[tag] = loader
         return loader(decoder, state)
 
     return build

@@ -291,8 +291,9 @@ CRAFTED: dict[str, Callable[[int], bytes]] = {
 def bad_reply(wire: Wire, args: Args) -> None:
     """Answer the first CALL with a frame of kind ``args["kind"]`` (RESULT by default) and
     payload ``args["payload"]`` (see payload_of); then exit, or stay alive if ``args["linger"]``."""
+    payload = payload_of(args["payload"])  # made before: the answer is prompt
     req_id = wire.next_call()
-    wire.send(args.get("kind", Msg.RESULT), req_id, payload_of(args["payload"]))
+    wire.send(args.get("kind", Msg.RESULT), req_id, payload)
     if args.get("linger"):
         linger()
 
