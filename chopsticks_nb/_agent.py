@@ -1289,9 +1289,17 @@ class _Decoder(object):
         return complex(real, imag)
 
     def blob(self):
-        raw = self.take(U32.unpack(self.take(4))[0])
-        self.charge(_COST_BLOB + len(raw))
-        return raw
+        data = self.data
+        start = self.pos + 4
+        if start > len(data):
+            self.take(4)  # raises
+        end = start + U32.unpack_from(data, start - 4)[0]
+        if end > len(data):
+            self.pos = start
+            self.take(end - start)  # raises
+        self.pos = end
+        self.charge(_COST_BLOB + end - start)
+        return data[start:end]
 
     def load_bigint(self, depth):
         return int.from_bytes(self.blob(), "big", signed=True)
