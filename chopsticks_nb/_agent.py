@@ -167,21 +167,33 @@ MESSAGES = {int(kind): kind for kind in vars(Msg).values() if isinstance(kind, M
 
 
 def handlers(receiver, sender):
-    """``{code: (kind, handler)}`` for the frames ``sender`` sends, each handler the method of
-    ``receiver`` that the table names."""
+    """``{code: (kind, handler, loader)}`` for the frames ``sender`` sends: the method of
+    ``receiver`` that the table names, and what turns a payload into its argument (see
+    payload_loader; None: the payload as it is)."""
     return {
-        code: (kind, getattr(receiver, kind.handler))
+        code: (kind, getattr(receiver, kind.handler), payload_loader(kind))
         for code, kind in MESSAGES.items()
         if kind.sender == sender and kind.handler
     }
 
 
-def load_payload(kind, payload, donated=False):
-    """A received payload as its handler takes it: a codec payload decoded and checked against
-    its kind's shape; raw and pickled ones as they are. ``donated``: see decode."""
+def payload_loader(kind):
+    """What turns a received payload into its handler's argument: for a codec payload, decode
+    it and check its shape; None for raw and pickled payloads (taken as they are). A loader
+    takes ``(payload, donated=False)`` (``donated``: see decode)."""
     if kind.payload != CODEC:
-        return payload
-    return check_shape(decode(payload, donated), kind.shape, kind.name)
+        return None
+    if kind.shape is object:
+        return decode
+    return lambda payload, donated=False: check_shape(
+        decode(payload, donated), kind.shape, kind.name
+    )
+
+
+def load_payload(kind, payload, donated=False):
+    """A received payload as its handler takes it (see payload_loader)."""
+    loader = payload_loader(kind)
+    return payload if loader is None else loader(payload, donated)
 
 
 def check_shape(value, shape, what):
@@ -2018,7 +2030,8 @@ class Agent(object):
         entry = self.handlers.get(code)
         if entry is None:
             raise DecodeError("unknown message kind %d" % code)
-        entry[1](req_id, load_payload(entry[0], payload))
+        loader = entry[2]
+        entry[1](req_id, payload if loader is None else loader(payload))
 
     # -- the main thread ---------------------------------------------------------------------------
 

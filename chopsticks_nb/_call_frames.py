@@ -19,7 +19,7 @@ import contextlib
 import pickle
 from typing import Any, Callable, Optional
 
-from . import _agent, _speedups
+from . import _agent, _lending, _speedups
 from ._agent import PICKLE_PROTOCOL, U32, Msg
 from ._serialize import RemoteInfo, dumps, importable_name
 
@@ -34,8 +34,8 @@ CODEC_FIRST = _speedups.enabled("codec_first")
 PickledCall = tuple[int, list[bytes], Optional[tuple[str, str, tuple[Any, ...], dict[str, Any]]]]
 
 _PLAIN = frozenset((type(None), bool, int, float, str, bytes))
-#: A bytes argument this large goes after the pickle, not in it.
-LARGE = 64 * 1024
+#: A bytes argument as large as the pieces the writer lends the pipe goes after the pickle.
+LARGE = _lending.LARGE
 _PLAIN_SMALL, _PLAIN_LARGE, _MIXED = range(3)
 
 

@@ -23,7 +23,7 @@ from typing import Any, Callable, Protocol
 
 from . import _agent, _speedups
 from ._broker import BROKER
-from ._requests import Operation
+from ._requests import Operation, RequestTable
 from ._writer import FrameWriter
 
 __all__ = ["DeferredInterrupt", "StdoutTurns"]
@@ -40,12 +40,10 @@ class Pipe(Protocol):
     """What the turns need of their connection."""
 
     writer: FrameWriter
+    requests: RequestTable
 
     def read_stdout(self) -> None:
         """Read what stdout holds and handle the frames (by whoever holds the read lock)."""
-
-    def in_flight(self) -> bool:
-        """Whether operations await answers."""
 
 
 class StdoutTurns:
@@ -152,14 +150,16 @@ class StdoutTurns:
         with self._lock:
             self.reader = None
             if not self.closed:
-                if self.pipe.in_flight():
+                if self.pipe.requests.operations:
                     self._watch_locked()
                 else:
                     self.kept_since = self._last_release = time.monotonic()
                     if not self._recheck_armed:
                         self._recheck_armed = True
                         BROKER.call_later(KEEP_FOR_CALLERS, self._return_when_idle)
-        self.pipe.writer.hand_rest_to_broker()  # what this thread left unwritten
+        writer = self.pipe.writer
+        if writer.out and not writer.watched:  # what this thread left unwritten
+            writer.hand_rest_to_broker()
         self.read_lock.release()
 
     def read_until(
@@ -180,7 +180,7 @@ class StdoutTurns:
         while not operation.done and not self.closed:
             if interrupts.pending:
                 interrupts.deliver()
-            if spin and not writer.pending:
+            if spin and not writer.out:
                 spin = False
                 if self._spin(operation, interrupts):
                     continue
@@ -191,8 +191,11 @@ class StdoutTurns:
                 else:
                     poll.unregister(stdin)
             wait = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
-            with interrupts.waiting():
+            interrupts._waiting = True  # as interrupts.waiting(), without its cost in this loop
+            try:
                 ready = poll.poll(wait)
+            finally:
+                interrupts._waiting = False
             if not ready:
                 if wait == 0:
                     break

@@ -15,6 +15,7 @@ import codecs
 import concurrent.futures
 import contextlib
 import signal
+import threading
 import time
 from typing import Any, Callable, Optional
 
@@ -183,12 +184,23 @@ class Connection:
     ) -> Any:
         """Run a pickled call remotely and return its value, reading the answer on this thread
         if it can. Raises as :meth:`wait` does."""
-        operation = Operation(self.host, output)
+        return self.run(Operation(self.host, output), *self._call_frame(call), timeout=timeout)
+
+    def run(
+        self,
+        operation: Operation,
+        kind: int,
+        payload: bytes | list[bytes],
+        *,
+        timeout: float | None,
+    ) -> Any:
+        """Send ``operation``'s first frame and wait for its answer as :meth:`wait` does,
+        reading it on this thread if it can."""
         claimed = self.turns.claim()  # before sending: else the broker may read the answer first
         try:
             with DeferredInterrupt() as interrupts:
                 try:
-                    self._send_request(operation, *self._call_frame(call))
+                    self._send_request(operation, kind, payload)
                 except BaseException:
                     self.abandon(operation, CallCancelled("interrupted", self.host))
                     raise
@@ -217,7 +229,7 @@ class Connection:
         it on this thread if no other thread reads this connection. After ``timeout`` seconds
         (None: no limit) the operation is cancelled and CallTimeout raised; on Ctrl-C it is
         cancelled and KeyboardInterrupt raised."""
-        claimed = not self.turns.mine() and self.turns.claim()
+        claimed = self.turns.reader != threading.get_ident() and self.turns.claim()
         try:
             with DeferredInterrupt() as interrupts:
                 return self._wait(operation, timeout, interrupts)
@@ -230,18 +242,21 @@ class Connection:
     ) -> Any:
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            if not operation.done and self.turns.mine():
+            if not operation.done and self.turns.reader == threading.get_ident():
                 self.turns.read_until(operation, deadline, interrupts)
-            with interrupts.waiting():
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                if not operation.wait(left):
-                    message = f"no answer within {timeout:g} s; cancelled"
-                    self.abandon(operation, CallTimeout(message, self.host))
-                    operation.wait(None)  # answered meanwhile, if not abandoned
+            if not operation.done:
+                with interrupts.waiting():
+                    left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    if not operation.wait(left):
+                        message = f"no answer within {timeout:g} s; cancelled"
+                        self.abandon(operation, CallTimeout(message, self.host))
+                        operation.wait(None)  # answered meanwhile, if not abandoned
         except BaseException:
             self.abandon(operation, CallCancelled("interrupted", self.host))
             raise
-        return operation.outcome()
+        if operation.error is not None:
+            raise operation.error
+        return operation.value
 
     def _call_frame(self, call: PickledCall) -> tuple[int, list[bytes]]:
         if self._first_call:
@@ -258,6 +273,8 @@ class Connection:
         except ChopsticksError as exc:
             self.requests.take(operation.req_id)
             operation.fail(exc)
+            return
+        operation.on_sent(self)
 
     def abandon(self, operation: Operation, error: ChopsticksError) -> bool:
         """Fail ``operation`` with ``error`` and stop its remote work, unless it is answered;
@@ -273,9 +290,6 @@ class Connection:
     def _caller_writes(self) -> bool:
         return self.turns.mine()
 
-    def in_flight(self) -> bool:
-        return bool(self.requests)
-
     # -- reading (the broker thread, or a caller that claimed stdout) ----------------------------
 
     def read_stdout(self) -> None:
@@ -285,7 +299,7 @@ class Connection:
         if fd < 0 or self._stdout_eof:
             return
         try:
-            count = self.reader.read_from(fd)
+            count = self.reader.buffer.read_from(fd)
         except BlockingIOError:
             return
         except OSError:
@@ -319,28 +333,32 @@ class Connection:
         with contextlib.suppress(concurrent.futures.InvalidStateError):
             self.hello.set_result(info)
 
+    # An answer (checked already: a malformed one has ended the connection before its operation
+    # leaves the table, so that the end fails it) completes its operation, unless abandoned
+    # meanwhile. Whatever the operation's handler raises, the operation completes.
+
     def on_result(self, req_id: int, value: object) -> None:
-        self._answer(req_id, value, is_error=False)
+        if self.writer.lender.lent:  # the agent has read the request: let its arguments go
+            self.writer.release_lent()
+        operation = self.requests.take(req_id)
+        if operation is not None:
+            try:
+                operation.on_result(value)
+            except Exception as exc:  # a transfer's result of the wrong shape, say
+                self._failed_handling(operation, exc)
 
     def on_error(self, req_id: int, record: dict[str, Any]) -> None:
-        self._answer(req_id, record, is_error=True)
-
-    def _answer(self, req_id: int, answer: Any, is_error: bool) -> None:
-        """Complete the operation ``req_id`` (checked already: a malformed answer has ended the
-        connection before its operation leaves the table, so that the end fails it)."""
-        self.writer.release_lent()  # the agent has read the request: let its arguments go
         operation = self.requests.take(req_id)
-        if operation is None:
-            return  # abandoned meanwhile
-        try:
-            if is_error:
-                operation.on_error(answer)
-            else:
-                operation.on_result(answer)
-        except Exception as exc:  # a transfer's result of the wrong shape, say
-            message = exc.message if isinstance(exc, ChopsticksError) else str(exc)
-            operation.fail(ProtocolError(message, self.host))
-            raise
+        if operation is not None:
+            try:
+                operation.on_error(record)
+            except Exception as exc:
+                self._failed_handling(operation, exc)
+
+    def _failed_handling(self, operation: Operation, exc: Exception) -> None:
+        message = exc.message if isinstance(exc, ChopsticksError) else str(exc)
+        operation.fail(ProtocolError(message, self.host))
+        raise exc  # the reader ends the connection
 
     def on_stdout(self, req_id: int, data: memoryview) -> None:
         self._deliver_output("stdout", data, req_id)

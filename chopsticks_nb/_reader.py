@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import mmap
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from . import (
     _agent,
@@ -32,10 +32,12 @@ LARGE_FRAME = 1024 * 1024
 MAX_NOISE = 64 * 1024
 _HEADER_SIZE = HEADER.size
 
-#: ``{code: (kind, handler)}``: the handler of each kind of frame, called with the request id
-#: and the payload (decoded and checked if it is a codec payload, else a memoryview valid only
-#: during the call). See _agent.handlers.
-Handlers = dict[int, tuple[_agent.Message, Callable[[int, Any], None]]]
+#: ``{code: (kind, handler, loader)}``: the handler of each kind of frame, called with the
+#: request id and the payload (decoded and checked by ``loader`` if it is a codec payload, else
+#: a memoryview valid only during the call). See _agent.handlers.
+Handlers = dict[
+    int, tuple[_agent.Message, Callable[[int, Any], None], Optional[Callable[..., Any]]]
+]
 
 
 class InputBuffer:
@@ -132,7 +134,7 @@ class FrameReader:
             entry = handlers.get(code)
             if entry is None:
                 raise ProtocolError(f"unexpected message kind {code}", self.host)
-            kind, handler = entry
+            kind, handler, loader = entry
             if length > kind.limit:
                 raise ProtocolError(
                     f"a {kind.name} frame of {length} bytes exceeds the {kind.limit}-byte limit",
@@ -155,14 +157,14 @@ class FrameReader:
             begin = buf.start + _HEADER_SIZE
             buf.start += end
             with memoryview(buf.data)[begin : begin + length] as payload:
-                handler(req_id, _agent.load_payload(kind, payload))
+                handler(req_id, payload if loader is None else loader(payload))
 
     def _handle_large(self) -> None:
         large, self.large = self.large, None
         assert large is not None
-        kind, handler = self.handlers[large.code]
+        _, handler, loader = self.handlers[large.code]
         with memoryview(large.memory) as payload:
-            handler(large.req_id, _agent.load_payload(kind, payload, donated=True))
+            handler(large.req_id, payload if loader is None else loader(payload, True))
 
     @property
     def unparsed(self) -> int:

@@ -55,7 +55,7 @@ class Operation:
         self.value: Any = None
         self.error: ChopsticksError | None = None
         self.future: RemoteFuture | None = None
-        self._once = threading.Lock()
+        self._unfinished = [True]  # popped by the one completion (list.pop is atomic)
         # Released when done. A lock, not a Future: a Future's condition and callbacks cost
         # more than all the rest of a small call (bench/README.md).
         self._finished = threading.Lock()
@@ -71,6 +71,9 @@ class Operation:
             return
         self.complete(value=value)
 
+    def on_sent(self, conn: Any) -> None:
+        """The request went out on ``conn`` (an upload starts streaming its file then)."""
+
     def on_error(self, record: dict[str, Any]) -> None:
         self.complete(error=error_from_record(record, self.host))
 
@@ -81,11 +84,12 @@ class Operation:
 
     def complete(self, *, value: Any = None, error: ChopsticksError | None = None) -> bool:
         """Complete with ``value`` or ``error``, unless completed already; True if this did."""
-        with self._once:
-            if self.done:
-                return False
-            self.value, self.error = value, error
-            self.done = True
+        try:
+            self._unfinished.pop()
+        except IndexError:
+            return False
+        self.value, self.error = value, error
+        self.done = True
         self._finished.release()
         if self.future is not None:
             self.future.mirror(self)
@@ -159,12 +163,10 @@ class RequestTable:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._operations: dict[int, Operation] = {}
+        #: by request id (read without the lock only to test emptiness)
+        self.operations: dict[int, Operation] = {}
         self._ids = itertools.count(1)
         self._ended: Callable[[], ChopsticksError] | None = None
-
-    def __bool__(self) -> bool:
-        return bool(self._operations)
 
     def add(self, operation: Operation) -> None:
         """Give ``operation`` a request id and hold it until answered; fail it at once if the
@@ -173,24 +175,24 @@ class RequestTable:
         with self._lock:
             ended = self._ended
             if ended is None:
-                self._operations[operation.req_id] = operation
+                self.operations[operation.req_id] = operation
                 return
         operation.fail(ended())
 
     def take(self, req_id: int) -> Operation | None:
         """Take the operation out (its answer came, or it is abandoned); None if gone."""
         with self._lock:
-            return self._operations.pop(req_id, None)
+            return self.operations.pop(req_id, None)
 
     def get(self, req_id: int) -> Operation | None:
-        return self._operations.get(req_id)
+        return self.operations.get(req_id)
 
     def end(self, error: Callable[[], ChopsticksError]) -> list[Operation]:
         """The connection ended: take every operation out; later ones fail at once."""
         with self._lock:
             self._ended = error
-            operations = list(self._operations.values())
-            self._operations.clear()
+            operations = list(self.operations.values())
+            self.operations.clear()
         return operations
 
     def output_handler(self, req_id: int | None) -> OutputHandler | None:
@@ -199,6 +201,6 @@ class RequestTable:
         to the oldest call with a handler of its own; output between calls (0), to the tunnel."""
         with self._lock:
             if req_id is None:
-                return next((o.output for o in self._operations.values() if o.output), None)
-            operation = self._operations.get(req_id) if req_id else None
+                return next((o.output for o in self.operations.values() if o.output), None)
+            operation = self.operations.get(req_id) if req_id else None
             return None if operation is None else operation.output

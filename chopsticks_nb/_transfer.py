@@ -17,7 +17,7 @@ from . import _agent
 from ._agent import CHUNK_SIZE, TRANSFER_RESULT, Msg
 from ._broker import BROKER
 from ._connection import Connection
-from ._requests import Operation, RemoteFuture
+from ._requests import Operation
 from .errors import ChopsticksError, TransferError
 
 
@@ -32,6 +32,7 @@ class Upload(Operation):
     def __init__(self, conn: Connection, source: BinaryIO, local_path: str) -> None:
         super().__init__(conn.host)
         self.conn = conn
+        self.producing = False
         self.source = source
         self.local_path = local_path
         self.sha1 = hashlib.sha1()
@@ -64,8 +65,17 @@ class Upload(Operation):
             return
         self.complete(value=dict(result, local_path=self.local_path))
 
+    def on_sent(self, conn: Any) -> None:
+        self.producing = True
+        conn.writer.add_producer(self)  # it sends the file as the pipe drains, then closes it
+
     def close(self) -> None:
         self.source.close()
+
+    def complete(self, *, value: Any = None, error: ChopsticksError | None = None) -> bool:
+        if not self.producing:  # failed before its first frame went: no producer closes it
+            self.source.close()
+        return super().complete(value=value, error=error)
 
     def on_error(self, record: dict[str, Any]) -> None:
         self.fail(
@@ -134,22 +144,19 @@ class Download(Operation):
                 os.unlink(self.tmp)
 
 
-def start_put(
-    conn: Connection, local_path: str, remote_path: str | None, mode: int
-) -> RemoteFuture:
-    source = open(local_path, "rb")  # noqa: SIM115 - closed by the producer
+#: An operation and the kind and payload of its first frame, for Connection.run or .submit.
+Request = tuple[Operation, int, bytes]
+
+
+def put_request(conn: Connection, local_path: str, remote_path: str | None, mode: int) -> Request:
+    source = open(local_path, "rb")  # noqa: SIM115 - closed by the producer, or on completion
     upload = Upload(conn, source, os.path.abspath(local_path))
-    future = conn.submit(upload, Msg.PUT_OPEN, _agent.encode({"path": remote_path, "mode": mode}))
-    if upload.done:
-        source.close()
-    else:
-        conn.writer.add_producer(upload)
-    return future
+    return upload, Msg.PUT_OPEN, _agent.encode({"path": remote_path, "mode": mode})
 
 
-def start_fetch(conn: Connection, remote_path: str, local_path: str | None) -> RemoteFuture:
+def fetch_request(conn: Connection, remote_path: str, local_path: str | None) -> Request:
     if local_path is None:
         fd, local_path = tempfile.mkstemp(prefix="chopsticks-fetch-")
         os.close(fd)
     download = Download(conn, os.path.abspath(local_path))
-    return conn.submit(download, Msg.FETCH, _agent.encode({"path": remote_path}))
+    return download, Msg.FETCH, _agent.encode({"path": remote_path})

@@ -54,23 +54,20 @@ class FrameWriter:
         #: the broker writes the queue (it watches the pipe for room)
         self.watched = False
         self._caller_writes = caller_writes
-        self._out: deque[_lending.Piece] = deque()
-        self._out_bytes = 0
+        #: what waits to be written, in order (read without the lock only to test emptiness)
+        self.out: deque[_lending.Piece] = deque()
+        self.out_bytes = 0
         self._queued_total = 0  # bytes ever queued: with _out_bytes, tells what was written
         self._producers: deque[Producer] = deque()
-        self._lender = _lending.Lender()
+        #: what vmsplice lent the pipe (``lender.lent``: empty when nothing is)
+        self.lender = _lending.Lender()
         self._replies: deque[tuple[int, int]] = deque()  # (queued_total at its end, size)
         self._reply_bytes = 0
 
     @property
     def lending(self) -> bool:
         """Whether large pieces go to the pipe by vmsplice (see _lending)."""
-        return self._lender.active
-
-    @property
-    def pending(self) -> bool:
-        """Whether frames wait to be written."""
-        return bool(self._out)
+        return self.lender.active
 
     # -- any thread -------------------------------------------------------------------------------
 
@@ -79,7 +76,7 @@ class FrameWriter:
         if isinstance(payload, bytes):
             self.queue(HEADER.pack(kind, req_id, len(payload)), payload)
         else:
-            self.queue(*_lending.frame_pieces(kind, req_id, payload, not self._lender.active))
+            self.queue(*_lending.frame_pieces(kind, req_id, payload, not self.lender.active))
 
     def queue(self, *chunks: bytes) -> None:
         """Write ``chunks`` now as far as the pipe takes them; leave the rest to the broker, or
@@ -90,20 +87,20 @@ class FrameWriter:
             size = 0
             for chunk in chunks:
                 if chunk:  # writev would write 0 bytes of it, and flush wait for more
-                    self._out.append(chunk)
+                    self.out.append(chunk)
                     size += len(chunk)
-            self._out_bytes += size
+            self.out_bytes += size
             self._queued_total += size
             if self.watched:
                 return
             self._flush_locked()
-            if self._out and not self._caller_writes():
+            if self.out and not self._caller_writes():
                 self._hand_to_broker_locked()
 
     def send_reply(self, req_id: int, payload: bytes) -> None:
         """Answer an agent's request, unless it leaves too many answers unread (a flood)."""
         with self.lock:
-            written = self._queued_total - self._out_bytes
+            written = self._queued_total - self.out_bytes
             while self._replies and self._replies[0][0] <= written:
                 self._reply_bytes -= self._replies.popleft()[1]
             if self._reply_bytes + len(payload) > MAX_UNREAD_REPLIES:
@@ -134,20 +131,19 @@ class FrameWriter:
 
     def should_caller_write(self) -> bool:
         """Whether a caller writing as it waits has something to write that the broker does not."""
-        return bool(self._out) and not self.watched and self.fd >= 0
+        return bool(self.out) and not self.watched and self.fd >= 0
 
     def hand_rest_to_broker(self) -> None:
         """A caller that wrote as it waited stops waiting: the broker writes what is left."""
         with self.lock:
-            if self._out and not self.watched:
+            if self.out and not self.watched:
                 self._hand_to_broker_locked()
 
     def release_lent(self) -> None:
         """Let go of the lent pieces the agent has read (it has answered a request)."""
-        if self._lender.lent:
-            with self.lock:
-                if self.ended is None and self.fd >= 0:
-                    self._lender.release(self.fd, self._queued_total - self._out_bytes)
+        with self.lock:
+            if self.ended is None and self.fd >= 0:
+                self.lender.release(self.fd, self._queued_total - self.out_bytes)
 
     def end(self, error: ErrorFactory) -> bool:
         """The connection ended: queued frames are dropped, later sends raise ``error()``.
@@ -156,15 +152,15 @@ class FrameWriter:
             if self.ended is not None:
                 return False
             self.ended = error
-            self._out.clear()
-            self._out_bytes = 0
+            self.out.clear()
+            self.out_bytes = 0
             self.fd = -1
         return True
 
     def forget_lent(self) -> None:
         """The agent has exited: no one reads the pipe any more."""
         with self.lock:
-            self._lender.lent.clear()
+            self.lender.lent.clear()
 
     # -- broker thread ----------------------------------------------------------------------------
 
@@ -185,8 +181,8 @@ class FrameWriter:
         while True:
             with self.lock:
                 self._flush_locked()
-                if self._out_bytes >= LOW_WATER or not self._producers:
-                    if not self._out and not self._producers and self.fd >= 0:
+                if self.out_bytes >= LOW_WATER or not self._producers:
+                    if not self.out and not self._producers and self.fd >= 0:
                         BROKER.unwatch(self.fd)
                         self.watched = False
                     return
@@ -197,12 +193,12 @@ class FrameWriter:
 
     def _flush_locked(self) -> None:
         fd = self.fd
-        out = self._out
-        if self._lender.lent and fd >= 0:
-            self._lender.release(fd, self._queued_total - self._out_bytes)
+        out = self.out
+        if self.lender.lent and fd >= 0:
+            self.lender.release(fd, self._queued_total - self.out_bytes)
         while out and fd >= 0:
             try:
-                if self._out_bytes >= _lending.LARGE and self._lender.active:  # cheap test first
+                if self.out_bytes >= _lending.LARGE and self.lender.active:  # cheap test first
                     written = self._write_lending(fd)
                 else:
                     several = out if len(out) <= 64 else list(itertools.islice(out, 64))
@@ -210,12 +206,12 @@ class FrameWriter:
             except BlockingIOError:
                 return
             except OSError:  # the agent is gone; the reader will notice EOF and say why
-                written = self._out_bytes
-            if written == self._out_bytes:
+                written = self.out_bytes
+            if written == self.out_bytes:
                 out.clear()  # the usual case: all of it
-                self._out_bytes = 0
+                self.out_bytes = 0
                 return
-            self._out_bytes -= written
+            self.out_bytes -= written
             while written:
                 first = out[0]
                 if len(first) <= written:
@@ -228,8 +224,8 @@ class FrameWriter:
     def _write_lending(self, fd: int) -> int:
         """Write what comes before the first lendable piece in the queue, or lend that piece if
         it comes first."""
-        out = self._out
+        out = self.out
         index = next((i for i, piece in enumerate(out) if _lending.lendable(piece)), len(out))
         if index:
             return os.writev(fd, list(itertools.islice(out, min(index, 64))))
-        return self._lender.lend(fd, out[0], self._queued_total - self._out_bytes)
+        return self.lender.lend(fd, out[0], self._queued_total - self.out_bytes)

@@ -56,17 +56,24 @@ def _check(kind: str, value: str, pattern: re.Pattern[str] = _NAME) -> str:
     return value
 
 
-#: Something to start on a live connection: it sends the request and returns its future.
-Operation = Callable[[Connection], RemoteFuture]
+#: Makes a request (an operation and its first frame) for a live connection.
+Requester = Callable[[Connection], _transfer.Request]
 
 
-def _put_operation(local_path: str, remote_path: str | None, mode: int) -> Operation:
-    return lambda conn: _transfer.start_put(conn, os.fspath(local_path), remote_path, mode)
+def _put_request(local_path: str, remote_path: str | None, mode: int) -> Requester:
+    return lambda conn: _transfer.put_request(conn, os.fspath(local_path), remote_path, mode)
 
 
-def _fetch_operation(remote_path: str, local_path: str | None) -> Operation:
+def _fetch_request(remote_path: str, local_path: str | None) -> Requester:
     local = None if local_path is None else os.fspath(local_path)
-    return lambda conn: _transfer.start_fetch(conn, remote_path, local)
+    return lambda conn: _transfer.fetch_request(conn, remote_path, local)
+
+
+def _failed(host: str, error: ChopsticksError) -> RemoteFuture:
+    """A future failed with ``error`` (the operation could not even start)."""
+    future = RemoteFuture(host)
+    future.set_exception(error)
+    return future
 
 
 def _close_connection(conn: Connection) -> None:
@@ -279,7 +286,12 @@ class BaseTunnel:
         output: OutputHandler | None = None,
     ) -> RemoteFuture:
         """The explicit form of :meth:`submit`, with a per-call ``output`` handler."""
-        return self._start(self._call_operation(callable, args, kwargs or {}, output))
+        # Pickled now, in this thread: a SerializationError is raised here.
+        payload = pickle_call(callable, args, kwargs or {}, self.host, lambda: self.remote_info)
+        try:
+            return self._connection().submit_call(payload, output)
+        except ChopsticksError as exc:
+            return _failed(self.host, exc)
 
     def exec(self, code: str, names: dict[str, Any] | None = None) -> Any:
         """Run Python source on the remote host in the tunnel's persistent namespace.
@@ -305,24 +317,16 @@ class BaseTunnel:
         """``await tunnel.call_async(f, ...)``: the asyncio face of :meth:`call`."""
         return await asyncio.wrap_future(self.submit(callable, *args, **kwargs))
 
-    def _call_operation(
-        self,
-        callable: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        output: OutputHandler | None = None,
-    ) -> Operation:
-        """The pickled call (pickled now: a SerializationError is raised here), to start."""
-        payload = pickle_call(callable, args, kwargs, self.host, lambda: self.remote_info)
-        return lambda conn: conn.submit_call(payload, output)
-
-    def _start(self, operation: Operation) -> RemoteFuture:
+    def _submit(self, requester: Requester) -> RemoteFuture:
         try:
-            return operation(self._connection())
+            conn = self._connection()
+            return conn.submit(*requester(conn))
         except ChopsticksError as exc:
-            future = RemoteFuture(self.host)
-            future.set_exception(exc)
-            return future
+            return _failed(self.host, exc)
+
+    def _run(self, requester: Requester) -> Any:
+        conn = self._connection()
+        return conn.run(*requester(conn), timeout=self.call_timeout)
 
     # -- files ----------------------------------------------------------------------------------
 
@@ -335,28 +339,24 @@ class BaseTunnel:
         ``local_path``, ``remote_path``, ``size`` and ``sha1sum``. The remote file appears whole
         or not at all.
         """
-        result: dict[str, Any] = self._start(_put_operation(local_path, remote_path, mode)).result(
-            self.call_timeout
-        )
+        result: dict[str, Any] = self._run(_put_request(local_path, remote_path, mode))
         return result
 
     def submit_put(
         self, local_path: str, remote_path: str | None = None, mode: int = 0o644
     ) -> RemoteFuture:
-        return self._start(_put_operation(local_path, remote_path, mode))
+        return self._submit(_put_request(local_path, remote_path, mode))
 
     def fetch(self, remote_path: str, local_path: str | None = None) -> dict[str, Any]:
         """Copy a remote file here (streamed, any size); without ``local_path``, to a temp file.
 
         Returns a dict with ``local_path``, ``remote_path``, ``size`` and ``sha1sum``.
         """
-        result: dict[str, Any] = self._start(_fetch_operation(remote_path, local_path)).result(
-            self.call_timeout
-        )
+        result: dict[str, Any] = self._run(_fetch_request(remote_path, local_path))
         return result
 
     def submit_fetch(self, remote_path: str, local_path: str | None = None) -> RemoteFuture:
-        return self._start(_fetch_operation(remote_path, local_path))
+        return self._submit(_fetch_request(remote_path, local_path))
 
     # -- set operations: a tunnel acts as a group of one ------------------------------------------
     # With a Group on the right, these give way (NotImplemented) to the Group's reflected

@@ -10,21 +10,13 @@ import pytest
 
 from chopsticks_nb import _bootstrap
 from chopsticks_nb.tunnel import Local, SubprocessTunnel
+from fixtures.transports import OutputLog
 
 HERE = Path(__file__).parent
 
 
-class Captured:
-    """An output handler that keeps what the remote printed."""
-
-    def __init__(self) -> None:
-        self.chunks: list[tuple[str, str]] = []
-
-    def __call__(self, stream: str, text: str) -> None:
-        self.chunks.append((stream, text))
-
-    def text(self, stream: str) -> str:
-        return "".join(t for s, t in self.chunks if s == stream)
+#: An output handler that keeps what the remote printed.
+Captured = OutputLog
 
 
 class Relayed(SubprocessTunnel):

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import pipe_funcs as pf
 import pytest
-from conftest import Captured
 
 from chopsticks_nb import errors
 from chopsticks_nb._call_frames import pickle_call
 from chopsticks_nb._lending import frame_pieces
 from chopsticks_nb.tunnel import Local
 from fixtures.pythons import RemotePython
+from fixtures.transports import OutputLog as Captured
 
 #: Generous: these are waits for something that must happen, never measures of speed.
 PATIENCE = 60.0

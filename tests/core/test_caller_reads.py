@@ -210,9 +210,14 @@ def test_calls_in_a_row_wake_the_broker_once(monkeypatch: pytest.MonkeyPatch) ->
 
         monkeypatch.setattr(BROKER, "call_later", call_later)
         end = time.monotonic() + 10 * KEEP_FOR_CALLERS
-        while time.monotonic() < end:
+        calls = 0
+        while time.monotonic() < end or calls < 100:
             tunnel.call(len, "x")
-        assert armed_by_callers == [KEEP_FOR_CALLERS]
+            calls += 1
+        # Once; a few times if the machine is busy enough that calls pause for longer than
+        # KEEP_FOR_CALLERS (the broker then takes the pipe back), never once per call.
+        assert armed_by_callers[:1] == [KEEP_FOR_CALLERS]
+        assert len(armed_by_callers) <= 5 < calls, (len(armed_by_callers), calls)
         wait_until(lambda: conn.turns.kept_since is None, 5, "the pipe given back")
 
 

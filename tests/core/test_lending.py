@@ -54,7 +54,7 @@ def test_an_argument_its_caller_let_go_of_arrives_intact() -> None:
             expected = zlib.crc32(payload)
             future = tunnel.submit(zlib.crc32, payload)
             conn = tunnel._conn
-            assert conn is not None and conn.writer._lender.lent and not conn.writer.pending
+            assert conn is not None and conn.writer.lender.lent and not conn.writer.out
             del payload
             others = [bytes([n]) * size for n in range(8)]  # reuse what was freed
         assert future.result(timeout=60) == expected
@@ -81,7 +81,7 @@ def test_a_put_of_lent_chunks_arrives_whole(tmp_path: Path) -> None:
         result = tunnel.put(str(source), str(tmp_path / "copy"))
         assert (tmp_path / "copy").read_bytes() == source.read_bytes()
         conn = tunnel._conn
-        assert conn is not None and conn.writer.lending and not conn.writer._lender.lent
+        assert conn is not None and conn.writer.lending and not conn.writer.lender.lent
     assert result["size"] == source.stat().st_size
 
 
@@ -97,7 +97,7 @@ def test_where_vmsplice_is_refused_arguments_are_copied(monkeypatch: pytest.Monk
         assert tunnel.call(zlib.crc32, payload) == zlib.crc32(payload)
         assert tunnel.call(zlib.crc32, payload[1:]) == zlib.crc32(payload[1:])
         conn = tunnel._conn
-        assert conn is not None and not conn.writer.lending and not conn.writer._lender.lent
+        assert conn is not None and not conn.writer.lending and not conn.writer.lender.lent
 
 
 def test_vmsplice_reports_a_full_pipe_and_a_file() -> None:

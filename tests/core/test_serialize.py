@@ -128,7 +128,7 @@ def test_a_large_argument_lines_up_in_the_pipe_as_in_memory(func: Any) -> None:
     with Local("padded") as tunnel:
         tunnel.call(len, b"")
         assert tunnel._conn is not None
-        tunnel._conn.writer._lender.active = False  # as where vmsplice is refused: copied
+        tunnel._conn.writer.lender.active = False  # as where vmsplice is refused: copied
         answer = tunnel.call(func, big)  # the agent skips the padding
     assert answer == (len(big) if func is not rf.echo else [[big], {}])
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import remote_funcs as rf
 import slurm_funcs as sf
-from conftest import Captured
 
 from chopsticks_nb.errors import (
     CallCancelled,
@@ -36,6 +35,7 @@ from chopsticks_nb.slurm import (
 from fixtures.interrupts import sigint_after
 from fixtures.slurm import SlurmCluster
 from fixtures.system import wait_until
+from fixtures.transports import OutputLog as Captured
 
 PYTHON = "/usr/bin/python3"
 NODES = ["node1", "node2"]
