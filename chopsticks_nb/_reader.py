@@ -6,8 +6,9 @@ its payload decoded and its shape checked, then it goes to the handler the table
 Whoever reads the pipe (the broker thread, or a caller waiting for its answer: see
 _caller_reads) holds the connection's read lock, so one thread at a time uses a reader.
 
-A frame of LARGE_FRAME bytes or more is read into memory of its own (a LargeFrame), which the
-decoded value may keep: a large numpy array is then used where it lies, not copied.
+A frame of LARGE_FRAME bytes or more is read into memory of its own (a LargeFrame, in place of
+the input buffer until it is whole), which the decoded value may keep: a large numpy array is
+then used where it lies, not copied.
 """
 
 from __future__ import annotations
@@ -40,41 +41,6 @@ Handlers = dict[
 ]
 
 
-class InputBuffer:
-    """Bytes read from an agent, parsed where they lie: one reusable buffer, so streaming a
-    file costs no allocation per read. Views handed out are valid until the next read."""
-
-    def __init__(self) -> None:
-        self.data = bytearray(READ_SIZE)
-        self.start = self.end = 0
-
-    def __len__(self) -> int:
-        return self.end - self.start
-
-    def read_from(self, fd: int) -> int:
-        if self.start == self.end:
-            self.start = self.end = 0
-            if len(self.data) > 2 * READ_SIZE:
-                self.data = bytearray(READ_SIZE)  # give back what one huge frame took
-        elif len(self.data) - self.end < READ_SIZE // 4:
-            self.reserve(len(self.data) - self.start)
-        with memoryview(self.data) as view:
-            count = os.readv(fd, [view[self.end :]])
-        self.end += count
-        return count
-
-    def reserve(self, size: int) -> None:
-        """Make room for ``size`` bytes from the current start (moving or growing the buffer)."""
-        kept = self.end - self.start
-        if size > len(self.data):
-            data = bytearray(size)
-            data[:kept] = self.data[self.start : self.end]
-            self.data = data
-        else:
-            self.data[:kept] = self.data[self.start : self.end]
-        self.start, self.end = 0, kept
-
-
 class LargeFrame:
     """One large frame's payload, read straight into memory of its own: an anonymous mapping of
     its length, whose pages cost nothing until its bytes arrive (a header that claims 500 MiB
@@ -98,6 +64,45 @@ class LargeFrame:
         return self.filled == len(self.memory)
 
 
+class InputBuffer:
+    """Bytes read from an agent, parsed where they lie: one reusable buffer, so streaming a
+    file costs no allocation per read. Views handed out are valid until the next read. While
+    ``large`` is set, reads go there instead, to the end of that frame (see FrameReader)."""
+
+    def __init__(self) -> None:
+        self.data = bytearray(READ_SIZE)
+        self.start = self.end = 0
+        self.large: LargeFrame | None = None
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def read_from(self, fd: int) -> int:
+        if self.large is not None:
+            return self.large.read_from(fd)
+        if self.start == self.end:
+            self.start = self.end = 0
+            if len(self.data) > 2 * READ_SIZE:
+                self.data = bytearray(READ_SIZE)  # give back what one huge frame took
+        elif len(self.data) - self.end < READ_SIZE // 4:
+            self.reserve(len(self.data) - self.start)
+        with memoryview(self.data) as view:
+            count = os.readv(fd, [view[self.end :]])
+        self.end += count
+        return count
+
+    def reserve(self, size: int) -> None:
+        """Make room for ``size`` bytes from the current start (moving or growing the buffer)."""
+        kept = self.end - self.start
+        if size > len(self.data):
+            data = bytearray(size)
+            data[:kept] = self.data[self.start : self.end]
+            self.data = data
+        else:
+            self.data[:kept] = self.data[self.start : self.end]
+        self.start, self.end = 0, kept
+
+
 class FrameReader:
     """Parses one agent's output stream. ``on_noise(data)`` gets what came before the agent's
     first frame (a login banner); ``stopped`` ends the handling of frames already read (the
@@ -110,12 +115,9 @@ class FrameReader:
         self.on_noise = on_noise
         self.synced = False
         self.stopped = False
-        self.large: LargeFrame | None = None  # a large frame being read
 
     def read_from(self, fd: int) -> int:
         """Read what the pipe holds (0 at EOF; BlockingIOError if nothing)."""
-        if self.large is not None:
-            return self.large.read_from(fd)
         return self.buffer.read_from(fd)
 
     def handle_frames(self) -> None:
@@ -123,11 +125,11 @@ class FrameReader:
         for bytes outside the protocol; the caller ends the connection then."""
         if not self.synced and not self._find_magic():
             return
-        if self.large is not None:
-            if not self.large.complete or self.stopped:
+        buf = self.buffer
+        if buf.large is not None:
+            if not buf.large.complete or self.stopped:
                 return
             self._handle_large()
-        buf = self.buffer
         handlers = self.handlers
         while buf.end - buf.start >= _HEADER_SIZE and not self.stopped:
             code, req_id, length = HEADER.unpack_from(buf.data, buf.start)
@@ -144,7 +146,7 @@ class FrameReader:
             if buf.end - buf.start < end and length >= LARGE_FRAME:
                 begin = buf.start + _HEADER_SIZE
                 with memoryview(buf.data)[begin : buf.end] as first:
-                    self.large = LargeFrame(code, req_id, length, first)
+                    buf.large = LargeFrame(code, req_id, length, first)
                 buf.start = buf.end
                 return
             if buf.end - buf.start < end:
@@ -160,7 +162,7 @@ class FrameReader:
                 handler(req_id, payload if loader is None else loader(payload))
 
     def _handle_large(self) -> None:
-        large, self.large = self.large, None
+        large, self.buffer.large = self.buffer.large, None
         assert large is not None
         _, handler, loader = self.handlers[large.code]
         with memoryview(large.memory) as payload:
@@ -169,8 +171,8 @@ class FrameReader:
     @property
     def unparsed(self) -> int:
         """Bytes read that are not a complete frame yet."""
-        large = 0 if self.large is None else _HEADER_SIZE + self.large.filled
-        return len(self.buffer) + large
+        large = self.buffer.large
+        return len(self.buffer) + (0 if large is None else _HEADER_SIZE + large.filled)
 
     def _find_magic(self) -> bool:
         buf = self.buffer
