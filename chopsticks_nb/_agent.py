@@ -563,16 +563,23 @@ LATER = None
 _later_lock = _thread.allocate_lock()
 
 
-def _encoder_for(value):
-    """The encoder of a value whose exact type is not in _ENCODERS (see _find_encoder)."""
+def load_later():
+    """Compile the LATER section if it is still a string (a controller that imports this
+    module from its file has it already; an agent that decodes for tunnels of its own needs it
+    as a controller does)."""
     global LATER
     if LATER is not None:
         with _later_lock:
             if LATER is not None:
                 line, source = LATER
-                filename = _encoder_for.__code__.co_filename
+                filename = load_later.__code__.co_filename
                 exec(compile("\n" * (line - 1) + source, filename, "exec"), globals())
                 LATER = None
+
+
+def _encoder_for(value):
+    """The encoder of a value whose exact type is not in _ENCODERS (see _find_encoder)."""
+    load_later()
     return _find_encoder(value)
 
 

@@ -23,7 +23,9 @@ import uuid
 from typing import Any, Callable
 
 from . import _agent
-from ._agent import DecodeError, MissingModule, Tag
+
+_agent.load_later()  # in an agent that has tunnels of its own, the codec's later section
+from ._agent import DecodeError, MissingModule, Tag  # noqa: E402 - defined by load_later there
 
 __all__ = ["INT", "LOADERS", "expect", "one", "zone", "zoneinfo_type"]
 

@@ -190,3 +190,21 @@ def period_frame():
     import pandas as pd
 
     return {"df": pd.DataFrame({"when": pd.period_range("2020", periods=2, freq="M")})}
+
+
+def through_nested(name):
+    """stdlib_value ``name`` as an agent started by this one returns it (this agent decodes
+    it as a controller does, then sends it on)."""
+    from chopsticks_nb.tunnel import Local
+
+    with Local("nested") as tunnel:
+        return tunnel.call(stdlib_value, name)
+
+
+def array_through_nested():
+    import sys
+
+    from chopsticks_nb.tunnel import Local
+
+    with Local("nested", python3=sys.executable) as tunnel:
+        return tunnel.call(array, "f8", (300, 400), "F")

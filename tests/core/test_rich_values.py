@@ -196,3 +196,13 @@ def test_a_controller_without_numpy_says_what_to_install(tmp_path: Path) -> None
     assert lines[0].endswith("install numpy on this machine (pip install numpy) to receive it")
     assert "pip install pandas" in lines[1]
     assert lines[2] == str(tuple(sys.version_info[:2]))
+
+
+def test_rich_values_through_a_nested_tunnel(numpy_remote: Local) -> None:
+    """An agent with tunnels of its own decodes rich values as a controller does (its copy of
+    the codec compiles the encoders it was sent as a string: _agent.LATER) and sends them on."""
+    for name in ("zoned datetime", "namedtuple", "decimal", "ordered dict"):
+        assert_same(numpy_remote.call(rich_funcs.through_nested, name),
+                    rich_funcs.stdlib_value(name))  # fmt: skip
+    got = numpy_remote.call(rich_funcs.array_through_nested)
+    assert np.array_equal(got, rich_funcs.array("f8", (300, 400), "F")) and got.flags.f_contiguous
