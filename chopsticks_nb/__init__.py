@@ -22,6 +22,7 @@ DEPTH_LIMIT = getattr(sys.modules.get(__name__ + "._agent"), "INHERITED_DEPTH_LI
 #: Every public name of the package, and the module it lives in: the one table that
 #: ``__all__``, ``__getattr__`` and ``__dir__`` are made from.
 _EXPORTS = {
+    "Allocation": "slurm",
     "AsyncResult": "queue",
     "BaseTunnel": "tunnel",
     "CallCancelled": "errors",
@@ -39,6 +40,9 @@ _EXPORTS = {
     "GroupResult": "result",
     "HostDone": "result",
     "HostPicker": "notebook.picker",
+    "HostRangeError": "errors",
+    "InventoryError": "errors",
+    "JobState": "slurm",
     "Local": "tunnel",
     "NotCompleted": "errors",
     "OutputBatcher": "output",
@@ -46,8 +50,11 @@ _EXPORTS = {
     "ProtocolError": "errors",
     "Queue": "queue",
     "RemoteException": "errors",
+    "SSHConfigError": "errors",
     "SSHTunnel": "tunnel",
     "SerializationError": "errors",
+    "SlurmError": "slurm",
+    "Srun": "slurm",
     "SubprocessTunnel": "tunnel",
     "Sudo": "tunnel",
     "TransferError": "errors",
@@ -69,10 +76,13 @@ if TYPE_CHECKING:
     from .errors import DepthLimitExceeded as DepthLimitExceeded
     from .errors import GroupError as GroupError
     from .errors import GroupInterrupted as GroupInterrupted
+    from .errors import HostRangeError as HostRangeError
+    from .errors import InventoryError as InventoryError
     from .errors import NotCompleted as NotCompleted
     from .errors import ProtocolError as ProtocolError
     from .errors import RemoteException as RemoteException
     from .errors import SerializationError as SerializationError
+    from .errors import SSHConfigError as SSHConfigError
     from .errors import TransferError as TransferError
     from .errors import TunnelClosed as TunnelClosed
     from .group import Group as Group
@@ -83,6 +93,10 @@ if TYPE_CHECKING:
     from .result import ErrorResult as ErrorResult
     from .result import GroupResult as GroupResult
     from .result import HostDone as HostDone
+    from .slurm import Allocation as Allocation
+    from .slurm import JobState as JobState
+    from .slurm import SlurmError as SlurmError
+    from .slurm import Srun as Srun
     from .tunnel import BaseTunnel as BaseTunnel
     from .tunnel import Docker as Docker
     from .tunnel import Local as Local

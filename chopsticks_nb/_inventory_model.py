@@ -13,7 +13,8 @@ import string
 from dataclasses import dataclass, field
 from typing import Any
 
-from .hosts import MAX_HOSTS, HostRangeError
+from .errors import HostRangeError, InventoryError
+from .hosts import MAX_HOSTS
 
 __all__ = [
     "ALL",
@@ -28,20 +29,6 @@ __all__ = [
 ALL = "all"
 UNGROUPED = "ungrouped"
 _PRIORITY = "ansible_group_priority"
-
-
-class InventoryError(ValueError):
-    """An inventory that cannot be used as it is; ``path`` and ``line`` (or None) say where."""
-
-    def __init__(self, message: str, path: str, line: int | None = None) -> None:
-        self.message = message
-        self.path = path
-        self.line = line
-        super().__init__(message, path, line)
-
-    def __str__(self) -> str:
-        where = self.path if self.line is None else f"{self.path}, line {self.line}"
-        return f"{where}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -174,6 +161,10 @@ class InventoryGraph:
         if self._is_ungrouped(name):
             groups.add(UNGROUPED)
         return sorted(groups)
+
+    def host_origin(self, name: str) -> Origin:
+        """Where the host is first written."""
+        return self._hosts[name].origin
 
     def host_vars(self, name: str) -> dict[str, Variable]:
         """The host's variables after Ansible's precedence: ``all``, then its groups from the

@@ -30,7 +30,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_SSH_CONFIG", "SSHConfigError", "ssh_config_hosts"]
+from .errors import SSHConfigError
+
+__all__ = [
+    "DEFAULT_SSH_CONFIG",
+    "HostEntry",
+    "SSHConfigError",
+    "ssh_config_entries",
+    "ssh_config_hosts",
+]
 
 #: The user's own config, read when no path is given.
 DEFAULT_SSH_CONFIG = "~/.ssh/config"
@@ -44,19 +52,6 @@ _PATTERN_CHARS = frozenset("*?!")
 _NOT_IN_DESTINATIONS = frozenset("'`\"$\\;&<>|(){},")
 
 
-class SSHConfigError(ValueError):
-    """An ssh config that ssh would refuse too; ``path`` and ``line`` say where."""
-
-    def __init__(self, message: str, path: str, line: int) -> None:
-        self.message = message
-        self.path = path
-        self.line = line
-        super().__init__(message, path, line)
-
-    def __str__(self) -> str:
-        return f"{self.path}, line {self.line}: {self.message}"
-
-
 def ssh_config_hosts(pattern: str = "*", path: str | os.PathLike[str] | None = None) -> list[str]:
     """The host names an ssh config defines that match ``pattern``, in file order, each once.
 
@@ -66,6 +61,22 @@ def ssh_config_hosts(pattern: str = "*", path: str | os.PathLike[str] | None = N
     matches nothing is skipped, as ssh skips it), :class:`SSHConfigError` for a config that ssh
     would refuse.
     """
+    return [entry.name for entry in ssh_config_entries(pattern, path)]
+
+
+@dataclass(frozen=True)
+class HostEntry:
+    """A host name an ssh config defines, and where: the file and line of its first ``Host``."""
+
+    name: str
+    path: str
+    line: int
+
+
+def ssh_config_entries(
+    pattern: str = "*", path: str | os.PathLike[str] | None = None
+) -> list[HostEntry]:
+    """As :func:`ssh_config_hosts`, each name with the file and line that first names it."""
     top = os.path.abspath(
         os.path.expanduser(os.fspath(DEFAULT_SSH_CONFIG if path is None else path))
     )
@@ -74,7 +85,9 @@ def ssh_config_hosts(pattern: str = "*", path: str | os.PathLike[str] | None = N
     reader = _Reader()
     reader.read(top, text, chain=(), scopes=())
     wanted = pattern.lower()
-    return [name for name in reader.names if fnmatch.fnmatchcase(name.lower(), wanted)]
+    return [
+        entry for entry in reader.found.values() if fnmatch.fnmatchcase(entry.name.lower(), wanted)
+    ]
 
 
 @dataclass(frozen=True)
@@ -89,11 +102,7 @@ class _Reader:
     """Collects names from a file and the files it includes, in the order ssh reads them."""
 
     def __init__(self) -> None:
-        self.found: dict[str, None] = {}
-
-    @property
-    def names(self) -> list[str]:
-        return list(self.found)
+        self.found: dict[str, HostEntry] = {}
 
     def read(
         self,
@@ -115,7 +124,7 @@ class _Reader:
                 block = tuple(line.words)
                 for name in block:
                     if _is_destination(name) and _in_scopes(name, scopes):
-                        self.found.setdefault(name)
+                        self.found.setdefault(name, HostEntry(name, path, number))
             elif line.keyword == "match":
                 block = None
             elif line.keyword == "include":

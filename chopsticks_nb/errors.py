@@ -3,7 +3,8 @@
 ChopsticksError
 ├── ConnectError ............ the agent could not be started or reached
 │   ├── ConnectTimeout ...... no handshake within the connect timeout
-│   └── DepthLimitExceeded .. tunnels opened from remote code nest too deep
+│   ├── DepthLimitExceeded .. tunnels opened from remote code nest too deep
+│   └── SlurmError .......... Slurm refused or failed (chopsticks_nb.slurm)
 ├── ConnectionLost .......... the agent or its link died; calls in flight fail with this
 │   ├── TunnelClosed ........ the tunnel was closed while the call waited
 │   └── ProtocolError ....... the remote sent something outside the protocol
@@ -13,7 +14,12 @@ ChopsticksError
 ├── CallCancelled ........... a call was cancelled before it finished
 ├── TransferError ........... a put or fetch failed or its checksum did not match
 ├── NotCompleted ............ a queued result was read before it was ready
-└── GroupError .............. hosts of a group operation failed; ``.failures`` says how
+├── GroupError .............. hosts of a group operation failed; ``.failures`` says how
+│
+│   Lists of hosts that cannot be read (also ValueErrors: they are bad arguments):
+├── HostRangeError .......... a host range such as ``web[01-20]``; points at the position
+├── SSHConfigError .......... an ssh config that ssh would refuse too; names file and line
+└── InventoryError .......... an Ansible inventory that cannot be used; names file and line
 
 KeyboardInterrupt (Python's own, not a ChopsticksError: Ctrl-C must still stop a program)
 └── GroupInterrupted ........ Ctrl-C during a group operation; ``.result`` holds what finished
@@ -37,9 +43,12 @@ __all__ = [
     "DepthLimitExceeded",
     "GroupError",
     "GroupInterrupted",
+    "HostRangeError",
+    "InventoryError",
     "NotCompleted",
     "ProtocolError",
     "RemoteException",
+    "SSHConfigError",
     "SerializationError",
     "TransferError",
     "TunnelClosed",
@@ -225,6 +234,60 @@ class GroupError(ChopsticksError):
         """IPython shows the summary (tracebacks included) instead of the local stack."""
         first, *rest = self.message.split("\n")
         return [f"GroupError: {first}", *rest]
+
+
+class HostRangeError(ChopsticksError, ValueError):
+    """A host range expression that cannot be read. The message shows where::
+
+        the range 3-1 goes down
+          web[3-1]
+              ^
+
+    ``reason``, ``expression`` and ``position`` (0-based, in ``expression``) are attributes.
+    """
+
+    def __init__(self, reason: str, expression: str, position: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.expression = expression
+        self.position = position
+
+    def __str__(self) -> str:
+        return f"{self.reason}\n  {self.expression}\n  {' ' * self.position}^"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.reason, self.expression, self.position))
+
+
+class SSHConfigError(ChopsticksError, ValueError):
+    """An ssh config that ssh would refuse too; ``path`` and ``line`` say where."""
+
+    def __init__(self, message: str, path: str, line: int) -> None:
+        super().__init__(message)
+        self.path = path
+        self.line = line
+
+    def __str__(self) -> str:
+        return f"{self.path}, line {self.line}: {self.message}"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.message, self.path, self.line))
+
+
+class InventoryError(ChopsticksError, ValueError):
+    """An inventory that cannot be used as it is; ``path`` and ``line`` (or None) say where."""
+
+    def __init__(self, message: str, path: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.line = line
+
+    def __str__(self) -> str:
+        where = self.path if self.line is None else f"{self.path}, line {self.line}"
+        return f"{where}: {self.message}"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.message, self.path, self.line))
 
 
 class GroupInterrupted(KeyboardInterrupt):

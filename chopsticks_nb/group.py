@@ -6,10 +6,14 @@ is started on every tunnel before any is waited for, by the fan-out engine
 where a failed host holds an :class:`~chopsticks_nb.result.ErrorResult` instead of stopping the
 others::
 
-    group = Group(["web1", "web2", Local("worker")])
+    group = Group(["web[01-20]", "db1", Local("worker")])
     for host, value in group.call(time.time).successful():
         print(host, value)
     group.call(install).raise_failures()
+
+Hosts may also come from where they are already written down: :meth:`Group.from_ssh_config`,
+:meth:`Group.from_inventory` (Ansible), :meth:`Group.from_slurm` and :meth:`Group.allocate`
+(Slurm).
 
 ``GroupResult`` and ``ErrorResult`` live in :mod:`chopsticks_nb.result`; they can also be
 imported from here, as the examples have done.
@@ -21,46 +25,156 @@ import concurrent.futures
 import functools
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ._fanout import gather
 from ._paths import local_paths, make_parent_dirs
 from ._serialize import unsendable_name
 from .errors import SerializationError
+from .hosts import expand, is_expression
 from .output import HostOutput
 from .result import ErrorResult, GroupResult, OnInterrupt, ProgressCallback
 from .tunnel import BaseTunnel, SSHTunnel
 
+if TYPE_CHECKING:
+    from .slurm import Progress
+
 __all__ = ["ErrorResult", "Group", "GroupResult"]
+
+
+def _host_names(text: str) -> list[str]:
+    """The names a host name or range (``"web[01-20],db1"``) stands for, in order; a bad range
+    raises HostRangeError, pointing at the position."""
+    return expand(text) if is_expression(text) else [text]
 
 
 class Group:
     """A set of tunnels, for running one operation on all of them in parallel.
 
-    ``hosts`` may hold tunnels and host names; a name becomes an :class:`SSHTunnel` with default
-    settings. Tunnels are told apart by their ``host`` name (results are keyed by it), so two
-    tunnels with the same name are refused. Groups connect lazily, reconnect after
-    :meth:`close`, work as context managers (connect on entry, close on exit) and combine like
-    sets of names with ``+``/``|`` (union), ``&``, ``-`` and ``^``; a tunnel acts as a group of one.
+    ``hosts`` may hold tunnels, host names and host ranges (``"web[01-20]"``, ``"db[1-3,7]"``,
+    see :mod:`chopsticks_nb.hosts`); each name becomes an :class:`SSHTunnel` made with
+    ``tunnel_options`` (``ssh_config=``, ``user=``, ``control_master=True``...). A string on
+    its own is read the same way: ``Group("web[01-20]")``, and ``Group("db1")`` is a group of
+    one (but a single tunnel is refused: write ``Group([tunnel])``). Tunnels are told apart by
+    their ``host`` name (results are keyed by it), so two tunnels with the same name are
+    refused. Groups connect lazily, reconnect after :meth:`close`, work as context managers
+    (connect on entry, close on exit) and combine like sets of names with ``+``/``|`` (union),
+    ``&``, ``-`` and ``^``; a tunnel acts as a group of one.
     """
 
-    def __init__(self, hosts: Iterable[BaseTunnel | str]) -> None:
-        if isinstance(hosts, (str, BaseTunnel)):
-            raise TypeError("Group() takes a list of tunnels or host names, not a single one")
+    def __init__(self, hosts: str | Iterable[BaseTunnel | str], **tunnel_options: Any) -> None:
+        if isinstance(hosts, BaseTunnel):
+            raise TypeError("Group() takes a list of tunnels or host names, not a single tunnel")
         tunnels: list[BaseTunnel] = []
         names: set[str] = set()
-        for host in hosts:
-            tunnel = SSHTunnel(host) if isinstance(host, str) else host
-            if not isinstance(tunnel, BaseTunnel):
-                raise TypeError(f"a Group holds tunnels or host names, not {type(host).__name__}")
-            if tunnel.host in names:
-                raise ValueError(
-                    f"duplicate host name {tunnel.host!r} in a Group: results are "
-                    "keyed by host name, so each tunnel needs its own"
-                )
-            names.add(tunnel.host)
-            tunnels.append(tunnel)
+        for host in [hosts] if isinstance(hosts, str) else hosts:
+            made = (
+                [SSHTunnel(name, **tunnel_options) for name in _host_names(host)]
+                if isinstance(host, str)
+                else [host]
+            )
+            for tunnel in made:
+                if not isinstance(tunnel, BaseTunnel):
+                    raise TypeError(
+                        f"a Group holds tunnels or host names, not {type(host).__name__}"
+                    )
+                if tunnel.host in names:
+                    raise ValueError(
+                        f"duplicate host name {tunnel.host!r} in a Group: results are "
+                        "keyed by host name, so each tunnel needs its own"
+                    )
+                names.add(tunnel.host)
+                tunnels.append(tunnel)
         self._tunnels = tunnels
+        self._on_close: list[Callable[[], object]] = []
+
+    # -- where hosts come from ----------------------------------------------------------------
+
+    @classmethod
+    def from_ssh_config(
+        cls, pattern: str = "*", path: str | os.PathLike[str] | None = None, **tunnel_options: Any
+    ) -> Group:
+        """The concrete ``Host`` entries of an ssh config matching ``pattern``, as SSHTunnels.
+
+        ``path`` is the config (default ``~/.ssh/config``; ``Include`` is followed); ``pattern``
+        a glob such as ``"web*"``, without regard to case. Patterns in the file (``Host *``,
+        ``Host !x``) match hosts rather than name them, so they make no tunnel. Only names are
+        read: ssh reads each entry when its tunnel connects (given ``-F path`` when ``path``
+        is given). ``tunnel_options`` go to every tunnel (``control_master=True``,
+        ``connect_timeout=``...). Raises SSHConfigError naming the file and line for a config
+        ssh would refuse, FileNotFoundError if there is no config.
+        """
+        from ._host_sources import ssh_config_tunnels
+
+        return cls(ssh_config_tunnels(pattern, path, tunnel_options))
+
+    @classmethod
+    def from_inventory(
+        cls, path: str | os.PathLike[str], group: str = "all", **tunnel_options: Any
+    ) -> Group:
+        """The hosts of an Ansible inventory (INI or YAML; Ansible is not needed) in ``group``.
+
+        Each host becomes ``SSHTunnel(ansible_host, name=<inventory name>, user=ansible_user,
+        port=ansible_port, python3=ansible_python_interpreter)``; ``ansible_become`` runs its
+        agent through ``sudo -n -u ansible_become_user`` there (root by default). A host with
+        ``ansible_connection=local`` becomes a :class:`~chopsticks_nb.tunnel.Local` (a
+        :class:`~chopsticks_nb.tunnel.Sudo` if it becomes another user); other connection
+        kinds are refused. Groups, ``children``, host ranges (``web[01:20]``) and group and
+        host variables are read as Ansible reads them. ``tunnel_options`` fill in what the
+        inventory does not say (``ssh_config=``, ``user=``, ``control_master=True``...).
+        Raises InventoryError naming the file and line.
+        """
+        from ._host_sources import inventory_tunnels
+
+        return cls(inventory_tunnels(path, group, tunnel_options))
+
+    @classmethod
+    def from_slurm(cls, job: int | str, **tunnel_options: Any) -> Group:
+        """One :class:`~chopsticks_nb.slurm.Srun` tunnel per node of the running Slurm job
+        ``job``: each agent runs as a job step on its node. ``tunnel_options`` go to each
+        tunnel (``python3=``, ``srun_options=``...). Raises SlurmError if the job is not running.
+        """
+        from .slurm import job_tunnels
+
+        return cls(job_tunnels(job, **tunnel_options))
+
+    @classmethod
+    def allocate(
+        cls,
+        nodes: int = 1,
+        *,
+        partition: str | None = None,
+        time: str | int | None = None,
+        timeout: float | None = None,
+        progress: Progress | None = None,
+        tunnel_options: Mapping[str, Any] | None = None,
+        **sbatch_options: Any,
+    ) -> Group:
+        """Ask Slurm for ``nodes`` nodes (``salloc --no-shell``) and make a Group over them.
+
+        :meth:`close` (or leaving a ``with`` block) also releases the allocation. ``partition``,
+        ``time`` and ``sbatch_options`` (``gres="gpu:1"``, ``exclusive=True``...) become
+        salloc's options; while the request waits, ``progress`` is told each change of its state
+        (see :meth:`Allocation.create <chopsticks_nb.slurm.Allocation.create>`, which also takes
+        ``timeout``). ``tunnel_options`` go to each node's tunnel.
+        """
+        from .slurm import Allocation
+
+        allocation = Allocation.create(
+            nodes,
+            partition=partition,
+            time=time,
+            timeout=timeout,
+            progress=progress,
+            **sbatch_options,
+        )
+        try:
+            group = cls(allocation.tunnels(**dict(tunnel_options or {})))
+        except BaseException:
+            allocation.release()
+            raise
+        group.on_close(allocation.release)
+        return group
 
     # -- the set of tunnels -------------------------------------------------------------------
 
@@ -183,9 +297,27 @@ class Group:
         return result
 
     def close(self) -> None:
-        """Close every tunnel (each can connect again later)."""
+        """Close every tunnel (each can connect again later), then release what the group
+        holds (see :meth:`on_close`)."""
         for tunnel in self._tunnels:
             tunnel.close()
+        callbacks, self._on_close = self._on_close, []
+        failure: BaseException | None = None
+        for callback in callbacks:
+            try:
+                callback()
+            except BaseException as exc:  # release the rest, then say what failed
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    def on_close(self, release: Callable[[], object]) -> None:
+        """Call ``release()`` once, the next time the group is closed, after its tunnels.
+
+        For what the group holds beyond its connections: :meth:`allocate` releases its Slurm
+        allocation this way. Groups made from this one (``group - other``) do not inherit it.
+        """
+        self._on_close.append(release)
 
     def __enter__(self) -> Group:
         """Connect every host (those that cannot connect fail their calls later) and return self."""

@@ -24,6 +24,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .errors import HostRangeError
+
 __all__ = ["MAX_HOSTS", "HostRangeError", "expand", "fold", "is_expression"]
 
 #: The most names one expression may stand for: a typo such as ``web[1-99999999]`` fails at
@@ -34,26 +36,6 @@ MAX_HOSTS = 100_000
 _MAX_DIGITS = 18
 _NOT_IN_NAMES = re.compile(r"[\s\[\],]")
 _DIGIT_RUNS = re.compile(r"([0-9]+)")
-
-
-class HostRangeError(ValueError):
-    """A host range expression that cannot be read. The message shows where::
-
-        the range 3-1 goes down
-          web[3-1]
-              ^
-
-    ``reason``, ``expression`` and ``position`` (0-based, in ``expression``) are attributes.
-    """
-
-    def __init__(self, reason: str, expression: str, position: int) -> None:
-        self.reason = reason
-        self.expression = expression
-        self.position = position
-        super().__init__(reason, expression, position)
-
-    def __str__(self) -> str:
-        return f"{self.reason}\n  {self.expression}\n  {' ' * self.position}^"
 
 
 def is_expression(text: str) -> bool:

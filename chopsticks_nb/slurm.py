@@ -200,8 +200,9 @@ class Srun(SubprocessTunnel):
     --unbuffered --quiet -- python3 -c ...``: the step shares the job's resources with its
     other steps, and its stdin and stdout are the tunnel's pipe. ``srun`` names the command,
     ``srun_options`` are extra srun arguments (``["--cpus-per-task=8"]``), ``python3`` is the
-    interpreter on the node. When the job ends or is cancelled the step ends too, and the
-    calls in flight fail at once with a ConnectionLost naming the job.
+    interpreter on the node, ``name`` (default: ``node``) the tunnel's name. When the job ends
+    or is cancelled the step ends too, and the calls in flight fail at once with a
+    ConnectionLost naming the job.
     """
 
     srun = "srun"
@@ -213,19 +214,21 @@ class Srun(SubprocessTunnel):
         node: str,
         *,
         job: int | str,
+        name: str | None = None,
         srun: str | None = None,
         srun_options: Sequence[str] = (),
         **options: Any,
     ) -> None:
-        super().__init__(_node_name(node), **options)
-        self.node = node
+        self.node = _node_name(node)
+        super().__init__(node if name is None else name, **options)
         self.job = _job_id(job)
         if srun is not None:
             self.srun = srun
         self.srun_options = list(srun_options)
 
     def __repr__(self) -> str:
-        return f"Srun({self.node!r}, job={self.job!r})"
+        name = "" if self.host == self.node else f", name={self.host!r}"
+        return f"Srun({self.node!r}, job={self.job!r}{name})"
 
     def cmd_args(self) -> list[str]:
         return [

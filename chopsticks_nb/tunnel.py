@@ -3,28 +3,34 @@
 ``Local`` and ``Sudo`` start a subprocess here, ``SSHTunnel`` (alias ``Tunnel``) goes through
 the OpenSSH client, ``Docker``/``Podman`` run a throwaway container. To reach a new kind of
 host, subclass :class:`SubprocessTunnel` and return the command in :meth:`cmd_args`.
+
+Every tunnel has a name (``tunnel.host``), the label its results are keyed by, apart from where
+it connects: ``SSHTunnel("10.0.0.5", name="web1")`` reaches 10.0.0.5 and reports as ``web1``.
+Names are data, shown and used as keys, never put on a command line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import os
 import re
 import shlex
+import subprocess
 import sys
 import threading
 import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
-from . import _agent, _bootstrap, _transfer
+from . import _agent, _bootstrap, _ssh_control, _transfer
 from ._broker import BROKER
 from ._call_frames import pickle_call
 from ._connection import Connection
 from ._modserver import ModuleServer
 from ._requests import RemoteFuture
-from .errors import ChopsticksError, DepthLimitExceeded, RemoteException
+from .errors import ChopsticksError, ConnectError, DepthLimitExceeded, RemoteException
 from .output import HostPrefixPrinter, OutputHandler
 from .result import ErrorResult  # where chopsticks 1.0 defined it, for code written for it
 
@@ -49,11 +55,29 @@ _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 _IMAGE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/@-]*\Z")
 
 
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _check(kind: str, value: str, pattern: re.Pattern[str] = _NAME) -> str:
     """Host names, users and images are data: never let one become a command-line option."""
     if not isinstance(value, str) or not pattern.match(value):
         raise ValueError(f"invalid {kind} {value!r}: it must not start with '-' or contain spaces")
     return value
+
+
+def _check_name(name: str) -> str:
+    """A tunnel's name is a label (shown, used as a key): any text on one line."""
+    if not isinstance(name, str) or not name or _CONTROL_CHARACTERS.search(name):
+        raise ValueError(
+            f"invalid tunnel name {name!r}: a name is one line of text (no control characters)"
+        )
+    return name
+
+
+def _repr(tunnel: BaseTunnel, destination: str, extra: str = "") -> str:
+    """``Kind('destination'[, extra][, name='label'])``: the name only where it differs."""
+    name = "" if tunnel.host == destination else f", name={tunnel.host!r}"
+    return f"{type(tunnel).__name__}({destination!r}{extra}{name})"
 
 
 #: Makes a request (an operation and its first frame) for a live connection.
@@ -76,12 +100,27 @@ def _failed(host: str, error: ChopsticksError) -> RemoteFuture:
     return future
 
 
-def _close_connection(conn: Connection) -> None:
-    conn.close(wait=not BROKER.in_broker_thread())
+#: Connections of tunnels that may be dropped unclosed: closed when the interpreter exits.
+_OPEN: weakref.WeakSet[Connection] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    for conn in list(_OPEN):
+        conn.close(wait=not BROKER.in_broker_thread())
+
+
+def _close_dropped(conn: Connection) -> None:
+    """Close the connection of a tunnel that was garbage collected. Collection may run this on
+    any thread at any point, even while it holds the broker's lock, so the close (which takes
+    that lock) runs on a thread of its own."""
+    threading.Thread(target=conn.close, name="chopsticks-close", daemon=True).start()
 
 
 class BaseTunnel:
     """A connection to one agent. Connects lazily; reconnects after close or after a failure.
+
+    ``host`` is the tunnel's name: the label its results, output and errors carry.
 
     Options (keyword-only): ``connect_timeout`` (seconds until the handshake, default 30),
     ``call_timeout`` (default for :meth:`call`, default None: wait as long as the call runs),
@@ -106,7 +145,7 @@ class BaseTunnel:
         serve: Sequence[str] | None = None,
         deny: Sequence[str] = (),
     ) -> None:
-        self.host = host
+        self.host = _check_name(host)
         if connect_timeout is not None:
             self.connect_timeout = connect_timeout
         if call_timeout is not None:
@@ -121,7 +160,7 @@ class BaseTunnel:
         self._finalizer: weakref.finalize[Any, Any] | None = None
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.host!r})"
+        return _repr(self, self.host)
 
     # -- connection -----------------------------------------------------------------------------
 
@@ -179,7 +218,9 @@ class BaseTunnel:
             )
             conn.start()
             self._conn = conn
-            self._finalizer = weakref.finalize(self, _close_connection, conn)
+            self._finalizer = weakref.finalize(self, _close_dropped, conn)
+            self._finalizer.atexit = False  # type: ignore[misc]  # _close_at_exit does, in order
+            _OPEN.add(conn)
             return conn
 
     def _weak_explainer(self) -> Callable[[int | None, str, bool], str]:
@@ -409,7 +450,10 @@ class SubprocessTunnel(BaseTunnel):
 
 
 class Local(SubprocessTunnel):
-    """An agent in a local subprocess, running this interpreter (``sys.executable``)."""
+    """An agent in a local subprocess, running this interpreter (``sys.executable``).
+
+    ``name`` is only the tunnel's name: every Local runs here.
+    """
 
     python3 = sys.executable or "python3"
 
@@ -428,6 +472,8 @@ class Sudo(SubprocessTunnel):
     sudo must allow the interpreter without a password, for example in /etc/sudoers.d/::
 
         youruser ALL=(root) NOPASSWD: /usr/bin/python3, /usr/bin/python3 *
+
+    ``name`` (default: ``user``) is the tunnel's name.
     """
 
     python3 = "/usr/bin/python3"
@@ -435,7 +481,10 @@ class Sudo(SubprocessTunnel):
 
     def __init__(self, user: str = "root", name: str | None = None, **options: Any) -> None:
         self.user = _check("user", user, _USER)
-        super().__init__(name or user, **options)
+        super().__init__(user if name is None else name, **options)
+
+    def __repr__(self) -> str:
+        return _repr(self, self.user)
 
     def cmd_args(self) -> list[str]:
         return [self.sudo, "-n", "-u", self.user, "--", *self.python_args()]
@@ -449,14 +498,26 @@ class Sudo(SubprocessTunnel):
 class SSHTunnel(SubprocessTunnel):
     """An agent on ``host``, reached with the OpenSSH client (honours ``~/.ssh/config``).
 
-    ``user`` and ``port`` override the config; ``sudo=True`` runs the agent as root there
-    (through ``sudo -n``); ``ssh_config`` names a config file (``-F``); ``ssh_options`` are extra
-    arguments for ssh, such as ``["-o", "ControlMaster=auto"]``. Keepalives are on by default
+    ``host`` is ssh's destination (a name in the ssh config, a DNS name, an address); ``name``
+    (default: ``host``) is the tunnel's name, the label results are keyed by. ``user`` and
+    ``port`` override the config; ``sudo=True`` runs the agent as root there (through ``sudo
+    -n``), ``sudo_user="app"`` as that user; ``ssh_config`` names a config file (``-F``);
+    ``ssh_options`` are extra arguments for ssh. Keepalives are on by default
     (``ServerAliveInterval``), so a cut link is noticed in seconds.
+
+    ``control_master=True`` shares one SSH connection per destination (OpenSSH's ControlMaster,
+    socket in a directory private to the user): after :meth:`close`, or from a new process
+    such as a restarted kernel, connecting again costs one round trip instead of a new SSH
+    handshake. The master connection stays up ``control_persist`` seconds (default 600) after
+    its last session ends; :meth:`stop_master` ends it at once.
     """
 
     ssh = "ssh"
     server_alive_interval = 2
+    #: seconds a shared master connection outlives its last session (``control_master=True``)
+    control_persist = 600
+    #: seconds ``ssh -O`` (:meth:`stop_master`, :meth:`master_pid`) may take
+    control_timeout = 10.0
 
     def __init__(
         self,
@@ -464,40 +525,115 @@ class SSHTunnel(SubprocessTunnel):
         user: str | None = None,
         sudo: bool = False,
         *,
+        name: str | None = None,
         port: int | None = None,
-        ssh_config: str | None = None,
+        sudo_user: str | None = None,
+        ssh_config: str | os.PathLike[str] | None = None,
         ssh_options: Sequence[str] = (),
+        control_master: bool = False,
+        control_persist: int | None = None,
         **options: Any,
     ) -> None:
-        super().__init__(_check("host name", host), **options)
+        self.destination = _check("host name", host)
+        super().__init__(host if name is None else name, **options)
         self.user = None if user is None else _check("user", user, _USER)
         self.port = None if port is None else int(port)
-        self.sudo = sudo
-        self.ssh_config = ssh_config
+        self.sudo_user = None if sudo_user is None else _check("sudo user", sudo_user, _USER)
+        self.sudo = bool(sudo) or sudo_user is not None
+        self.ssh_config = None if ssh_config is None else os.fspath(ssh_config)
         self.ssh_options = list(ssh_options)
+        self.control_master = bool(control_master)
+        if control_persist is not None:
+            if isinstance(control_persist, bool) or not isinstance(control_persist, int):
+                raise TypeError(f"control_persist is a number of seconds, not {control_persist!r}")
+            if control_persist < 1:
+                raise ValueError(f"control_persist must be 1 second or more, not {control_persist}")
+            self.control_persist = control_persist
+
+    def __repr__(self) -> str:
+        return _repr(self, self.destination)
+
+    def _ssh_args(self) -> list[str]:
+        """ssh and the options saying how to reach the destination (not what to run there)."""
+        args = [self.ssh]
+        if self.ssh_config is not None:
+            args += ["-F", self.ssh_config]
+        if self.port is not None:
+            args += ["-p", str(self.port)]
+        if self.user is not None:
+            args += ["-l", self.user]
+        if self.control_master:
+            directory = _ssh_control.socket_directory()
+            if directory is None:
+                places = ", ".join(_ssh_control.socket_directory_candidates())
+                raise ConnectError(
+                    "control_master=True needs a directory of your own for the connection's "
+                    f"socket, and none of these could be made private to you: {places}",
+                    self.host,
+                )
+            args += _ssh_control.options(directory, self.control_persist)
+        return args
 
     def cmd_args(self) -> list[str]:
+        ssh, *reach = self._ssh_args()
         args = [
-            self.ssh,
+            ssh,
             "-T",
             "-o", "BatchMode=yes",
             "-o", f"ServerAliveInterval={self.server_alive_interval}",
             "-o", "ServerAliveCountMax=3",
             "-o", f"ConnectTimeout={max(1, int(self.connect_timeout))}",
+            *reach,
         ]  # fmt: skip
-        if self.ssh_config is not None:
-            args += ["-F", os.fspath(self.ssh_config)]
-        if self.port is not None:
-            args += ["-p", str(self.port)]
-        if self.user is not None:
-            args += ["-l", self.user]
-        remote = (["sudo", "-n", "--"] if self.sudo else []) + self.python_args()
-        return [*args, *self.ssh_options, "--", self.host, shlex.join(remote)]
+        sudo = ["sudo", "-n", *(["-u", self.sudo_user] if self.sudo_user else []), "--"]
+        remote = (sudo if self.sudo else []) + self.python_args()
+        return [*args, *self.ssh_options, "--", self.destination, shlex.join(remote)]
 
     def explain_exit(self, returncode: int | None, stderr_tail: str) -> str:
         if returncode == 255:
             return f"ssh could not connect: {stderr_tail or 'no message'}"
+        if self.sudo and ("password is required" in stderr_tail or "not allowed" in stderr_tail):
+            whom = self.sudo_user or "root"
+            return f"sudo on {self.destination} refused to run {self.python3} as {whom}: " + (
+                stderr_tail
+            )
         return super().explain_exit(returncode, stderr_tail)
+
+    # -- the shared master connection (control_master=True) ----------------------------------------
+
+    def _control(self, command: str) -> subprocess.CompletedProcess[str]:
+        """``ssh -O COMMAND``: ask the master connection to this destination."""
+        argv = [*self._ssh_args(), *self.ssh_options, "-O", command, "--", self.destination]
+        try:
+            return subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=self.control_timeout,
+                check=False,
+            )
+        except OSError as exc:
+            raise ConnectError(
+                f"cannot run {self.ssh!r}: {exc.strerror or exc}", self.host
+            ) from None
+        except subprocess.TimeoutExpired:
+            raise ConnectError(
+                f"ssh -O {command} gave no answer within {self.control_timeout:g} s", self.host
+            ) from None
+
+    def master_pid(self) -> int | None:
+        """The process id of the master connection to this destination, or None if none runs."""
+        answer = self._control("check")
+        found = re.search(r"\(pid=([0-9]+)\)", answer.stderr)
+        return int(found.group(1)) if answer.returncode == 0 and found else None
+
+    def stop_master(self) -> bool:
+        """End the master connection to this destination now (``ssh -O exit``); whether one ran.
+
+        Sessions still using it end too: close the tunnels sharing it first.
+        """
+        return self._control("exit").returncode == 0
 
 
 Tunnel = SSHTunnel
@@ -506,8 +642,10 @@ Tunnel = SSHTunnel
 class Docker(SubprocessTunnel):
     """An agent in a new container from ``image`` (``docker run -i``), removed on close if ``rm``.
 
-    ``docker`` names the command (a ``podman`` binary serves too); ``docker_options`` are extra
-    ``run`` arguments, such as ``["--network", "none"]``.
+    ``name`` is both the container's name (``--name``) and the tunnel's: it is chosen here, not
+    an address found elsewhere, so there is no separate label. ``docker`` names the command (a
+    ``podman`` binary serves too); ``docker_options`` are extra ``run`` arguments, such as
+    ``["--network", "none"]``.
     """
 
     docker = "docker"

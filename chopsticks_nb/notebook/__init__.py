@@ -16,7 +16,6 @@ __all__ = [
     "RemoteMagics",
     "cell_names",
     "load_ipython_extension",
-    "ssh_config_hosts",
     "unload_ipython_extension",
 ]
 
@@ -25,12 +24,11 @@ _EXPORTS = {
     "LiveView": "widgets",
     "RemoteMagics": "magics",
     "cell_names": "magics",
-    "ssh_config_hosts": "picker",
 }
 
 if TYPE_CHECKING:
     from .magics import RemoteMagics, cell_names
-    from .picker import HostPicker, ssh_config_hosts
+    from .picker import HostPicker
     from .widgets import LiveView
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 import builtins
 import re
-from collections.abc import Container, Mapping
+from collections.abc import Container, Mapping, Sequence
 from typing import Any, Callable, cast
 
 from IPython.core import magic_arguments
@@ -21,8 +21,9 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display as _display
 from traitlets import CaselessStrEnum, Int, Unicode
 
-from ..errors import GroupError, GroupInterrupted
+from ..errors import GroupError, GroupInterrupted, HostRangeError
 from ..group import Group
+from ..hosts import expand, is_expression
 from ..result import GroupResult
 from ..tunnel import BaseTunnel, SSHTunnel
 from .widgets import LiveView, in_kernel
@@ -33,6 +34,8 @@ __all__ = ["RemoteMagics", "cell_names"]
 _HISTORY = re.compile(r"_+\Z|_i+\d*\Z|_\d+\Z|_ih\Z|_oh\Z|_dh\Z")
 _TARGET = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\Z")
 _TARGET_KINDS = "a Group, a tunnel, a HostPicker or a list of host names"
+#: the names a host range starts with (``web`` in ``web[01-04],db1``)
+_RANGE_HEADS = re.compile(r"(?:\A|,)\s*([A-Za-z_]\w*)")
 
 
 def cell_names(
@@ -140,8 +143,10 @@ class RemoteMagics(Magics):
         finished; the hosts stay connected.
 
         TARGET names a Group, a tunnel, a HostPicker (its selection) or a list of host names
-        in the notebook; names become SSH tunnels, reused from cell to cell (for an ssh_config
-        file of your own: ``%config RemoteMagics.ssh_config = "path"``). Settings:
+        or ranges in the notebook, or is a host range itself: ``%%remote web[01-04]``,
+        ``%%remote web1,db1`` (brackets or commas; a bare word is a variable name). Host names
+        become SSH tunnels, reused from cell to cell (for an ssh_config file of your own:
+        ``%config RemoteMagics.ssh_config = "path"``). Settings:
         ``%config RemoteMagics`` lists them (``view``: widgets, html or text; ``max_lines``).
 
         The same from plain Python: ``group.exec(code, names)``, with a
@@ -244,8 +249,10 @@ class RemoteMagics(Magics):
         return line, ""
 
     def _target(self, spec: str) -> Group:
-        """The Group that TARGET names in the user's namespace."""
+        """The Group that TARGET names in the user's namespace, or that it writes as a range."""
         if not _TARGET.match(spec):
+            if is_expression(spec):
+                return self._range_target(spec)
             raise UsageError(f"TARGET must be a variable name ({_TARGET_KINDS}), not {spec!r}")
         first, *attributes = spec.split(".")
         if first not in self._shell.user_ns:
@@ -264,6 +271,28 @@ class RemoteMagics(Magics):
             )
         return group
 
+    def _range_target(self, spec: str) -> Group:
+        """``web[01-04]`` written as TARGET: those hosts. Not if it reads as Python on a
+        notebook variable (``hosts[0]``, ``a,b``): that would reach hosts named ``hosts0``."""
+        variables = [name for name in _RANGE_HEADS.findall(spec) if name in self._shell.user_ns]
+        if variables:
+            raise UsageError(
+                f"TARGET must be a variable name or a host range such as web[01-04], not Python "
+                f"code: {spec!r} starts with the notebook variable {variables[0]!r} "
+                f"(put what you mean in a variable first: target = {spec})"
+            )
+        try:
+            names = expand(spec)
+        except HostRangeError as exc:
+            raise UsageError(f"TARGET {spec!r} is not a host range: {exc}") from None
+        return self._names_group(spec, names)
+
+    def _names_group(self, spec: str, names: Sequence[str | BaseTunnel]) -> Group:
+        try:
+            return Group([self._tunnel(h) if isinstance(h, str) else h for h in names])
+        except ValueError as exc:
+            raise UsageError(f"{spec!r}: {exc}") from None
+
     def _as_group(self, spec: str, value: Any) -> Group:
         if isinstance(value, Group):
             return value
@@ -272,10 +301,15 @@ class RemoteMagics(Magics):
         if isinstance(value, (list, tuple)) and all(
             isinstance(host, (str, BaseTunnel)) for host in value
         ):
-            try:
-                return Group([self._tunnel(h) if isinstance(h, str) else h for h in value])
-            except ValueError as exc:
-                raise UsageError(f"{spec!r}: {exc}") from None
+            hosts: list[str | BaseTunnel] = []
+            for host in value:  # ranges stand for their names
+                try:
+                    hosts += (
+                        expand(host) if isinstance(host, str) and is_expression(host) else [host]
+                    )
+                except HostRangeError as exc:
+                    raise UsageError(f"{spec!r}: {exc}") from None
+            return self._names_group(spec, hosts)
         picked = getattr(value, "group", None)  # a HostPicker, or anything with a .group
         if isinstance(picked, Group):
             return picked

@@ -5,47 +5,24 @@ from __future__ import annotations
 import fnmatch
 import html
 import os
-import re
-import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Union
 
 import ipywidgets as w
 import traitlets
 
 from ..group import Group
+from ..inventory import read_inventory
 from ..result import ErrorResult, GroupResult, HostDone
-from ..tunnel import BaseTunnel, SSHTunnel
+from ..tunnel import BaseTunnel
 
-__all__ = ["HostPicker", "ssh_config_hosts"]
+__all__ = ["HostPicker"]
 
-_HOST_LINE = re.compile(r"\s*host(?:\s*=\s*|\s+)(.*)$", re.IGNORECASE)
-_PATTERN_CHARS = ("*", "?", "!")
 _GLOB_CHARS = ("*", "?", "[")
+#: the group selector's first choice: no group, every host
+_EVERY_HOST = ""
 
 HostSpec = Union[str, BaseTunnel]
-
-
-def ssh_config_hosts(path: str | os.PathLike[str] = "~/.ssh/config") -> list[str]:
-    """The names on an ssh_config file's ``Host`` lines, in order, skipping patterns.
-
-    A pattern (``*``, ``?``, or a negation ``!``) matches hosts rather than naming one, so it
-    is left out. ``Match`` blocks and ``Include`` are not followed.
-    """
-    names: list[str] = []
-    with open(os.path.expanduser(os.fspath(path)), encoding="utf-8", errors="replace") as config:
-        for line in config:
-            found = _HOST_LINE.match(line)
-            if found is None:
-                continue
-            try:
-                patterns = shlex.split(found.group(1), comments=True)
-            except ValueError:  # an unbalanced quote: take the words as they are
-                patterns = found.group(1).split()
-            for pattern in patterns:
-                if not any(c in pattern for c in _PATTERN_CHARS) and pattern not in names:
-                    names.append(pattern)
-    return names
 
 
 def _matches(host: str, query: str) -> bool:
@@ -60,11 +37,14 @@ def _matches(host: str, query: str) -> bool:
 class HostPicker(w.VBox):  # type: ignore[misc]
     """A widget to pick hosts: a filter box, select all/none, a reachability check.
 
-    ``hosts`` are tunnels or host names (names become :class:`~chopsticks_nb.tunnel.SSHTunnel`
-    with ``ssh_config`` and the other keyword options); without ``hosts``, the names come from
-    the ``Host`` lines of ``ssh_config`` (default ``~/.ssh/config``). ``selected`` names the
-    hosts ticked at first (``True``: all). :attr:`group` is the selection as a
-    :class:`~chopsticks_nb.group.Group`, and the picker itself is a ``%%remote`` target::
+    ``hosts`` are tunnels, host names and host ranges such as ``"web[01-20]"`` (names become
+    :class:`~chopsticks_nb.tunnel.SSHTunnel` with ``ssh_config`` and the other keyword options);
+    without ``hosts``, the names are the concrete ``Host`` entries of ``ssh_config`` (default
+    ``~/.ssh/config``, Includes followed). ``groups`` (a mapping of group names to host names)
+    adds a selector showing one group's hosts at a time; :meth:`from_inventory` fills it with an
+    Ansible inventory's groups. ``selected`` names the hosts ticked at first (``True``: all).
+    :attr:`group` is the selection as a :class:`~chopsticks_nb.group.Group`, and the picker
+    itself is a ``%%remote`` target::
 
         picker = HostPicker(ssh_config="~/.ssh/config")
         picker            # shown: tick hosts, press "check"
@@ -86,25 +66,22 @@ class HostPicker(w.VBox):  # type: ignore[misc]
 
     def __init__(
         self,
-        hosts: Iterable[HostSpec] | None = None,
+        hosts: str | Iterable[HostSpec] | None = None,
         *,
         ssh_config: str | os.PathLike[str] | None = None,
+        groups: Mapping[str, Iterable[str]] | None = None,
         selected: Iterable[str] | bool = (),
         check_timeout: float = 10.0,
         **tunnel_options: Any,
     ) -> None:
         config = None if ssh_config is None else os.path.expanduser(os.fspath(ssh_config))
         if hosts is None:
-            hosts = ssh_config_hosts(config or "~/.ssh/config")
-        if isinstance(hosts, (str, BaseTunnel)):
-            raise TypeError("HostPicker() takes a list of hosts or tunnels, not a single one")
-        tunnels = [
-            host
-            if isinstance(host, BaseTunnel)
-            else SSHTunnel(host, ssh_config=config, **tunnel_options)
-            for host in hosts
-        ]
-        self._all = Group(tunnels)  # refuses duplicate names
+            self._all = Group.from_ssh_config(path=config, **tunnel_options)
+        elif isinstance(hosts, BaseTunnel):
+            raise TypeError("HostPicker() takes a list of hosts or tunnels, not a single tunnel")
+        else:  # names and ranges become SSHTunnels; duplicate names are refused
+            self._all = Group(hosts, ssh_config=config, **tunnel_options)
+        self._groups = self._group_members(groups or {})
         self._syncing = False
         self._boxes: dict[str, w.Checkbox] = {}
         self._status: dict[str, w.HTML] = {}
@@ -124,6 +101,14 @@ class HostPicker(w.VBox):  # type: ignore[misc]
             layout=w.Layout(width="20em"),
         )
         self.filter_box.observe(self._on_filter, "value")
+        self.group_selector = w.Dropdown(
+            options=[("every host", _EVERY_HOST)]
+            + [(f"{name} ({len(members)})", name) for name, members in self._groups.items()],
+            value=_EVERY_HOST,
+            description="group",
+            layout=w.Layout(width="auto", display=None if self._groups else "none"),
+        )
+        self.group_selector.observe(self._on_filter, "value")
         narrow = w.Layout(width="auto")
         self.all_button = w.Button(
             description="all", tooltip="select every host shown", layout=narrow
@@ -141,7 +126,15 @@ class HostPicker(w.VBox):  # type: ignore[misc]
         self.none_button.on_click(lambda _: self._select_shown(False))
         self.check_button.on_click(lambda _: self._check_clicked())
         self.summary = w.HTML(value="")
-        toolbar = w.HBox([self.filter_box, self.all_button, self.none_button, self.check_button])
+        toolbar = w.HBox(
+            [
+                self.group_selector,
+                self.filter_box,
+                self.all_button,
+                self.none_button,
+                self.check_button,
+            ]
+        )
         rows = w.VBox(
             list(self._rows.values()), layout=w.Layout(max_height="20em", overflow="auto")
         )
@@ -153,6 +146,61 @@ class HostPicker(w.VBox):  # type: ignore[misc]
         chosen = self._all.hosts if selected is True else [] if selected is False else selected
         self.selected = list(chosen)
         self._update_summary()
+
+    @classmethod
+    def from_inventory(
+        cls,
+        path: str | os.PathLike[str],
+        group: str = "all",
+        *,
+        selected: Iterable[str] | bool = (),
+        check_timeout: float = 10.0,
+        **tunnel_options: Any,
+    ) -> HostPicker:
+        """A picker over the hosts of an Ansible inventory's ``group``, with a selector for
+        its groups. The tunnels are :meth:`Group.from_inventory`'s (``tunnel_options`` go to it).
+        """
+        tunnels = Group.from_inventory(path, group, **tunnel_options).tunnels
+        inventory = read_inventory(path)
+        names = {tunnel.host for tunnel in tunnels}
+        groups = {
+            name: members
+            for name in inventory.groups
+            if name not in ("all", group)
+            and (members := [h for h in inventory.host_names(name) if h in names])
+        }
+        return cls(tunnels, groups=groups, selected=selected, check_timeout=check_timeout)
+
+    @classmethod
+    def from_ssh_config(
+        cls,
+        pattern: str = "*",
+        path: str | os.PathLike[str] | None = None,
+        *,
+        selected: Iterable[str] | bool = (),
+        check_timeout: float = 10.0,
+        **tunnel_options: Any,
+    ) -> HostPicker:
+        """A picker over the concrete ``Host`` entries of an ssh config matching ``pattern``
+        (the tunnels of :meth:`Group.from_ssh_config`, which ``tunnel_options`` go to)."""
+        tunnels = Group.from_ssh_config(pattern, path, **tunnel_options).tunnels
+        return cls(tunnels, selected=selected, check_timeout=check_timeout)
+
+    def _group_members(self, groups: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
+        known = set(self._all.hosts)
+        members: dict[str, list[str]] = {}
+        for name, hosts in groups.items():
+            if isinstance(hosts, str):
+                raise TypeError(f"group {name!r}: a list of host names, not a string")
+            listed = set(hosts)
+            unknown = listed - known
+            if unknown:
+                raise ValueError(
+                    f"group {name!r} names hosts the picker does not have: "
+                    + ", ".join(sorted(unknown))
+                )
+            members[name] = [host for host in self._all.hosts if host in listed]
+        return members
 
     # -- what the user sees and picks ------------------------------------------------------
 
@@ -167,9 +215,20 @@ class HostPicker(w.VBox):  # type: ignore[misc]
         return self._all.tunnels
 
     @property
+    def groups(self) -> dict[str, list[str]]:
+        """The groups the selector offers, each with its hosts."""
+        return {name: list(hosts) for name, hosts in self._groups.items()}
+
+    @property
     def shown(self) -> list[str]:
-        """The hosts that pass the filter."""
-        return [host for host in self.hosts if _matches(host, self.filter_box.value)]
+        """The hosts that pass the filter (and are in the group the selector shows)."""
+        chosen = self.group_selector.value
+        members = set(self._groups[chosen]) if chosen != _EVERY_HOST else None
+        return [
+            host
+            for host in self.hosts
+            if _matches(host, self.filter_box.value) and (members is None or host in members)
+        ]
 
     @property
     def group(self) -> Group:
@@ -213,7 +272,14 @@ class HostPicker(w.VBox):  # type: ignore[misc]
         parts: list[w.Widget] = []
         for name in ("_boxes", "_status", "_rows"):
             parts += self.__dict__.get(name, {}).values()
-        for name in ("filter_box", "all_button", "none_button", "check_button", "summary"):
+        for name in (
+            "group_selector",
+            "filter_box",
+            "all_button",
+            "none_button",
+            "check_button",
+            "summary",
+        ):
             if name in self.__dict__:
                 parts.append(self.__dict__[name])
         if self.__dict__.get("_built"):

@@ -83,8 +83,8 @@ def test_duplicate_names_and_bad_members_are_refused() -> None:
         Group([Local("a"), Local("a")])
     with pytest.raises(ValueError, match="duplicate host name 'web1'"):
         Group(["web1", "web1"])
-    with pytest.raises(TypeError, match="list of tunnels"):
-        Group("web1")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="list of tunnels or host names, not a single tunnel"):
+        Group(Local("a"))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="not int"):
         Group([Local("a"), 3])  # type: ignore[list-item]
     with pytest.raises(ValueError, match="must not start with '-'"):

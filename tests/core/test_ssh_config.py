@@ -205,21 +205,6 @@ def test_a_missing_config_is_an_error(home: Path) -> None:
         ssh_config_hosts(path=home / "no-such-config")
 
 
-def test_it_lists_every_name_the_pickers_reader_lists(home: Path) -> None:
-    """The picker's own reader (HostPicker's default) can be replaced by this one.
-
-    Drop this test when picker.py switches to ``_ssh_config.ssh_config_hosts``.
-    """
-    from chopsticks_nb.notebook.picker import ssh_config_hosts as pickers_reader
-
-    config = write(
-        home / ".ssh" / "config",
-        'Host web1 web2 *.lan !web3\nHOST=db1\nHost "quoted"\nMatch all\nHost db1 z?\n',
-    )
-    assert pickers_reader(config) == ["web1", "web2", "db1", "quoted"]
-    assert ssh_config_hosts(path=config) == pickers_reader(config)
-
-
 def test_the_listed_names_reach_the_real_sshds(sshd_hosts: SSHHosts, tmp_path: Path) -> None:
     """ssh, given the same config, connects each listed name to its own sshd."""
     hosts = sshd_hosts.hosts

@@ -221,6 +221,29 @@ def test_dead_agent_fails_call_in_flight_and_tunnel_reconnects(local: Local) -> 
     assert local.call(rf.echo, "again") == [["again"], {}]
 
 
+def test_a_tunnel_dropped_while_its_thread_holds_the_broker_lock_closes_without_a_deadlock() -> (
+    None
+):
+    # Garbage collection runs a dropped tunnel's finalizer wherever the thread happens to be,
+    # here inside the broker's lock: closing there (which takes that lock) hung for ever.
+    code = (
+        "import os\n"
+        "from chopsticks_nb._broker import BROKER\n"
+        "from chopsticks_nb.tunnel import Local\n"
+        "t = Local('dropped')\n"
+        "print(t.call(os.getpid), flush=True)\n"
+        "with BROKER._lock:\n"
+        "    del t\n"
+        "import time; time.sleep(0.5)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    agent = int(done.stdout)
+    wait_until(lambda: not process_alive(agent), 10, "the dropped tunnel's agent to end")
+
+
 def test_close_fails_calls_in_flight_with_tunnel_closed() -> None:
     tunnel = Local("closing")
     future = tunnel.submit(rf.sleep, 30)

@@ -1,6 +1,6 @@
 """Every examples/*.ipynb runs top to bottom in a real ipykernel (nbclient) without an error.
 
-The SSH notebook runs against the test sshds (web1..web4): it reads the ssh_config path from
+The SSH notebooks run against the test sshds (web1..web4): they read the ssh_config path from
 ``CHOPSTICKS_NB_SSH_CONFIG``. Widget state is saved in the notebook's metadata, as nbclient
 does by default, so a saved notebook shows its widgets. Set ``CHOPSTICKS_NB_SAVE_EXAMPLES=1``
 to write the executed notebooks back into examples/ (outputs included, for GitHub readers).
@@ -29,6 +29,8 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NOTEBOOKS = sorted(EXAMPLES.glob("*.ipynb"))
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+#: the notebooks that reach the test sshds
+SSH_NOTEBOOKS = {"ssh_groups.ipynb", "inventories.ipynb"}
 
 
 @pytest.fixture
@@ -56,9 +58,9 @@ def python3_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 @pytest.fixture
 def notebook_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """What a notebook needs from outside: the SSH one gets the test sshds' ssh_config."""
+    """What a notebook needs from outside: the SSH ones get the test sshds' ssh_config."""
     notebook: Path = request.node.callspec.params["notebook"]
-    if notebook.name == "ssh_groups.ipynb":
+    if notebook.name in SSH_NOTEBOOKS:
         hosts: SSHHosts = request.getfixturevalue("sshd_hosts")
         monkeypatch.setenv("CHOPSTICKS_NB_SSH_CONFIG", str(hosts.config_path))
     yield
@@ -166,6 +168,23 @@ def test_ssh_notebook_saves_the_host_picker_state(
     remote = _outputs_of(nb, "%%remote picker")[-1]["data"]["text/html"]
     for name in sshd_hosts.names:
         assert f"<code>{name}</code>" in remote
+
+
+def test_inventory_notebook_reaches_the_hosts_the_inventory_names(
+    python3_kernel: str, sshd_hosts: SSHHosts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHOPSTICKS_NB_SSH_CONFIG", str(sshd_hosts.config_path))
+    nb = execute(EXAMPLES / "inventories.ipynb", python3_kernel)
+    tunnels = _outputs_of(nb, "app = Group.from_inventory")[-1]["data"]["text/plain"]
+    assert "SSHTunnel('web4', name='db1')" in tunnels
+    landed = _outputs_of(nb, "%%remote app")[-1]["data"]["text/plain"]
+    addresses = sshd_hosts.addresses
+    for name, server in (("web1", "web1"), ("web3", "web3"), ("db1", "web4")):
+        assert f"'{name}': '{addresses[server]}'" in landed
+    ranged = _outputs_of(nb, "%%remote web[2-3]")[-1]["data"]["text/plain"]
+    assert ranged == f"GroupResult({{'web2': '{sshd_hosts.user}', 'web3': '{sshd_hosts.user}'}})"
+    picked = _outputs_of(nb, "%%remote picker")[-1]["data"]["text/html"]
+    assert "<code>db1</code>" in picked and "<code>notebook</code>" in picked
 
 
 def test_binder_opens_the_quickstart(tmp_path: Path) -> None:

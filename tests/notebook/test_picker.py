@@ -1,7 +1,9 @@
-"""HostPicker: ssh_config parsing, filter, select all/none, the check, and use as a target."""
+"""HostPicker: hosts from ssh configs, ranges and inventories, filter and group selector,
+select all/none, the check, and use as a target."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +14,6 @@ from nbhelpers import run
 
 from chopsticks_nb import HostPicker
 from chopsticks_nb.group import Group
-from chopsticks_nb.notebook import ssh_config_hosts
 from chopsticks_nb.result import ErrorResult
 from chopsticks_nb.tunnel import Local, SSHTunnel
 from fixtures.sshd import SSHHosts
@@ -42,16 +43,38 @@ def picker() -> Iterator[HostPicker]:
 
 
 def test_ssh_config_host_entries_without_patterns(tmp_path: Path) -> None:
+    (tmp_path / "more").write_text("Host epsilon web-*\n")
     path = tmp_path / "config"
-    path.write_text(CONFIG)
-    assert ssh_config_hosts(path) == ["alpha", "beta", "delta", "quoted-host"]
+    path.write_text(f"Include {tmp_path}/more\n" + CONFIG)
     picker = HostPicker(ssh_config=path)
     try:
-        assert picker.hosts == ["alpha", "beta", "delta", "quoted-host"]
+        assert picker.hosts == ["epsilon", "alpha", "beta", "delta", "quoted-host"]
         tunnel = picker.tunnels[0]
         assert isinstance(tunnel, SSHTunnel) and tunnel.ssh_config == str(path)
     finally:
         picker.close()
+    picker = HostPicker.from_ssh_config("*a", path, connect_timeout=3)
+    try:
+        assert picker.hosts == ["alpha", "beta", "delta"]
+        assert all(t.connect_timeout == 3 for t in picker.tunnels)
+    finally:
+        picker.close()
+
+
+def test_host_ranges_are_host_names() -> None:
+    picker = HostPicker(["web[01-03]", Local("db1")], user="ops")
+    try:
+        assert picker.hosts == ["web01", "web02", "web03", "db1"]
+        assert [getattr(t, "user", None) for t in picker.tunnels] == ["ops", "ops", "ops", None]
+    finally:
+        picker.close()
+    single = HostPicker("n[1-2]")
+    try:
+        assert single.hosts == ["n1", "n2"]
+    finally:
+        single.close()
+    with pytest.raises(ValueError, match="the range 3-1 goes down"):
+        HostPicker(["web[3-1]"])
 
 
 def test_filter_select_all_and_none_act_on_the_hosts_shown(picker: HostPicker) -> None:
@@ -146,3 +169,80 @@ def test_static_html_fallback_lists_hosts_escaped() -> None:
         assert "☐ <code>&lt;b&gt;x&lt;/b&gt;</code>" in page and "☑ <code>plain</code>" in page
     finally:
         picker.close()
+
+
+INVENTORY = """\
+[web]
+web[1:3]
+
+[db]
+db1 ansible_host=web4
+
+[front:children]
+web
+
+[local]
+here ansible_connection=local
+"""
+
+
+def test_picker_from_an_inventory_shows_its_groups(sshd_hosts: SSHHosts, tmp_path: Path) -> None:
+    """The group selector narrows the hosts shown; "all" ticks the hosts shown; the check
+    reaches the real sshds the inventory names (through the ssh config given as an option)."""
+    path = tmp_path / "inventory.ini"
+    path.write_text(INVENTORY)
+    picker = HostPicker.from_inventory(path, ssh_config=str(sshd_hosts.config_path))
+    try:
+        assert picker.hosts == ["web1", "web2", "web3", "db1", "here"]
+        assert picker.groups == {
+            "web": ["web1", "web2", "web3"],
+            "db": ["db1"],
+            "front": ["web1", "web2", "web3"],
+            "local": ["here"],
+        }
+        labels = [label for label, _ in picker.group_selector.options]
+        assert labels == ["every host", "web (3)", "db (1)", "front (3)", "local (1)"]
+        assert picker.group_selector.layout.display is None  # shown: there are groups
+        picker.group_selector.value = "db"
+        assert picker.shown == ["db1"]
+        assert "(4 hidden by the filter)" in picker.summary.value
+        picker.all_button.click()
+        picker.group_selector.value = "web"
+        picker.filter_box.value = "*3"
+        assert picker.shown == ["web3"]
+        picker.all_button.click()
+        assert picker.selected == ["web3", "db1"]
+        picker.filter_box.value = ""
+        result = picker.check(timeout=30)  # the hosts shown: the web group
+        assert list(result) == ["web1", "web2", "web3"] and result.ok, result
+        assert "Python 3." in picker._status["web2"].value
+        assert picker._status["db1"].value == ""
+        group = picker.group
+        assert group.hosts == ["web3", "db1"]
+        where = group.call(os.getenv, "SSH_CONNECTION").raise_failures()
+        assert where["db1"].split()[2] == sshd_hosts.hosts["web4"].address
+        picker.group_selector.value = ""
+        assert picker.shown == picker.hosts
+    finally:
+        picker.close()
+    web_only = HostPicker.from_inventory(path, "front")
+    try:
+        assert web_only.hosts == ["web1", "web2", "web3"]
+        assert web_only.groups == {"web": ["web1", "web2", "web3"]}
+    finally:
+        web_only.close()
+
+
+def test_groups_must_name_the_pickers_hosts() -> None:
+    picker = HostPicker([Local("a"), Local("b")], groups={"pair": ["b", "a"]})
+    try:
+        assert picker.groups == {"pair": ["a", "b"]}  # the hosts' order
+    finally:
+        picker.close()
+    without = HostPicker([Local("a")])
+    try:
+        assert without.group_selector.layout.display == "none"  # nothing to choose from
+    finally:
+        without.close()
+    with pytest.raises(ValueError, match="group 'g' names hosts the picker does not have: c"):
+        HostPicker([Local("a")], groups={"g": ["a", "c"]})
