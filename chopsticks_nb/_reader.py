@@ -143,13 +143,13 @@ class FrameReader:
                     self.host,
                 )
             end = _HEADER_SIZE + length
-            if buf.end - buf.start < end and length >= LARGE_FRAME:
-                begin = buf.start + _HEADER_SIZE
-                with memoryview(buf.data)[begin : buf.end] as first:
-                    buf.large = LargeFrame(code, req_id, length, first)
-                buf.start = buf.end
-                return
             if buf.end - buf.start < end:
+                if length >= LARGE_FRAME:
+                    begin = buf.start + _HEADER_SIZE
+                    with memoryview(buf.data)[begin : buf.end] as first:
+                        buf.large = LargeFrame(code, req_id, length, first)
+                    buf.start = buf.end
+                    return
                 if end > len(buf.data) - buf.start:
                     # Grow with the bytes actually received (doubling), not to the length the
                     # header claims: a header claiming 500 MiB followed by nothing must not

@@ -26,6 +26,8 @@ from .output import OutputHandler
 
 __all__ = ["Operation", "RemoteFuture", "RequestTable", "error_from_record"]
 
+_UNAVAILABLE = _agent.Unavailable
+
 
 def error_from_record(record: dict[str, Any], host: str) -> ChopsticksError:
     """The error an agent's ERROR record stands for (its shape checked already)."""
@@ -64,7 +66,7 @@ class Operation:
     # -- the agent's answers (on the thread reading the connection) ----------------------------
 
     def on_result(self, value: object) -> None:
-        if type(value) is _agent.Unavailable:  # valid, but this side cannot build it
+        if type(value) is _UNAVAILABLE:  # valid, but this side cannot build it
             reason = value.reason
             self.complete(error=SerializationError(f"the result cannot be received: {reason}",
                                                    self.host))  # fmt: skip
