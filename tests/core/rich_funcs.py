@@ -77,6 +77,23 @@ def python_version():
 
 # -- numpy and pandas (the remote must have them) -----------------------------------------------
 
+
+def has_numpy():
+    """Whether numpy imports here. (Where the remote has none, the import hook brings the
+    controller's, whose compiled parts cannot load: an ImportError, or on Pythons older than
+    numpy's a SyntaxError.)"""
+    try:
+        import numpy  # noqa: F401
+    except (ImportError, SyntaxError):
+        return False
+    return True
+
+
+def loaded_array_libraries():
+    """Which of numpy and pandas this process has imported."""
+    return sorted(name for name in ("numpy", "pandas") if name in sys.modules)
+
+
 DTYPES = [
     "?", "i1", "i2", "<i4", ">i4", "i8", "u1", "u2", "u4", ">u8", "f2", "f4", ">f8", "f8",
     "c8", "c16", ">c16", "M8[ns]", "M8[D]", ">M8[us]", "m8[s]", "m8[10ms]", "U5", ">U3", "S4",

@@ -85,6 +85,21 @@ def test_an_unsendable_value_names_where_it_sits(remote_python: RemotePython) ->
 # -- numpy and pandas ---------------------------------------------------------------------------
 
 
+def test_arrays_from_every_remote_python_that_has_numpy(remote_python: RemotePython) -> None:
+    """A remote Python with numpy (pyenv's 3.11 has it here; the others not) sends arrays and
+    scalars of every dtype; one without it is asked for none (the agent imports numpy only
+    for a value that already is an array): its plain results still come back."""
+    with Local(f"py{remote_python.version}", python3=str(remote_python.path)) as tunnel:
+        has_numpy = tunnel.call(rich_funcs.has_numpy)
+        if has_numpy:
+            for dtype in rich_funcs.DTYPES:
+                got = tunnel.call(rich_funcs.array, dtype, (3, 4), "F")
+                sent = rich_funcs.array(dtype, (3, 4), "F")
+                assert got.dtype == sent.dtype and got.tobytes("A") == sent.tobytes("A")
+            assert tunnel.call(rich_funcs.percentile) == rich_funcs.percentile()
+        assert tunnel.call(rich_funcs.loaded_array_libraries) == (["numpy"] if has_numpy else [])
+
+
 @pytest.fixture(scope="module")
 def numpy_remote() -> Iterator[Local]:
     """A remote with numpy and pandas: this very interpreter (the venv's)."""
