@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import collections
 import datetime
-import decimal
 import importlib
 import os
-import pathlib
 import re
-import uuid
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:  # imported by their builders, when such a value first comes
+    import decimal
+    import pathlib
+    import uuid
 
 from . import _agent
 
@@ -175,6 +177,8 @@ def _decimal(decoder: Any, state: Any) -> decimal.Decimal:
     text = one(state, str, "Decimal")
     if not _DECIMAL.fullmatch(text):
         raise DecodeError(f"malformed Decimal {_agent._show(text)}")
+    import decimal
+
     value = decimal.Decimal(text)
     decoder.settle(_agent.KEPT[Tag.DECIMAL] + len(text))
     return value
@@ -184,6 +188,8 @@ def _uuid(decoder: Any, state: Any) -> uuid.UUID:
     raw = one(state, bytes, "UUID")
     if len(raw) != 16:
         raise DecodeError(f"malformed UUID: {len(raw)} bytes")
+    import uuid
+
     value = uuid.UUID(bytes=raw)
     decoder.settle(_agent.KEPT[Tag.UUID])
     return value
@@ -191,6 +197,8 @@ def _uuid(decoder: Any, state: Any) -> uuid.UUID:
 
 def _path(decoder: Any, state: Any) -> pathlib.PurePosixPath:
     text = one(state, str, "path")
+    import pathlib
+
     value = pathlib.PurePosixPath(text)
     decoder.settle(_agent.KEPT[Tag.PATH] + 2 * len(text))
     return value
