@@ -366,6 +366,7 @@ class _Output(list):
     work = 0
     counted = 0  # chunks whose length is in size (see offset)
     size = 0
+    keys = None  # see seen
 
     def offset(self):
         """Bytes encoded so far (counted incrementally: a value may ask often)."""
@@ -375,10 +376,11 @@ class _Output(list):
 
     def seen(self, key):
         """Whether ``key`` (a time zone, a namedtuple type) came earlier in this value."""
-        keys = self.__dict__.setdefault("keys", set())
-        if key in keys:
+        if self.keys is None:
+            self.keys = set()
+        elif key in self.keys:
             return True
-        keys.add(key)
+        self.keys.add(key)
         return False
 
 
