@@ -1743,6 +1743,13 @@ class _RemoteModuleFinder(object):
                 self.records.setdefault(record["name"], record)
             return self.records.setdefault(fullname, None)
 
+    def invalidate_caches(self):
+        """importlib.invalidate_caches(): ask again for what the controller had not got (a
+        module written there since)."""
+        with self.lock:
+            for name in [name for name, record in self.records.items() if record is None]:
+                del self.records[name]
+
     def ask_unlocked(self, fullname):
         """Ask the controller, without importlib's global lock (it calls find_spec holding it):
         held, it would stop the first import of anything by any other thread until the answer

@@ -41,9 +41,12 @@ class Pipe(Protocol):
 
     writer: FrameWriter
     requests: RequestTable
+    #: Complete frames wait to be handled, read already (the broker leaves a flood's for later).
+    backlog: bool
 
-    def read_stdout(self) -> None:
-        """Read what stdout holds and handle the frames (by whoever holds the read lock)."""
+    def read_stdout(self, on_broker: bool = False) -> None:
+        """Read what stdout holds and handle the frames (by whoever holds the read lock; the
+        broker thread says so: it shares its turns among connections)."""
 
 
 class StdoutTurns:
@@ -97,7 +100,7 @@ class StdoutTurns:
                     BROKER.unwatch(self.fd)  # claimed after our poll: release() watches it again
             return
         try:
-            self.pipe.read_stdout()
+            self.pipe.read_stdout(on_broker=True)
         finally:
             self.read_lock.release()
 
@@ -180,6 +183,9 @@ class StdoutTurns:
         while not operation.done and not self.closed:
             if interrupts.pending:
                 interrupts.deliver()
+            if self.pipe.backlog:  # no poll would say so: they are out of the pipe
+                self.pipe.read_stdout()
+                continue
             if spin and not writer.out:
                 spin = False
                 if self._spin(operation, interrupts):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import codecs
 import concurrent.futures
 import contextlib
+import math
 import signal
 import threading
 import time
@@ -49,6 +50,15 @@ ExitExplainer = Callable[[Optional[int], str, bool], str]
 #: After stdout's EOF, how long to wait for the exit status and the rest of stderr (25 ms polls).
 EOF_POLLS = 40
 
+#: The agent's requests for work here (a module, a resource file) that the broker thread
+#: answers per turn for one connection: the rest wait in its buffer, unread frames behind them
+#: in the pipe, while the broker serves the other connections. An answer costs one request
+#: more per REQUEST_BYTES it holds. An honest agent has one request out per thread importing.
+REQUESTS_PER_TURN = 8
+REQUEST_BYTES = 1024 * 1024
+#: The frames that are such requests.
+REQUESTS = (Msg.IMPORT, Msg.GET_DATA)
+
 
 class Connection:
     """Starts an agent through ``argv`` and speaks the protocol with it."""
@@ -83,7 +93,10 @@ class Connection:
         self.requests = RequestTable()
         self.writer = FrameWriter(self._caller_writes)
         self.turns = StdoutTurns(self)
-        self.reader = FrameReader(host, _agent.handlers(self, AGENT), self._on_noise)
+        self.reader = FrameReader(host, _agent.handlers(self, AGENT), self._on_noise, REQUESTS)
+        #: Complete frames wait in the reader for a later turn (see REQUESTS_PER_TURN).
+        self.backlog = False
+        self._backlog_armed = False
         self._ended: ErrorFactory | None = None
         self._first_call = True
         self._stdout_eof = False
@@ -153,6 +166,7 @@ class Connection:
             return  # ended already
         self._ended = error
         self.reader.stopped = True
+        self.backlog = False
         self.turns.close()
         BROKER.run_and_wait(self._unwatch_all)
         for operation in self.requests.end(error):
@@ -292,23 +306,31 @@ class Connection:
 
     # -- reading (the broker thread, or a caller that claimed stdout) ----------------------------
 
-    def read_stdout(self) -> None:
+    def read_stdout(self, on_broker: bool = False) -> None:
         """Read what stdout holds and handle the frames; end the connection on anything
-        outside the protocol."""
+        outside the protocol. The broker thread handles only REQUESTS_PER_TURN requests a
+        call: frames left (``backlog``) are handled before anything more is read."""
         fd = self.process.stdout
         if fd < 0 or self._stdout_eof:
             return
+        if self.backlog and self._backlog_armed and on_broker:
+            return  # the pipe is readable, but this connection's next turn is _handle_backlog
+        if not self.backlog:
+            try:
+                count = self.reader.buffer.read_from(fd)
+            except BlockingIOError:
+                return
+            except OSError:
+                count = 0
+            if not count:
+                self._on_eof()
+                return
+        self.reader.budget = REQUESTS_PER_TURN if on_broker else math.inf
         try:
-            count = self.reader.buffer.read_from(fd)
-        except BlockingIOError:
-            return
-        except OSError:
-            count = 0
-        if not count:
-            self._on_eof()
-            return
-        try:
-            self.reader.handle_frames()
+            self.backlog = self.reader.handle_frames()
+            if self.backlog and on_broker and not self._backlog_armed:
+                self._backlog_armed = True
+                BROKER.call_soon(self._handle_backlog)
         except ChopsticksError as exc:
             self._die_of_protocol_error(exc.message)
         except _agent.ShapeError as exc:
@@ -372,10 +394,30 @@ class Connection:
             operation.on_data(data)
 
     def on_import(self, req_id: int, name: str) -> None:
-        self.writer.send_reply(req_id, _agent.encode(self.modserver.modules(name)))
+        self._reply(req_id, _agent.encode(self.modserver.modules(name)))
 
     def on_get_data(self, req_id: int, path: str) -> None:
-        self.writer.send_reply(req_id, _agent.encode(self.modserver.data(path)))
+        self._reply(req_id, _agent.encode(self.modserver.data(path)))
+
+    def _reply(self, req_id: int, answer: bytes) -> None:
+        self.reader.budget -= len(answer) // REQUEST_BYTES
+        self.writer.send_reply(req_id, answer)
+
+    def _handle_backlog(self) -> None:
+        """Broker thread: this connection's next turn at the frames a flood of requests left."""
+        self._backlog_armed = False
+        if not self.backlog or self._ended is not None:
+            return
+        if not self.turns.read_lock.acquire(blocking=False):
+            # A caller reads the pipe: it handles them (read_until). Look again shortly, in
+            # case it stops before it has.
+            self._backlog_armed = True
+            BROKER.call_later(0.001, self._handle_backlog)
+            return
+        try:
+            self.read_stdout(on_broker=True)
+        finally:
+            self.turns.read_lock.release()
 
     # -- output -----------------------------------------------------------------------------------
 

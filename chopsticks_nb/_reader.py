@@ -13,8 +13,10 @@ then used where it lies, not copied.
 
 from __future__ import annotations
 
+import math
 import mmap
 import os
+from collections.abc import Collection
 from typing import Any, Callable, Optional
 
 from . import (
@@ -108,23 +110,36 @@ class FrameReader:
     first frame (a login banner); ``stopped`` ends the handling of frames already read (the
     connection ended)."""
 
-    def __init__(self, host: str, handlers: Handlers, on_noise: Callable[[bytes], None]) -> None:
+    def __init__(
+        self,
+        host: str,
+        handlers: Handlers,
+        on_noise: Callable[[bytes], None],
+        requests: Collection[int] = (),
+    ) -> None:
         self.host = host
         self.buffer = InputBuffer()
         self.handlers = handlers
         self.on_noise = on_noise
         self.synced = False
         self.stopped = False
+        #: The kinds of frame that ask this side for work (a module, a resource file).
+        self.requests = frozenset(requests)
+        #: What handling them may still cost in this call of handle_frames: each costs 1, and
+        #: its handler may charge more (by the size of its answer).
+        self.budget: float = math.inf
 
     def read_from(self, fd: int) -> int:
         """Read what the pipe holds (0 at EOF; BlockingIOError if nothing)."""
         return self.buffer.read_from(fd)
 
-    def handle_frames(self) -> None:
-        """Handle every complete frame read so far. Raises ProtocolError or _agent.CodecError
-        for bytes outside the protocol; the caller ends the connection then."""
+    def handle_frames(self) -> bool:
+        """Handle every complete frame read so far, but a request only while ``budget`` is
+        above 0; True if complete frames are left, for a later call (with a new budget).
+        Raises ProtocolError or _agent.CodecError for bytes outside the protocol; the caller
+        ends the connection then."""
         if not self.synced and not self._find_magic():
-            return
+            return False
         buf = self.buffer
         if buf.large is not None:
             if not buf.large.complete or self.stopped:
@@ -133,6 +148,10 @@ class FrameReader:
         handlers = self.handlers
         while buf.end - buf.start >= _HEADER_SIZE and not self.stopped:
             code, req_id, length = HEADER.unpack_from(buf.data, buf.start)
+            if code in self.requests:
+                if self.budget <= 0:
+                    return bool(buf.end - buf.start >= _HEADER_SIZE + length)
+                self.budget -= 1
             entry = handlers.get(code)
             if entry is None:
                 raise ProtocolError(f"unexpected message kind {code}", self.host)
@@ -155,11 +174,12 @@ class FrameReader:
                     # header claims: a header claiming 500 MiB followed by nothing must not
                     # cost 500 MiB here.
                     buf.reserve(min(end, max(READ_SIZE, 2 * len(buf))))
-                return
+                return False
             begin = buf.start + _HEADER_SIZE
             buf.start += end
             with memoryview(buf.data)[begin : begin + length] as payload:
                 handler(req_id, payload if loader is None else loader(payload))
+        return False
 
     def _handle_large(self) -> None:
         large, self.buffer.large = self.buffer.large, None

@@ -22,12 +22,12 @@ imported from here, as the examples have done.
 from __future__ import annotations
 
 import concurrent.futures
-import functools
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
-from ._fanout import gather
+from ._capture import OutputCapture
+from ._fanout import check_retries, gather
 from ._paths import local_paths, make_parent_dirs
 from ._serialize import unsendable_name
 from .errors import SerializationError
@@ -329,13 +329,23 @@ class Group:
 
     # -- operations ---------------------------------------------------------------------------
 
-    def call(self, callable: Callable[..., Any], /, *args: Any, **kwargs: Any) -> GroupResult:
+    def call(
+        self,
+        callable: Callable[..., Any],
+        /,
+        *args: Any,
+        retries: int = 0,
+        retry_delay: float = 1.0,
+        **kwargs: Any,
+    ) -> GroupResult:
         """Run ``callable(*args, **kwargs)`` on every host in parallel; a :class:`GroupResult`.
 
-        Never raises for a host's failure: that host's entry is an :class:`ErrorResult`. Use
-        :meth:`run` for a timeout, progress reports or output routing.
+        Never raises for a host's failure: that host's entry is an :class:`ErrorResult`.
+        ``retries`` and ``retry_delay`` are :meth:`run`'s (a function's own ``retries``
+        argument goes through :meth:`run`'s ``kwargs``). Use :meth:`run` for a timeout,
+        progress reports or output routing.
         """
-        return self.run(callable, args, kwargs)
+        return self.run(callable, args, kwargs, retries=retries, retry_delay=retry_delay)
 
     def run(
         self,
@@ -347,30 +357,47 @@ class Group:
         progress: ProgressCallback | None = None,
         output: HostOutput | None = None,
         on_interrupt: OnInterrupt = "raise",
+        retries: int = 0,
+        retry_delay: float = 1.0,
     ) -> GroupResult:
         """The full form of :meth:`call`.
 
-        ``timeout``: seconds for the whole operation (connecting included); hosts that have not
-        answered by then are cancelled remotely and hold an ErrorResult with status
-        ``"timeout"``. ``progress``: called as ``progress(HostDone(...))`` in this thread each
-        time a host finishes (a progress bar, a live table). ``output``: called as
+        ``timeout``: seconds for the whole operation (connecting and retries included); hosts
+        that have not answered by then are cancelled remotely and hold an ErrorResult with
+        status ``"timeout"``. ``progress``: called as ``progress(HostDone(...))`` in this
+        thread each time a host finishes (a progress bar, a live table). ``output``: called as
         ``output(host, stream, text)`` on the broker thread with each host's remote stdout and
-        stderr for this call (instead of the tunnel's own handler).
+        stderr for this call (instead of the tunnel's own handler). Either way the result keeps
+        what each host printed, bounded (``result.output(host)``).
+
+        ``retries``: a host that was unreachable or lost its connection is tried again, up to
+        this many more times, ``retry_delay`` seconds after each failure (a lost call may have
+        run in part: retry work that can run twice). A remote exception, a timeout or a
+        protocol error is never retried. ``result.attempts[host]`` counts the attempts.
 
         On KeyboardInterrupt every unfinished remote call is cancelled (the agent interrupts it),
         then :class:`~chopsticks_nb.errors.GroupInterrupted` (a KeyboardInterrupt carrying the
         partial result) is raised; with ``on_interrupt="return"`` the partial result is
         returned instead.
         """
+        check_retries(retries, retry_delay)
         call_args = tuple(args)
         call_kwargs = dict(kwargs or {})
+        capture = OutputCapture()
 
         def start(tunnel: BaseTunnel) -> concurrent.futures.Future[Any]:
-            handler = None if output is None else functools.partial(output, tunnel.host)
+            handler = capture.handler(tunnel.host, output, tunnel.output)
             return tunnel.submit_call(callable, call_args, call_kwargs, output=handler)
 
         return gather(
-            self._tunnels, start, timeout=timeout, progress=progress, on_interrupt=on_interrupt
+            self._tunnels,
+            start,
+            timeout=timeout,
+            progress=progress,
+            on_interrupt=on_interrupt,
+            retries=retries,
+            retry_delay=retry_delay,
+            capture=capture,
         )
 
     def exec(
@@ -383,6 +410,8 @@ class Group:
         progress: ProgressCallback | None = None,
         output: HostOutput | None = None,
         on_interrupt: OnInterrupt = "raise",
+        retries: int = 0,
+        retry_delay: float = 1.0,
     ) -> GroupResult:
         """Run Python source on every host in parallel, each in its tunnel's persistent namespace.
 
@@ -392,12 +421,15 @@ class Group:
         the code defines stay there for later calls on the same connection. ``filename`` names
         the code in remote tracebacks; the other options are those of :meth:`run`. A name that
         cannot be sent fails each host with a SerializationError that names it. This is what
-        the notebook's ``%%remote`` magic runs.
+        the notebook's ``%%remote`` magic runs. A host retried after losing its connection
+        starts with a new, empty namespace.
         """
+        check_retries(retries, retry_delay)
         bound = dict(names or {})
+        capture = OutputCapture()
 
         def start(tunnel: BaseTunnel) -> concurrent.futures.Future[Any]:
-            handler = None if output is None else functools.partial(output, tunnel.host)
+            handler = capture.handler(tunnel.host, output, tunnel.output)
             try:
                 return tunnel.submit_exec(code, bound, filename=filename, output=handler)
             except SerializationError as exc:
@@ -407,7 +439,14 @@ class Group:
                 raise named from exc
 
         return gather(
-            self._tunnels, start, timeout=timeout, progress=progress, on_interrupt=on_interrupt
+            self._tunnels,
+            start,
+            timeout=timeout,
+            progress=progress,
+            on_interrupt=on_interrupt,
+            retries=retries,
+            retry_delay=retry_delay,
+            capture=capture,
         )
 
     def put(
@@ -419,6 +458,8 @@ class Group:
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
         on_interrupt: OnInterrupt = "raise",
+        retries: int = 0,
+        retry_delay: float = 1.0,
     ) -> GroupResult:
         """Copy a local file to every host in parallel (streamed; any size).
 
@@ -426,6 +467,7 @@ class Group:
         ``local_path``, ``remote_path``, ``size`` and ``sha1sum``. Raises OSError at once if the
         local file cannot be read. Options as in :meth:`run`.
         """
+        check_retries(retries, retry_delay)
         local = os.fspath(local_path)
         with open(local, "rb"):  # fail once, here, rather than once per host
             pass
@@ -435,6 +477,8 @@ class Group:
             timeout=timeout,
             progress=progress,
             on_interrupt=on_interrupt,
+            retries=retries,
+            retry_delay=retry_delay,
         )
 
     def fetch(
@@ -445,6 +489,8 @@ class Group:
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
         on_interrupt: OnInterrupt = "raise",
+        retries: int = 0,
+        retry_delay: float = 1.0,
     ) -> GroupResult:
         """Copy a remote file from every host in parallel (streamed; any size).
 
@@ -456,6 +502,7 @@ class Group:
         value is a dict with ``local_path``, ``remote_path``, ``size`` and ``sha1sum``.
         Options as in :meth:`run`.
         """
+        check_retries(retries, retry_delay)
         paths = local_paths(local_path, self.hosts)
         make_parent_dirs(local_path, paths)
         return gather(
@@ -464,6 +511,8 @@ class Group:
             timeout=timeout,
             progress=progress,
             on_interrupt=on_interrupt,
+            retries=retries,
+            retry_delay=retry_delay,
         )
 
     def filter(

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import sys
+import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import remote_funcs as rf
@@ -96,6 +100,19 @@ def test_module_server_answers_only_dotted_module_names() -> None:
     assert server.modules("no_such_module_anywhere") == []
     assert server.modules("json") == []  # the remote's own standard library is the one to use
     assert server.data("/etc/passwd") is None  # nothing served yet, so no directory is open
+
+
+def test_a_name_of_many_parts_is_looked_up_from_deep_in_a_stack(served: Path) -> None:
+    """A caller reading its own answer may be deep in its own code: looking up a name of 256
+    parts (within the 512-character limit) must not recurse once per part."""
+    make_package(served, "genpkg", 1)
+
+    def deep(levels: int) -> list[dict[str, object]]:
+        if levels:
+            return deep(levels - 1)
+        return ModuleServer().modules(".".join(["genpkg"] * 73))
+
+    assert deep(sys.getrecursionlimit() - 150) == []
 
 
 def test_module_server_allow_and_deny_lists(served: Path) -> None:
@@ -216,3 +233,90 @@ def test_an_alias_cannot_start_a_second_agent_module(monkeypatch: pytest.MonkeyP
     with Local("aliased") as tunnel:
         assert tunnel.call(rf.depth_through, "chopsticks_alias") == [1, "ModuleNotFoundError"]
         assert tunnel.call(rf.depth_through, "chopsticks_nb") == [1, 2]
+
+
+def test_a_module_written_after_a_failed_import_is_found_on_the_same_connection(
+    served: Path,
+) -> None:
+    """The remote forgets its misses on importlib.invalidate_caches(), as Python's own finders
+    do; the controller then looks again, the directory having changed."""
+    with Local("same") as tunnel:
+        with pytest.raises(errors.RemoteException):
+            tunnel.call(rf.import_and_sum, "written_later")
+        (served / "written_later.py").write_text("def total():\n    return 5\n")
+        assert tunnel.call(rf.import_again, "written_later") == 5
+
+
+def test_a_connection_remembers_what_it_did_not_find_until_a_directory_changes(
+    served: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    make_package(served, "genpkg", 1)
+    server = ModuleServer()
+    assert server.modules("not_yet") == [] and server.modules("genpkg.not_yet") == []
+    lookups = RECORDS.lookups
+    assert server.modules("not_yet") == [] and server.modules("genpkg.not_yet") == []
+    assert RECORDS.lookups == lookups  # remembered: not looked for again
+    (served / "genpkg" / "not_yet.py").write_text("X = 1\n")
+    assert [r["name"] for r in server.modules("genpkg.not_yet")] == ["genpkg.not_yet"]
+    assert server.modules("not_yet") == []  # its directory did not change
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "not_yet.py").write_text("X = 2\n")
+    monkeypatch.syspath_prepend(str(elsewhere))
+    assert server.modules("not_yet")[0]["source"] == b"X = 2\n"  # sys.path changed
+
+
+class EditableFinder:
+    """Finds one package outside sys.path, as the finder of a package installed in editable
+    mode does; records what it is asked once the controller has imported the package."""
+
+    def __init__(self, name: str, directory: Path) -> None:
+        self.name = name
+        self.directory = directory
+        self.asked: list[str] | None = None
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> Any:
+        if self.asked is not None:
+            self.asked.append(fullname)
+        if fullname != self.name:
+            return None
+        package = self.directory / self.name
+        return importlib.util.spec_from_file_location(
+            fullname, package / "__init__.py", submodule_search_locations=[str(package)]
+        )
+
+
+def test_a_package_imported_through_its_own_finder_is_served_with_all_its_modules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its finder is not run for the remote (nor any other but the standard path rules): the
+    package imported here says where it is, and its __path__ where its other modules are."""
+    make_package(tmp_path, "edpkg", 3)
+    (tmp_path / "edpkg" / "extra.py").write_text("def total():\n    return 42\n")
+    finder = EditableFinder("edpkg", tmp_path)
+    monkeypatch.setattr(sys, "meta_path", [finder, *sys.meta_path])
+    try:
+        importlib.import_module("edpkg")
+        finder.asked = []
+        with Local("editable") as tunnel:
+            assert tunnel.call(rf.import_and_sum, "edpkg") == sum(range(3))
+            assert tunnel.call(rf.import_and_sum, "edpkg.extra") == 42  # not imported here
+        # A Local agent finds edpkg.extra on the shared disk itself (edpkg's __path__); a remote
+        # on another machine asks for it:
+        assert [r["name"] for r in ModuleServer().modules("edpkg.extra")] == ["edpkg.extra"]
+        assert [name for name in finder.asked if name.startswith("edpkg")] == []
+        assert "edpkg.extra" not in sys.modules
+    finally:
+        for name in [m for m in sys.modules if m.partition(".")[0] == "edpkg"]:
+            del sys.modules[name]
+
+
+def test_modules_inside_a_zip_on_sys_path_are_not_served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding them would take zipimport's path hook: only directories are looked in."""
+    archive = tmp_path / "modules.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("zipped_module.py", "def total():\n    return 1\n")
+    monkeypatch.syspath_prepend(str(archive))
+    assert ModuleServer().modules("zipped_module") == []

@@ -133,9 +133,12 @@ def test_a_failed_host_fails_the_cell_with_a_short_error(kernel: Kernel) -> None
     assert error["traceback"][0] == "GroupError: 1 of 4 hosts failed: h2"
     assert len(error["traceback"]) <= 4  # short: no local stack, no remote traceback text
     assert "h2: ZeroDivisionError: division by zero" in "\n".join(error["traceback"])
-    # Every host's result was shown first, the remote traceback collapsed in the table.
+    # Every host's result was shown first, grouped (the failed host first), the remote
+    # traceback collapsed in the table.
     table = run.data("text/html", "display_data")[-1]
-    assert table.count(">ok<") == 3 and "<details><summary>remote traceback" in table
+    groups = table.split("<tbody>")[1].split("</tbody>")[0]
+    assert groups.index("<code>h2</code>") < groups.index("3 hosts <code>h[0-1,3]</code>")
+    assert "<details><summary>remote traceback" in groups
     assert kernel.execute("%%remote group --no-raise -q\n1 / 0").status == "ok"
 
 
@@ -166,7 +169,7 @@ def test_interrupt_cancels_remote_work_and_keeps_the_hosts(kernel: Kernel) -> No
         "  interrupted: h0, h1, h2, h3",
     ]
     table = run.data("text/html", "display_data")[-1]
-    assert table.count(">interrupted<") == 4
+    assert "4 hosts <code>h[0-3]</code>" in table and "4 hosts: 4 interrupted" in table
     # The same agents answer the next cell at once: the tunnels stayed up.
     again = kernel.execute("%%remote group -q\nos.getpid()")
     same = kernel.execute(f"_ == Out[{pids.reply['execution_count']}]")
@@ -185,7 +188,10 @@ def test_interrupting_a_group_call_can_return_the_partial_result(kernel: Kernel)
     run = kernel.collect(msg_id, timeout=30)
     assert run.reply["status"] == "ok"
     assert run.data("text/plain", "execute_result") == [str(["interrupted"] * 4)]
-    assert kernel.execute("group.call(abs, -3)").result_html.count(">3<") == 4
+    assert (
+        "4 hosts <code>h[0-3]</code></td><td" in kernel.execute("group.call(abs, -3)").result_html
+    )
+    assert kernel.execute("group.call(abs, -3)").result_html.count("<code>3</code>") == 4
 
 
 def test_notebook_functions_and_classes_reach_other_remote_pythons(

@@ -40,7 +40,10 @@ def test_terminal_ipython_shows_text_and_remote_tracebacks(tmp_path: Path) -> No
         env=env,
         check=False,
     )
-    assert "Out[4]: GroupResult({'a': 42, 'b': 42})" in out.stdout, out.stdout + out.stderr
+    # Both hosts answered 42: one line for the two of them, and what they printed, folded.
+    assert "GroupResult (2 hosts: 2 ok in " in out.stdout, out.stdout + out.stderr
+    assert "\n  2 hosts a,b: 42  [" in out.stdout
+    assert "2 hosts a,b printed the same 1 line" in out.stdout
     assert "[a] from the host" in out.stderr and "[b] from the host" in out.stderr
     # A failed host fails the cell; in a terminal, with the remote tracebacks.
     assert "GroupError: 2 of 2 hosts failed: a, b" in out.stdout

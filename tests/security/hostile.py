@@ -21,7 +21,8 @@ class HostileTunnel(SubprocessTunnel):
     python3 = sys.executable
 
     def __init__(self, name: str, scenario: str, **args: Any) -> None:
-        options = {k: args.pop(k) for k in list(args) if k in ("connect_timeout", "keepalive")}
+        tunnel_options = ("connect_timeout", "keepalive", "serve", "deny")
+        options = {k: args.pop(k) for k in list(args) if k in tunnel_options}
         super().__init__(name, output=lambda stream, text: None, **options)
         self.scenario = scenario
         self.args = args

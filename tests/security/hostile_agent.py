@@ -388,6 +388,27 @@ def import_flood(wire: Wire, args: Args) -> None:
     linger()
 
 
+def request_flood(wire: Wire, args: Args) -> None:
+    """On the first CALL, ask for modules that do not exist (``args["names"]`` different
+    names, over and over) as fast as the controller answers, reading the answers so as never
+    to leave more than ``args["window"]`` unanswered, until the controller closes the pipe.
+    The call is never answered."""
+    wire.next_call()
+    payloads = [encode(f"no_such_module_{i}") for i in range(args["names"])]
+    window = args.get("window", 8192)
+    sent = answered = 0
+    while True:
+        batch = []
+        while sent - answered < window:
+            payload = payloads[sent % len(payloads)]
+            batch.append(HEADER.pack(Msg.IMPORT, 1 + sent % 65536, len(payload)) + payload)
+            sent += 1
+        wire.write(b"".join(batch))
+        while sent - answered > window // 2:
+            if wire.read_frame()[0] == Msg.REPLY:
+                answered += 1
+
+
 def replay(wire: Wire, args: Args) -> None:
     """Write the file ``args["path"]`` after MAGIC, in the chunks ``args["cuts"]`` marks, with
     a short pause between chunks so the controller reads them apart; then exit."""
@@ -432,6 +453,7 @@ SCENARIOS: dict[str, Callable[[Wire, Args], None]] = {
         probe_requests,
         fetch_reply,
         import_flood,
+        request_flood,
         replay,
         well_behaved,
         well_behaved_crafted,

@@ -1,0 +1,186 @@
+"""Hosts grouped by identical outcome: canonical keys that tell ``1``, ``True`` and ``1.0`` apart.
+
+Two hosts' values are *identical* when they are equal and of the same type, all the way down
+(``[1]`` and ``[True]`` are not identical, though Python finds them equal). Unhashable values
+(lists, dicts, sets) are compared by a canonical key: a hashable stand-in built so that two
+values get equal keys exactly when they are identical, whatever the order of a dict's keys.
+Flat containers of plain values (the usual answers: a dict of strings and numbers, a list of
+lines) get their key in C, without a Python step per item; nesting costs a Python step per
+container, up to :data:`MAX_STEPS` per value, past which a value stands alone (it is never
+merged with another by mistake). Failures are grouped by status, remote type and message, a
+host's own name in its message counting as the same text as another's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Mapping
+from typing import Any, Callable, cast
+
+__all__ = [
+    "MAX_STEPS",
+    "ValueGroup",
+    "any_repeats",
+    "failure_message",
+    "group_hosts",
+    "value_key",
+]
+
+#: The most containers (and items of mixed containers) looked at in Python for one value's key;
+#: a larger nested value gets a key of its own and is grouped with nothing else.
+MAX_STEPS = 20_000
+
+#: Types whose instances are keyed as themselves beside their type: hashable, and equal to an
+#: instance of another of these types only through the numbers (1 == True == 1.0).
+_LEAVES = frozenset({str, bytes, int, bool, float, complex, type(None)})
+#: What a host's own name becomes in a failure message, so that the hosts' messages group.
+HOST_PLACEHOLDER = "{host}"
+
+
+class _TooLarge(Exception):
+    """The value takes more than MAX_STEPS steps to key: it stands alone."""
+
+
+class ValueGroup:
+    """Hosts whose outcomes are identical: ``value`` is the first host's value (or its
+    :class:`~chopsticks_nb.result.ErrorResult` when ``failed``); ``hosts`` in result order;
+    ``message`` a failure's message with each host's own name written ``{host}``; ``first``
+    the position of the first host in the result."""
+
+    __slots__ = ("failed", "first", "hosts", "message", "value")
+
+    def __init__(self, value: Any, hosts: list[str], failed: bool, message: str, first: int):
+        self.value = value
+        self.hosts = hosts
+        self.failed = failed
+        self.message = message
+        self.first = first
+
+    def __repr__(self) -> str:
+        return f"ValueGroup({self.value!r}, {self.hosts!r})"
+
+
+def value_key(value: Any, steps: list[int] | None = None) -> Hashable:
+    """A hashable key equal for two values exactly when they are identical (equal, same types)."""
+    kind = type(value)
+    if kind in _LEAVES:
+        if kind is float and value != value:
+            return (float, "nan")  # NaN is not equal to itself, yet two NaNs are the same answer
+        return (kind, value)
+    budget = [MAX_STEPS] if steps is None else steps
+    try:
+        return _container_key(value, kind, budget)
+    except (_TooLarge, RecursionError):
+        return ("alone", id(value))
+
+
+def _container_key(value: Any, kind: type, steps: list[int]) -> Hashable:
+    steps[0] -= 1
+    if steps[0] < 0:
+        raise _TooLarge
+    if kind is dict:
+        values = value.values()
+        if _plain(map(type, values)) and _plain(map(type, value)):
+            return (dict, frozenset(zip(map(type, value), value, map(type, values), values)))
+        steps[0] -= len(value)
+        return (dict, frozenset((_key(k, steps), _key(v, steps)) for k, v in value.items()))
+    if kind is list or kind is tuple:
+        types = set(map(type, value))
+        if _plain(types):
+            if len(types) == 1:  # one type: the items compare as themselves
+                return (kind, types.pop(), tuple(value))
+            return (kind, tuple(map(type, value)), tuple(value))
+        steps[0] -= len(value)
+        return (kind, tuple([_key(item, steps) for item in value]))
+    if kind is set or kind is frozenset:
+        if _plain(map(type, value)):
+            return (kind, frozenset(zip(map(type, value), value)))
+        steps[0] -= len(value)
+        return (kind, frozenset([_key(item, steps) for item in value]))
+    return (kind, _other_key(value))
+
+
+def _key(value: Any, steps: list[int]) -> Hashable:
+    kind = type(value)
+    if kind in _LEAVES:
+        if kind is float and value != value:
+            return (float, "nan")
+        return (kind, value)
+    return _container_key(value, kind, steps)
+
+
+def _plain(types: Iterable[type]) -> bool:
+    """Items of these types can be keyed as themselves, beside their types (which tell 1, True
+    and 1.0 apart). A NaN among them keeps two otherwise equal values apart, as ``==`` does."""
+    return _LEAVES.issuperset(types)
+
+
+def _other_key(value: Any) -> Hashable:
+    """Anything else: itself when hashable; an array by its type, shape and bytes; else alone."""
+    try:
+        hash(value)
+    except TypeError:
+        pass
+    else:
+        return cast(Hashable, value)
+    tobytes = getattr(value, "tobytes", None)
+    if callable(tobytes) and hasattr(value, "dtype") and hasattr(value, "shape"):
+        try:
+            return ("array", str(value.dtype), tuple(value.shape), tobytes())
+        except Exception:  # an array-like that will not give its bytes: it stands alone
+            pass
+    return ("alone", id(value))
+
+
+def failure_message(host: str, message: str) -> str:
+    """``message`` with ``host``'s name, where it stands as a word, written ``{host}``."""
+    if len(host) < 2 or host not in message:
+        return message
+    out: list[str] = []
+    start = 0
+    at = message.find(host)
+    while at >= 0:
+        end = at + len(host)
+        before = message[at - 1] if at else " "
+        after = message[end] if end < len(message) else " "
+        if not (before.isalnum() or before in "._-") and not (after.isalnum() or after in "_-"):
+            out += (message[start:at], HOST_PLACEHOLDER)
+            start = end
+        at = message.find(host, end)
+    return "".join(out) + message[start:]
+
+
+def _outcome_key(host: str, value: Any, failed: bool) -> tuple[Hashable, str]:
+    """The key a host's outcome is grouped by, and a failure's message (``{host}`` for the
+    host's own name; ``""`` for a value)."""
+    if failed:
+        message = failure_message(host, value.msg)
+        return ("failed", value.status, value.remote_type, message), message
+    return value_key(value), ""
+
+
+def group_hosts(outcomes: Mapping[str, Any], is_failure: Callable[[Any], bool]) -> list[ValueGroup]:
+    """The hosts of ``outcomes`` grouped by identical value (failures by status, remote type
+    and message), the smallest groups first and groups of one size in the order of their
+    first host."""
+    groups: dict[Hashable, ValueGroup] = {}
+    get = groups.get
+    for index, (host, value) in enumerate(outcomes.items()):
+        failed = is_failure(value)
+        key, message = _outcome_key(host, value, failed)
+        group = get(key)
+        if group is None:
+            groups[key] = ValueGroup(value, [host], failed, message, index)
+        else:
+            group.hosts.append(host)
+    return sorted(groups.values(), key=lambda group: (len(group.hosts), group.first))
+
+
+def any_repeats(outcomes: Mapping[str, Any], is_failure: Callable[[Any], bool]) -> bool:
+    """Whether two hosts' outcomes are identical (stops at the first such pair)."""
+    seen: set[Hashable] = set()
+    for host, value in outcomes.items():
+        key = _outcome_key(host, value, is_failure(value))[0]
+        if key in seen:
+            return True
+        seen.add(key)
+    return False
