@@ -143,7 +143,7 @@ class FrameReader:
         buf = self.buffer
         if buf.large is not None:
             if not buf.large.complete or self.stopped:
-                return
+                return False
             self._handle_large()
         handlers = self.handlers
         while buf.end - buf.start >= _HEADER_SIZE and not self.stopped:
@@ -168,7 +168,7 @@ class FrameReader:
                     with memoryview(buf.data)[begin : buf.end] as first:
                         buf.large = LargeFrame(code, req_id, length, first)
                     buf.start = buf.end
-                    return
+                    return False
                 if end > len(buf.data) - buf.start:
                     # Grow with the bytes actually received (doubling), not to the length the
                     # header claims: a header claiming 500 MiB followed by nothing must not
