@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Any, Callable
-
 from . import _speedups
 from ._agent import CODEC_VERSION, U32, Op
 
@@ -40,13 +38,13 @@ def bytes_value_size(head: bytes | memoryview, length: int) -> int | None:
 
 
 class BytesInPlace:
-    """The value of one RESULT frame being read straight into its bytes object."""
+    """The value of one RESULT frame (``code``, ``req_id``) being read straight into its bytes
+    object: the frame reader's LargeFrame for such a frame. ``first`` is what came of the value
+    with the frame's head."""
 
-    def __init__(
-        self, req_id: int, handler: Callable[[int, Any], None], size: int, first: memoryview
-    ) -> None:
+    def __init__(self, code: int, req_id: int, size: int, first: memoryview) -> None:
+        self.code = code
         self.req_id = req_id
-        self.handler = handler
         self.size = size
         self.received = 0
         self._capacity = 0
@@ -59,6 +57,11 @@ class BytesInPlace:
     @property
     def complete(self) -> bool:
         return self.received == self.size
+
+    @property
+    def filled(self) -> int:
+        """Bytes of the frame's payload read so far."""
+        return HEAD + self.received
 
     def read_from(self, fd: int) -> int:
         """Read what the pipe holds of the value, no further (0 at EOF; BlockingIOError if

@@ -5,27 +5,36 @@ its payload decoded and its shape checked, then it goes to the handler the table
 
 Whoever reads the pipe (the broker thread, or a caller waiting for its answer: see
 _caller_reads) holds the connection's read lock, so one thread at a time uses a reader.
+
+A frame of LARGE_FRAME bytes or more is read into memory of its own (a LargeFrame, in place of
+the input buffer until it is whole), which the decoded value may keep: a large numpy array is
+then used where it lies, not copied. A large result that is one bytes value is read into the
+bytes object it becomes (a BytesInPlace: see _bytes_in_place).
 """
 
 from __future__ import annotations
 
 import math
+import mmap
 import os
 from collections.abc import Collection
 from typing import Any, Callable, Optional
 
-from . import _agent
+from . import (
+    _agent,
+    _values,  # noqa: F401 - registers the codec's loaders of rich values
+)
 from ._agent import HEADER, MAGIC, Msg
 from ._bounded import short_repr
 from ._bytes_in_place import ENABLED as IN_PLACE
 from ._bytes_in_place import HEAD, BytesInPlace, bytes_value_size
 from .errors import ProtocolError
 
-__all__ = ["FrameReader", "Handlers", "InputBuffer"]
+__all__ = ["FrameReader", "Handlers", "InputBuffer", "LargeFrame"]
 
 READ_SIZE = 1024 * 1024
-#: Least room a read is given: the buffer moves or grows to have it.
-MIN_READ = READ_SIZE // 4
+#: Frames this large are read into memory of their own (see LargeFrame).
+LARGE_FRAME = 1024 * 1024
 #: Noise tolerated on stdout before the handshake (a login shell's banner).
 MAX_NOISE = 64 * 1024
 _HEADER_SIZE = HEADER.size
@@ -34,63 +43,70 @@ _HEADER_SIZE = HEADER.size
 #: request id and the payload (decoded and checked by ``loader`` if it is a codec payload, else
 #: a memoryview valid only during the call). See _agent.handlers.
 Handlers = dict[
-    int, tuple[_agent.Message, Callable[[int, Any], None], Optional[Callable[[Any], Any]]]
+    int, tuple[_agent.Message, Callable[[int, Any], None], Optional[Callable[..., Any]]]
 ]
+
+
+class LargeFrame:
+    """One large frame's payload, read straight into memory of its own: an anonymous mapping of
+    its length, whose pages cost nothing until its bytes arrive (a header that claims 500 MiB
+    and stops there costs what came). Its decoded value may keep that memory (``donated``)."""
+
+    def __init__(self, code: int, req_id: int, length: int, first: memoryview) -> None:
+        self.code = code
+        self.req_id = req_id
+        self.memory = mmap.mmap(-1, length)
+        self.filled = len(first)
+        self.memory[: self.filled] = first
+
+    def read_from(self, fd: int) -> int:
+        with memoryview(self.memory) as view:
+            count = os.readv(fd, [view[self.filled :]])
+        self.filled += count
+        return count
+
+    @property
+    def complete(self) -> bool:
+        return self.filled == len(self.memory)
 
 
 class InputBuffer:
     """Bytes read from an agent, parsed where they lie: one reusable buffer, so streaming a
-    file costs no allocation per read. Views handed out are valid until the next read.
-
-    ``frame_end`` is where (from ``start``) the frame being received ends, once its header is
-    in: the buffer grows toward it as its bytes arrive, doubling its capacity each time it is
-    full (so a large frame costs a linear number of copies, not one per read), never to more
-    than the frame needs, and never ahead of the data (a header claiming 500 MiB followed by
-    nothing costs nothing).
-    """
+    file costs no allocation per read. Views handed out are valid until the next read. While
+    ``large`` is set, reads go there instead, to the end of that frame (see FrameReader)."""
 
     def __init__(self) -> None:
         self.data = bytearray(READ_SIZE)
         self.start = self.end = 0
-        self.frame_end = 0
+        self.large: LargeFrame | BytesInPlace | None = None
 
     def __len__(self) -> int:
         return self.end - self.start
 
     def read_from(self, fd: int) -> int:
+        if self.large is not None:
+            return self.large.read_from(fd)
         if self.start == self.end:
             self.start = self.end = 0
             if len(self.data) > 2 * READ_SIZE:
                 self.data = bytearray(READ_SIZE)  # give back what one huge frame took
-        if len(self.data) - self.end < MIN_READ:
-            self._make_room()
+        elif len(self.data) - self.end < READ_SIZE // 4:
+            self.reserve(len(self.data) - self.start)
         with memoryview(self.data) as view:
             count = os.readv(fd, [view[self.end :]])
         self.end += count
         return count
 
-    def _make_room(self) -> None:
-        """Room for a read after ``end``: by moving the bytes kept to the front, and by
-        growing if the frame being received needs more."""
+    def reserve(self, size: int) -> None:
+        """Make room for ``size`` bytes from the current start (moving or growing the buffer)."""
         kept = self.end - self.start
-        capacity = len(self.data)
-        # Room to the end of the frame being received is enough; more can wait for it.
-        wanted = self.frame_end if self.frame_end > kept else kept + MIN_READ
-        if self.start:
-            with memoryview(self.data) as view:
-                view[:kept] = view[self.start : self.end]
-            self.start, self.end = 0, kept
-        if wanted > capacity:
-            self._grow(min(wanted, 2 * capacity))
-
-    def _grow(self, size: int) -> None:
-        try:
-            # In place: a large bytearray grows by remapping its pages, not by copying them.
-            self.data.extend(bytes(size - len(self.data)))
-        except BufferError:  # a view of it is still held somewhere: grow by copying
+        if size > len(self.data):
             data = bytearray(size)
-            data[: self.end] = self.data[: self.end]
+            data[:kept] = self.data[self.start : self.end]
             self.data = data
+        else:
+            self.data[:kept] = self.data[self.start : self.end]
+        self.start, self.end = 0, kept
 
 
 class FrameReader:
@@ -116,13 +132,9 @@ class FrameReader:
         #: What handling them may still cost in this call of handle_frames: each costs 1, and
         #: its handler may charge more (by the size of its answer).
         self.budget: float = math.inf
-        #: a large bytes result being read in place (see _bytes_in_place), or None
-        self.in_place: BytesInPlace | None = None
 
     def read_from(self, fd: int) -> int:
         """Read what the pipe holds (0 at EOF; BlockingIOError if nothing)."""
-        if self.in_place is not None:
-            return self.in_place.read_from(fd)
         return self.buffer.read_from(fd)
 
     def handle_frames(self) -> bool:
@@ -132,13 +144,11 @@ class FrameReader:
         ends the connection then."""
         if not self.synced and not self._find_magic():
             return False
-        in_place = self.in_place
-        if in_place is not None:
-            if not in_place.complete or self.stopped:
-                return False
-            self.in_place = None
-            in_place.handler(in_place.req_id, in_place.value())
         buf = self.buffer
+        if buf.large is not None:
+            if not buf.large.complete or self.stopped:
+                return False
+            self._handle_large()
         handlers = self.handlers
         while buf.end - buf.start >= _HEADER_SIZE and not self.stopped:
             code, req_id, length = HEADER.unpack_from(buf.data, buf.start)
@@ -157,31 +167,45 @@ class FrameReader:
                 )
             end = _HEADER_SIZE + length
             if buf.end - buf.start < end:
-                if kind is Msg.RESULT and self._read_in_place(req_id, handler, length):
+                if length >= LARGE_FRAME:
+                    begin = buf.start + _HEADER_SIZE
+                    with memoryview(buf.data)[begin : buf.end] as first:
+                        buf.large = self._large(kind, code, req_id, length, first)
+                    buf.start = buf.end
                     return False
-                buf.frame_end = end  # the buffer grows toward it as the bytes arrive
+                if end > len(buf.data) - buf.start:
+                    # Grow with the bytes actually received (doubling), not to the length the
+                    # header claims: a header claiming 500 MiB followed by nothing must not
+                    # cost 500 MiB here.
+                    buf.reserve(min(end, max(READ_SIZE, 2 * len(buf))))
                 return False
-            buf.frame_end = 0
             begin = buf.start + _HEADER_SIZE
             buf.start += end
             with memoryview(buf.data)[begin : begin + length] as payload:
                 handler(req_id, payload if loader is None else loader(payload))
         return False
 
-    def _read_in_place(self, req_id: int, handler: Callable[[int, Any], None], length: int) -> bool:
-        """If the RESULT frame at the buffer's start holds one large bytes value, read the rest
-        of it straight into its bytes object (the speed-up of _bytes_in_place)."""
-        buf = self.buffer
-        begin = buf.start + _HEADER_SIZE
-        if not IN_PLACE or buf.end - begin < HEAD:
-            return False
-        with memoryview(buf.data)[begin : buf.end] as received:
-            size = bytes_value_size(received[:HEAD], length)
-            if size is None:
-                return False
-            self.in_place = BytesInPlace(req_id, handler, size, received[HEAD:])
-        buf.start = buf.end = buf.frame_end = 0
-        return True
+    @staticmethod
+    def _large(
+        kind: _agent.Message, code: int, req_id: int, length: int, first: memoryview
+    ) -> LargeFrame | BytesInPlace:
+        """Where the rest of a large frame is read: into the bytes object it becomes, for a
+        result that is one bytes value (if its head is in), else into memory of its own."""
+        if IN_PLACE and kind is Msg.RESULT and len(first) >= HEAD:
+            size = bytes_value_size(first[:HEAD], length)
+            if size is not None:
+                return BytesInPlace(code, req_id, size, first[HEAD:])
+        return LargeFrame(code, req_id, length, first)
+
+    def _handle_large(self) -> None:
+        large, self.buffer.large = self.buffer.large, None
+        assert large is not None
+        _, handler, loader = self.handlers[large.code]
+        if isinstance(large, BytesInPlace):
+            handler(large.req_id, large.value())
+            return
+        with memoryview(large.memory) as payload:
+            handler(large.req_id, payload if loader is None else loader(payload, True))
 
     def noise(self, limit: int) -> bytes:
         """The first ``limit`` bytes read before the handshake, while none has come yet."""
@@ -193,10 +217,8 @@ class FrameReader:
     @property
     def unparsed(self) -> int:
         """Bytes read that are not a complete frame yet."""
-        in_place = self.in_place
-        if in_place is not None and not in_place.complete:
-            return _HEADER_SIZE + HEAD + in_place.received
-        return len(self.buffer)
+        large = self.buffer.large
+        return len(self.buffer) + (0 if large is None else _HEADER_SIZE + large.filled)
 
     def _find_magic(self) -> bool:
         buf = self.buffer

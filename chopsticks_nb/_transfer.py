@@ -128,7 +128,10 @@ class Download(Operation):
         self._file_lock = threading.Lock()
         # The agent's own way of naming it: unique, beside the target, short enough for a
         # file name of up to 255 bytes.
-        self.fd, self.tmp = _agent._create_part_file(local_path)
+        try:
+            self.fd, self.tmp = _agent._create_part_file(local_path)
+        except OSError as exc:  # name the user's path, not the temporary file's
+            raise type(exc)(exc.errno, exc.strerror, local_path) from None
         self.sha1 = hashlib.sha1()
         self.size = 0
 
