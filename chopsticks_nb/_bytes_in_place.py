@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+
 from . import _speedups
 from ._agent import CODEC_VERSION, U32, Op
 

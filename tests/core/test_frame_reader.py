@@ -2,9 +2,9 @@
 result is held once.
 
 A real pipe carries large RESULT frames, written in 64 KiB pieces as an agent's pipe delivers
-them; the reader reads them as the broker would. Growing the buffer from the bytes received
-(not from its capacity) reallocated it on nearly every read: receiving 256 MiB took 12 s. Its
-capacity must instead double, a logarithmic number of times.
+them; the reader reads them as the broker would. Growing the input buffer from the bytes
+received (not from its capacity) reallocated it on nearly every read: receiving 256 MiB took
+12 s. A large frame must cost a bounded number of resizes (none: it goes to memory of its own).
 """
 
 from __future__ import annotations

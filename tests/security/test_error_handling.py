@@ -133,7 +133,8 @@ def test_an_error_record_with_a_huge_hostile_message_is_shown_bounded() -> None:
     try:
         with pytest.raises(errors.RemoteException) as caught:
             group["evil0"].call(os.getpid)
-        assert caught.value.remote_message == message
+        # kept whole (its lone surrogates written as escapes, for Jupyter: see errors.py)
+        assert caught.value.remote_message.replace("\\ud800", "\ud800") == message
         result = group.call(os.getpid)
     finally:
         group.close()
