@@ -35,7 +35,7 @@ from chopsticks_nb._writer import MAX_UNREAD_REPLIES
 from chopsticks_nb.group import Group
 from chopsticks_nb.result import ErrorResult
 from chopsticks_nb.tunnel import Local
-from security.hostile import HostileTunnel
+from security.hostile import HONEST_HELLO, HostileTunnel
 
 #: Memory this process may gain while one hostile tunnel runs, on top of what the hostile
 #: tunnel legitimately made us hold: the bytes it actually sent, decoded at up to
@@ -104,18 +104,6 @@ def test_a_pickle_from_the_agent_is_never_loaded(honest: Group, tmp_path: Path, 
 
 # -- malformed messages ------------------------------------------------------------------------
 
-#: A handshake of the right shape (as a real agent's).
-HONEST_HELLO = {
-    "protocol": PROTOCOL_VERSION,
-    "version": [3, 11, 0],
-    "implementation": "cpython",
-    "pid": 1,
-    "executable": "/usr/bin/python3",
-    "platform": "linux",
-    "hostname": "hostile",
-    "depth": 1,
-    "cloudpickle": None,
-}
 
 SETS = {"prefix": "01" + "08" + (1_000_000).to_bytes(4, "big").hex(), "repeat": "0b00000000",
         "times": 1_000_000}  # fmt: skip
