@@ -23,6 +23,7 @@ import contextlib
 import functools
 import inspect
 import signal
+import subprocess
 import threading
 from typing import Any, Callable
 
@@ -30,7 +31,7 @@ from . import _agent, _relay_pump
 from ._agent import CHILD_WINDOW, Msg
 from ._broker import BROKER, TimerHandle
 from ._connection import Connection
-from ._process import AgentProcess
+from ._process import STDERR_LINE_CHARS, STDERR_TAIL_LINES, AgentProcess
 from ._writer import ErrorFactory, FrameWriter
 from .errors import ChopsticksError, ConnectError, ConnectionLost, ProtocolError
 
@@ -43,8 +44,11 @@ ACK_AT = CHILD_WINDOW // 4
 BUFFER_SIZE = 16 * 1024
 #: A piece of a frame larger than this is split to fit the window (smaller ones wait for room).
 SPLIT_ABOVE = CHILD_WINDOW // 2
-#: After a close or a death: SIGTERM to a command that lingers, then SIGKILL, then give up.
+#: After a death: SIGTERM to a command that lingers, then SIGKILL, then give up (its relay may
+#: be unable to say it exited).
 TERM_AFTER, KILL_AFTER, GIVE_UP_AFTER = 8.0, 10.0, 15.0
+#: How long a wait for the exit with no time limit (after SIGKILL) waits at most.
+WAIT_AT_MOST = 5.0
 
 _ATTACH = threading.Lock()
 
@@ -140,12 +144,39 @@ class Relay:
             child.relay_lost(self.conn.host, message)
 
 
+class RelayedChild:
+    """What stands in for the ``subprocess.Popen`` of a relayed command (``proc``): its
+    ``returncode`` as the relay reports it, ``poll()`` and ``wait()``. ``pid`` is None: the
+    process runs on another host."""
+
+    pid = None
+
+    def __init__(self, process: RelayedProcess) -> None:
+        self.process = process
+        self.args = process.argv
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.returncode
+
+    def poll(self) -> int | None:
+        return self.process.returncode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """As Popen.wait: TimeoutExpired after ``timeout``; with none, WAIT_AT_MOST at most,
+        then it gives up (the relay may never say)."""
+        if not self.process.ended.wait(WAIT_AT_MOST if timeout is None else timeout):
+            if timeout is not None:
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            self.process.finish(None)
+        return self.process.returncode
+
+
 class RelayedProcess(AgentProcess):
     """Stands in for the agent's process when its command runs on a relay, as its child.
 
     There are no pipes here (``stdin``, ``stdout`` and ``stderr`` stay -1): the relay passes the
-    bytes on. ``pid`` is None (the process is on another host); ``proc`` is this object once
-    started, and ``returncode`` the exit status the relay reports.
+    bytes on; its ``proc`` is a :class:`RelayedChild`, once started.
     """
 
     def __init__(self, host: str, argv: list[str], relay: Connection) -> None:
@@ -153,7 +184,6 @@ class RelayedProcess(AgentProcess):
         self.relay = relay
         self.mux: Relay | None = None
         self.number = 0
-        self.pid: int | None = None
         self.returncode: int | None = None
         #: set once the exit is known, the relay is gone, or we gave up waiting
         self.ended = threading.Event()
@@ -167,7 +197,7 @@ class RelayedProcess(AgentProcess):
         the relay has lost its connection."""
         self.mux = Relay.of(self.relay)
         self.number = self.mux.start(conn, self.argv)
-        self.proc = self  # type: ignore[assignment]  # what stands in for the Popen
+        self.proc = RelayedChild(self)  # type: ignore[assignment]  # stands in for the Popen
         return self.number
 
     def start(self) -> None:
@@ -192,17 +222,6 @@ class RelayedProcess(AgentProcess):
     def _send(self, kind: int, payload: bytes) -> None:
         with contextlib.suppress(ChopsticksError):  # the relay has ended: so has the child
             self.relay.writer.send(kind, self.number, payload)
-
-    def wait(self, timeout: float) -> None:
-        """Wait for the exit (after end_input): up to ``timeout``, then SIGTERM, then SIGKILL,
-        then as long again at most (the relay may be unable to say)."""
-        if self.ended.wait(timeout):
-            return
-        self.signal(signal.SIGTERM)
-        if self.ended.wait(1.0):
-            return
-        self.signal(signal.SIGKILL)
-        self.ended.wait(timeout)
 
     def reap_later(self, on_exit: Callable[[], None], polls: int = 0) -> None:
         """``on_exit()`` on the broker thread once the exit is known, signalling the command
@@ -242,8 +261,8 @@ class RelayedProcess(AgentProcess):
 
     def note_stderr(self, data: memoryview) -> None:
         """Keep the last lines of what the command wrote to stderr (see stderr_tail)."""
-        text = bytes(data).decode("utf-8", "replace")
-        self._stderr_tail.extend(line for line in text.splitlines() if line.strip())
+        lines = bytes(data).decode("utf-8", "replace").splitlines()[-STDERR_TAIL_LINES:]
+        self._stderr_tail.extend(line[:STDERR_LINE_CHARS] for line in lines if line.strip())
 
 
 class RelayedWriter(FrameWriter):
@@ -378,7 +397,11 @@ class RelayedConnection(Connection):
         with self.turns.read_lock:
             if data:
                 self.process.note_stderr(data)
-                self._deliver_output("stderr", data, None)
+                if BROKER.in_broker_thread():
+                    self._stderr_arrived(bytes(data))
+                else:  # a caller reads the relay: what stderr holds is the I/O thread's
+                    copy = bytes(data)
+                    BROKER.call_soon(lambda: self._stderr_arrived(copy))
             else:
                 self.process.stderr_eof = True
             if not self.backlog:

@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 from . import _agent
 from ._agent import PICKLE_PROTOCOL
+from ._bounded import short_repr
 from .errors import SerializationError
 
 RemoteInfo = Callable[[], dict[str, Any]]
@@ -49,8 +50,30 @@ def dumps(obj: object, host: str, remote_info: RemoteInfo | None = None) -> Chun
     except SerializationError:
         raise
     except (pickle.PicklingError, TypeError, AttributeError, ValueError) as exc:
-        raise SerializationError(f"cannot send {_describe(obj)}: {exc}", host) from None
+        culprit = _culprit(obj, host, remote_info) or str(exc)
+        raise SerializationError(f"cannot send {_describe(obj)}: {culprit}", host) from None
     return chunks
+
+
+def _culprit(obj: object, host: str, remote_info: RemoteInfo | None) -> str | None:
+    """For a call ``(func, args, kwargs)`` that failed to pickle: which part fails on its own,
+    and why (each is pickled alone only now, on that failure); None if none does."""
+    if not (isinstance(obj, tuple) and len(obj) == 3 and callable(obj[0])):
+        return None
+    func, args, kwargs = obj
+    parts = [("the function itself", func)]
+    parts += [(f"its argument args[{number}]", arg) for number, arg in enumerate(args)]
+    parts += [(f"its argument kwargs[{name!r}]", value) for name, value in kwargs.items()]
+    for what, part in parts:
+        try:
+            dumps(part, host, remote_info)
+        except SerializationError as exc:
+            why = exc.message.split(": ", 1)[-1]
+            kind = type(part).__qualname__
+            if type(part).__module__ != "builtins":
+                kind = f"{type(part).__module__}.{kind}"
+            return f"{what}, a {kind}, cannot be pickled: {why}"
+    return None
 
 
 def unsendable_name(
@@ -140,13 +163,13 @@ def _bytecode_refusal(remote_info: RemoteInfo | None) -> str | None:
     if remote_info is None:
         return "the remote interpreter is unknown"
     info = remote_info()
-    remote = ".".join(map(str, info.get("version", ())[:2]))
+    remote = ".".join(short_repr(part, 40) for part in info.get("version", ())[:2])
     here = "{}.{}".format(*sys.version_info[:2])
     if remote != here:
         return f"bytecode only runs on the Python that made it (remote {remote}, here {here})"
     theirs, ours = info.get("cloudpickle"), cloudpickle.__version__
     if theirs != ours:
-        return f"the remote cloudpickle ({theirs}) is not ours ({ours})"
+        return f"the remote cloudpickle ({short_repr(theirs, 40)}) is not ours ({ours!r})"
     return None
 
 

@@ -22,17 +22,23 @@ import subprocess
 import sys
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from . import _agent, _bootstrap, _relays, _ssh_control, _transfer
 from ._broker import BROKER
 from ._call_frames import pickle_call
-from ._connection import Connection
+from ._connection import Connection, close_connections
 from ._modserver import ModuleServer
 from ._requests import RemoteFuture
-from .errors import ChopsticksError, ConnectError, DepthLimitExceeded, RemoteException
-from .output import HostPrefixPrinter, OutputHandler
+from .errors import (
+    CallInterrupted,
+    ChopsticksError,
+    ConnectError,
+    DepthLimitExceeded,
+    RemoteException,
+)
+from .output import OutputHandler, default_output
 from .result import ErrorResult  # where chopsticks 1.0 defined it, for code written for it
 
 if TYPE_CHECKING:
@@ -89,9 +95,10 @@ def _put_request(local_path: str, remote_path: str | None, mode: int) -> Request
     return lambda conn: _transfer.put_request(conn, os.fspath(local_path), remote_path, mode)
 
 
-def _fetch_request(remote_path: str, local_path: str | None) -> Requester:
+def _fetch_request(remote_path: str, local_path: str | None, max_size: int | None) -> Requester:
     local = None if local_path is None else os.fspath(local_path)
-    return lambda conn: _transfer.fetch_request(conn, remote_path, local)
+    _transfer.check_max_size(max_size)
+    return lambda conn: _transfer.fetch_request(conn, remote_path, local, max_size)
 
 
 def _failed(host: str, error: ChopsticksError) -> RemoteFuture:
@@ -107,9 +114,13 @@ _OPEN: weakref.WeakSet[Connection] = weakref.WeakSet()
 
 @atexit.register
 def _close_at_exit() -> None:
-    # The deepest first: a relay closes after the tunnels through it.
-    for conn in sorted(_OPEN, key=lambda conn: conn.depth, reverse=True):
-        conn.close(wait=not BROKER.in_broker_thread())
+    # The deepest first: a relay ends after the tunnels through it.
+    connections = sorted(_OPEN, key=lambda conn: conn.depth, reverse=True)
+    if BROKER.in_broker_thread():
+        for conn in connections:
+            conn.close(wait=False)
+    else:
+        close_connections(connections)  # together: lingering agents cost 5 s in all
 
 
 def _close_dropped(conn: Connection) -> None:
@@ -128,10 +139,11 @@ class BaseTunnel:
     ``call_timeout`` (default for :meth:`call`, default None: wait as long as the call runs),
     ``keepalive`` (seconds between pings; the agent exits after six silent intervals, so a dead
     controller or a cut link leaves no remote process; None turns both off), ``output`` (a
-    callable ``(stream, text)`` for remote stdout/stderr; default prints ``[host] line``),
-    ``serve``/``deny`` (top-level packages the import hook may / may not serve), ``via`` (a
-    tunnel whose agent runs this tunnel's command and relays its traffic: the controller then
-    holds one pipe per relay, however many tunnels go through it; see :meth:`behind`).
+    callable ``(stream, text)`` for remote stdout/stderr; default: ``[host] line``, capped per
+    cell in a notebook, see :func:`~chopsticks_nb.output.default_output`), ``serve``/``deny``
+    (top-level packages the import hook may / may not serve), ``via`` (a tunnel whose agent
+    runs this tunnel's command and relays its traffic: the controller then holds one pipe per
+    relay, however many tunnels go through it; see :meth:`behind`).
     """
 
     connect_timeout: float = 30.0
@@ -161,7 +173,7 @@ class BaseTunnel:
             self.call_timeout = call_timeout
         if keepalive != "default":
             self.keepalive = keepalive or None
-        self.output: OutputHandler = output or HostPrefixPrinter(host)
+        self.output: OutputHandler = output or default_output(host)
         self._serve = serve
         self._deny = deny
         self._lock = threading.Lock()
@@ -324,11 +336,16 @@ class BaseTunnel:
 
     def close(self) -> None:
         """Stop the agent; calls in flight fail with TunnelClosed. The tunnel can connect again."""
+        conn = self._take_connection()
+        if conn is not None:
+            close_connections([conn])
+
+    def _take_connection(self) -> Connection | None:
+        """The connection, which the tunnel no longer uses (for closing it)."""
         with self._lock:
             conn = self._conn
             self._detach()
-        if conn is not None:
-            conn.close()
+        return conn
 
     def __enter__(self) -> BaseTunnel:
         self.connect()
@@ -361,7 +378,11 @@ class BaseTunnel:
         conn = self._conn
         if conn is None or not conn.alive:  # the lock only when there is something to do
             conn = self._connection()
-        return conn.call(payload, self.call_timeout)
+        try:
+            return conn.call(payload, self.call_timeout)
+        except KeyboardInterrupt:
+            # The remote call was cancelled; the frames that waited for it are of no interest.
+            raise CallInterrupted(self.host) from None
 
     def submit(self, callable: Callable[..., Any], *args: Any, **kwargs: Any) -> RemoteFuture:
         """Like :meth:`call`, but return at once a future (``.result(timeout)``, ``.cancel()``)."""
@@ -437,16 +458,24 @@ class BaseTunnel:
     ) -> RemoteFuture:
         return self._submit(_put_request(local_path, remote_path, mode))
 
-    def fetch(self, remote_path: str, local_path: str | None = None) -> dict[str, Any]:
+    def fetch(
+        self, remote_path: str, local_path: str | None = None, *, max_size: int | None = None
+    ) -> dict[str, Any]:
         """Copy a remote file here (streamed, any size); without ``local_path``, to a temp file.
 
-        Returns a dict with ``local_path``, ``remote_path``, ``size`` and ``sha1sum``.
+        Returns a dict with ``local_path``, ``remote_path``, ``size`` and ``sha1sum``. The file
+        appears whole or not at all. ``max_size`` (bytes; None, the default: no limit) stops a
+        fetch whose file turns out larger, with TransferError, keeping nothing of it: a
+        remote you do not trust could otherwise fill your disk. A ``local_path`` that is a
+        directory raises TransferError at once.
         """
-        result: dict[str, Any] = self._run(_fetch_request(remote_path, local_path))
+        result: dict[str, Any] = self._run(_fetch_request(remote_path, local_path, max_size))
         return result
 
-    def submit_fetch(self, remote_path: str, local_path: str | None = None) -> RemoteFuture:
-        return self._submit(_fetch_request(remote_path, local_path))
+    def submit_fetch(
+        self, remote_path: str, local_path: str | None = None, *, max_size: int | None = None
+    ) -> RemoteFuture:
+        return self._submit(_fetch_request(remote_path, local_path, max_size))
 
     # -- set operations: a tunnel acts as a group of one ------------------------------------------
     # With a Group on the right, these give way (NotImplemented) to the Group's reflected
@@ -472,6 +501,21 @@ class BaseTunnel:
 
     def __xor__(self, other: BaseTunnel) -> chopsticks_nb.Group:
         return self._as_group() ^ other if isinstance(other, BaseTunnel) else NotImplemented
+
+
+def close_together(tunnels: Iterable[BaseTunnel]) -> None:
+    """Close tunnels together: every agent is told to exit before any is waited for, so that
+    agents that do not exit when told cost one close timeout (5 s), not one each. A tunnel
+    class with a ``close`` of its own is closed by it."""
+    connections = []
+    for tunnel in tunnels:
+        if type(tunnel).close is not BaseTunnel.close:
+            tunnel.close()
+            continue
+        conn = tunnel._take_connection()
+        if conn is not None:
+            connections.append(conn)
+    close_connections(connections)
 
 
 class SubprocessTunnel(BaseTunnel):
@@ -501,7 +545,9 @@ class SubprocessTunnel(BaseTunnel):
 class Local(SubprocessTunnel):
     """An agent in a local subprocess, running this interpreter (``sys.executable``).
 
-    ``name`` is only the tunnel's name: every Local runs here.
+    ``name`` is only the tunnel's name: every Local runs here. Options: ``python3`` (another
+    interpreter to run), and those of :class:`BaseTunnel` (``connect_timeout``,
+    ``call_timeout``, ``keepalive``, ``output``, ``serve``, ``deny``).
     """
 
     python3 = sys.executable or "python3"
@@ -523,7 +569,8 @@ class Sudo(SubprocessTunnel):
 
         youruser ALL=(root) NOPASSWD: /usr/bin/python3, /usr/bin/python3 *
 
-    ``name`` (default: ``user``) is the tunnel's name.
+    ``name`` (default: ``user``) is the tunnel's name. Options: ``python3`` (the interpreter
+    sudo runs, default ``/usr/bin/python3``), and those of :class:`BaseTunnel`.
     """
 
     python3 = "/usr/bin/python3"
@@ -552,8 +599,11 @@ class SSHTunnel(SubprocessTunnel):
     (default: ``host``) is the tunnel's name, the label results are keyed by. ``user`` and
     ``port`` override the config; ``sudo=True`` runs the agent as root there (through ``sudo
     -n``), ``sudo_user="app"`` as that user; ``ssh_config`` names a config file (``-F``);
-    ``ssh_options`` are extra arguments for ssh. Keepalives are on by default
-    (``ServerAliveInterval``), so a cut link is noticed in seconds.
+    ``ssh_options`` are extra arguments for ssh; ``python3`` the interpreter to run there (a
+    name on its ``PATH`` or a path; default ``python3``). Keepalives are on by default
+    (``ServerAliveInterval``), so a cut link is noticed in seconds. The options of
+    :class:`BaseTunnel` apply too (``connect_timeout``, ``call_timeout``, ``keepalive``,
+    ``output``, ``serve``, ``deny``).
 
     ``control_master=True`` shares one SSH connection per destination (OpenSSH's ControlMaster,
     socket in a directory private to the user): after :meth:`close`, or from a new process
@@ -703,7 +753,8 @@ class Docker(SubprocessTunnel):
     ``name`` is both the container's name (``--name``) and the tunnel's: it is chosen here, not
     an address found elsewhere, so there is no separate label. ``docker`` names the command (a
     ``podman`` binary serves too); ``docker_options`` are extra ``run`` arguments, such as
-    ``["--network", "none"]``.
+    ``["--network", "none"]``; ``python3`` is the interpreter in the image (default
+    ``python3``). The options of :class:`BaseTunnel` apply too.
     """
 
     docker = "docker"

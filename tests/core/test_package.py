@@ -100,7 +100,8 @@ def test_imports_point_down() -> None:
     """The core never imports the notebook layer, the notebook layer imports no private module,
     tunnel.py never imports group.py (not even for typing), and errors.py and render.py name
     the result model only for type checkers (result.py imports them; render.py imports only
-    the host ranges, to fold host lists)."""
+    the host ranges, to fold host lists, and both import _bounded, which imports nothing of
+    the package)."""
     for path in sorted(PACKAGE.rglob("*.py")):
         name = path.relative_to(PACKAGE).as_posix()
         imported = [module for module, _ in _imports(path)]
@@ -112,6 +113,30 @@ def test_imports_point_down() -> None:
             assert not notebook, f"{name} imports {notebook}"
     tunnel = [module for module, _ in _imports(PACKAGE / "tunnel.py")]
     assert not [m for m in tunnel if m.startswith("chopsticks_nb.group")]
-    for name, allowed in (("errors.py", ()), ("render.py", ("chopsticks_nb.hosts",))):
+    for name, allowed in (
+        ("errors.py", ("chopsticks_nb._bounded",)),
+        ("render.py", ("chopsticks_nb.hosts", "chopsticks_nb._bounded")),
+        ("_bounded.py", ()),
+    ):
         core = [m for m in _runtime_imports(PACKAGE / name) if m.startswith("chopsticks_nb.")]
         assert not [m for m in core if not m.startswith(allowed)], f"{name} imports {core}"
+
+
+def test_numpy_and_pandas_are_imported_only_when_such_a_value_arrives() -> None:
+    """A tunnel, plain results, and rich stdlib results import neither numpy nor pandas (nor
+    the builders of arrays and frames) on the controller; an array result imports numpy."""
+    code = (
+        "import sys, datetime\n"
+        "from chopsticks_nb.tunnel import Local\n"
+        "libraries = lambda: sorted(m for m in ('numpy', 'pandas', 'chopsticks_nb._arrays',\n"
+        "                                       'chopsticks_nb._frames') if m in sys.modules)\n"
+        "with Local('l', python3=sys.executable) as tunnel:\n"
+        "    tunnel.call(len, 'x'), tunnel.call(datetime.date.today)\n"
+        "    print(libraries())\n"
+        "    tunnel.call(eval, '__import__(\"numpy\").zeros(2)')\n"
+        "    print(libraries())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.split("\n")[:2] == ["[]", "['chopsticks_nb._arrays', 'numpy']"]

@@ -46,10 +46,10 @@ def relay() -> Iterator[Local]:
 def test_a_relayed_ssh_tunnel_calls_raises_prints_and_moves_files(
     sshd_hosts: SSHHosts, relay: Local, tmp_path: Path
 ) -> None:
-    """Injects: an SSHTunnel to web1 through a Local relay: calls (a 3 MiB argument among
-    them), a remote exception, output, put and fetch of 3 MiB. Asserts: each works as over a
-    direct tunnel; the agent is one level deeper than the relay, and a child of its ssh
-    client there; the controller holds no pipe of the tunnel's own."""
+    """Injects: an SSHTunnel to web1 through a Local relay: calls (3 and 6 MiB arguments and
+    results among them), a remote exception, output, put and fetch of 3 MiB. Asserts: each
+    works as over a direct tunnel; the agent is one level deeper than the relay; the
+    controller holds no pipe of the tunnel's own."""
     log = OutputLog()
     data = os.urandom(3 * 2**20 + 5)
     source = tmp_path / "source"
@@ -58,7 +58,9 @@ def test_a_relayed_ssh_tunnel_calls_raises_prints_and_moves_files(
     with ssh(sshd_hosts, "web1", relay, output=log) as tunnel:
         assert tunnel.remote_info["depth"] == relay.remote_info["depth"] + 1 == 2
         assert tunnel.call(rf.uid) != 0  # the test user on web1, not root as the relay
-        assert tunnel.call(rf.echo, data, k=1) == [[data], {"k": 1}]
+        assert tunnel.call(rf.echo, data, k=1) == [[data], {"k": 1}]  # a large frame
+        big = data * 2
+        assert tunnel.call(bytes, big) == big  # a large bytes result, read in place
         with pytest.raises(errors.RemoteException, match="through the relay") as info:
             tunnel.call(rf.boom, "through the relay")
         assert info.value.host == "web1" and info.value.remote_type == "RuntimeError"

@@ -3,7 +3,7 @@ cannot freeze the relay or the controller.
 
 The hostile relay is hostile_agent.py (scenario ``hostile_relay``) behind a real tunnel; the
 tunnels behind it are real ``Local`` tunnels, whose commands it never runs. The hostile agent
-behind a real relay (scenario ``deaf``) answers the handshake and then reads nothing.
+behind a real relay (scenario ``unread``) answers the handshake and then reads nothing.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def test_an_agent_that_stops_reading_stalls_only_itself(honest: Group, tmp_path:
     source = tmp_path / "source"
     source.write_bytes(os.urandom(20 * 2**20))
     relay = Local("relay-d")
-    deaf = HostileTunnel("deaf", "deaf", seconds=60)
+    deaf = HostileTunnel("deaf", "unread", seconds=60)
     deaf_behind = deaf.behind(relay)
     neighbour = Local("neighbour", via=relay)
     try:
