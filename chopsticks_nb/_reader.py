@@ -38,6 +38,8 @@ LARGE_FRAME = 1024 * 1024
 #: Noise tolerated on stdout before the handshake (a login shell's banner).
 MAX_NOISE = 64 * 1024
 _HEADER_SIZE = HEADER.size
+#: Bytes of a RESULT frame that show whether it is one bytes value (see _large).
+_RESULT_HEAD = _HEADER_SIZE + HEAD
 
 #: ``{code: (kind, handler, loader)}``: the handler of each kind of frame, called with the
 #: request id and the payload (decoded and checked by ``loader`` if it is a codec payload, else
@@ -195,6 +197,8 @@ class FrameReader:
             end = _HEADER_SIZE + length
             if buf.end - buf.start < end:
                 if length >= LARGE_FRAME:
+                    if IN_PLACE and kind is Msg.RESULT and buf.end - buf.start < _RESULT_HEAD:
+                        return False  # the agent writes a large payload apart from its header
                     begin = buf.start + _HEADER_SIZE
                     with memoryview(buf.data)[begin : buf.end] as first:
                         buf.large = self._large(kind, code, req_id, length, first)

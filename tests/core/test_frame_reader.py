@@ -85,3 +85,35 @@ def test_a_large_bytes_result_is_read_into_the_object_it_becomes() -> None:
 
     assert read_through_a_pipe(stream, note) == [(7, value), (8, b"small")]
     assert readers == {"BytesInPlace"}
+
+
+@pytest.mark.speedup("bytes_in_place")
+def test_a_large_bytes_result_whose_header_arrives_alone_is_read_in_place() -> None:
+    """An agent writes a large payload apart from its header, so on a busy machine the reader
+    can find the header alone: it must wait for the value's head rather than read the frame
+    into memory of its own (a bytes result then held twice: seen in CI under load)."""
+    value = os.urandom(8 * 2**20)
+    payload = encode(value)
+    pieces = [MAGIC + HEADER.pack(Msg.RESULT, 7, len(payload))]
+    pieces += [payload[start : start + 65536] for start in range(0, len(payload), 65536)]
+    received: list[tuple[int, Any]] = []
+    handler = (Msg.RESULT, lambda i, v: received.append((i, v)), payload_loader(Msg.RESULT))
+    reader = FrameReader("big", {Msg.RESULT: handler}, lambda _: None)
+    readers: set[str] = set()
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    try:
+        for piece in pieces:
+            os.write(write_fd, piece)
+            try:
+                while reader.read_from(read_fd):
+                    reader.handle_frames()
+            except BlockingIOError:
+                pass
+            if reader.buffer.large is not None:
+                readers.add(type(reader.buffer.large).__name__)
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+    assert received == [(7, value)]
+    assert readers == {"BytesInPlace"}
