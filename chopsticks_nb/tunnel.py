@@ -15,6 +15,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import copy
+import inspect
 import os
 import re
 import shlex
@@ -79,6 +80,21 @@ def _check_name(name: str) -> str:
             f"invalid tunnel name {name!r}: a name is one line of text (no control characters)"
         )
     return name
+
+
+def _spell_out_options(init: Callable[..., None], parent: type) -> None:
+    """Give ``init``, a tunnel's ``__init__`` passing ``**options`` on to ``parent``'s, a
+    signature naming those options: what ``help()``, IPython's ``?`` and tab completion show."""
+    own = inspect.signature(init)
+    params = [p for p in own.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    if len(params) == len(own.parameters):
+        return
+    inherited = [
+        p
+        for p in inspect.signature(parent).parameters.values()
+        if p.kind is p.KEYWORD_ONLY and p.name not in own.parameters
+    ]
+    init.__signature__ = own.replace(parameters=params + inherited)  # type: ignore[attr-defined]
 
 
 def _repr(tunnel: BaseTunnel, destination: str, extra: str = "") -> str:
@@ -179,6 +195,12 @@ class BaseTunnel:
         self._lock = threading.Lock()
         self._conn: Connection | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            _spell_out_options(init, cls.__mro__[1])
 
     def __repr__(self) -> str:
         return _repr(self, self.host)
@@ -547,7 +569,7 @@ class Local(SubprocessTunnel):
 
     ``name`` is only the tunnel's name: every Local runs here. Options: ``python3`` (another
     interpreter to run), and those of :class:`BaseTunnel` (``connect_timeout``,
-    ``call_timeout``, ``keepalive``, ``output``, ``serve``, ``deny``).
+    ``call_timeout``, ``keepalive``, ``output``, ``serve``, ``deny``, ``via``).
     """
 
     python3 = sys.executable or "python3"
@@ -603,7 +625,7 @@ class SSHTunnel(SubprocessTunnel):
     name on its ``PATH`` or a path; default ``python3``). Keepalives are on by default
     (``ServerAliveInterval``), so a cut link is noticed in seconds. The options of
     :class:`BaseTunnel` apply too (``connect_timeout``, ``call_timeout``, ``keepalive``,
-    ``output``, ``serve``, ``deny``).
+    ``output``, ``serve``, ``deny``, ``via``).
 
     ``control_master=True`` shares one SSH connection per destination (OpenSSH's ControlMaster,
     socket in a directory private to the user): after :meth:`close`, or from a new process

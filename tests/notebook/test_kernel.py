@@ -368,3 +368,17 @@ def test_a_lone_surrogate_in_a_remote_error_still_reaches_the_frontend(kernel: K
     # Shown escaped (the hosts' identical errors are grouped: the count depends on the layout).
     assert "OSError: \\udcff name" in cell.result_html
     assert "\udcff" not in cell.result_html
+
+
+def test_tab_completion_offers_every_tunnel_option(kernel: Kernel) -> None:
+    """A tunnel's options are named in its signature (not hidden in ``**options``), so the
+    notebook's completion offers them, inherited ones included."""
+    kernel.execute("from chopsticks_nb import Local, SSHTunnel")
+    for code, wanted in (
+        ("SSHTunnel('web1', connect_t", "connect_timeout="),
+        ("SSHTunnel('web1', pyth", "python3="),
+        ("Local(vi", "via="),
+    ):
+        msg_id = kernel.client.complete(code, len(code))
+        matches = kernel.reply(msg_id, timeout=30)["matches"]
+        assert wanted in matches, (code, matches)
