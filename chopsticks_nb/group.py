@@ -33,7 +33,7 @@ from ._serialize import unsendable_name
 from ._transfer import check_max_size
 from .errors import SerializationError
 from .hosts import expand, is_expression
-from .output import HostOutput
+from .output import HostOutput, OutputHandler
 from .progress import Operation, Watching
 from .result import ErrorResult, GroupResult, OnInterrupt, ProgressCallback
 from .tunnel import BaseTunnel, SSHTunnel, close_together
@@ -412,27 +412,19 @@ class Group:
         partial result) is raised; with ``on_interrupt="return"`` the partial result is
         returned instead.
         """
-        check_retries(retries, retry_delay)
         call_args = tuple(args)
         call_kwargs = dict(kwargs or {})
-        capture = OutputCapture()
-        with self._watching("call", quiet, progress, output) as watching:
-
-            def start(tunnel: BaseTunnel) -> concurrent.futures.Future[Any]:
-                watched = watching.handler(tunnel.host) or tunnel.output
-                handler = capture.handler(tunnel.host, None, watched)
-                return tunnel.submit_call(callable, call_args, call_kwargs, output=handler)
-
-            return gather(
-                self._tunnels,
-                start,
-                timeout=timeout,
-                progress=watching.progress_callback,
-                on_interrupt=on_interrupt,
-                retries=retries,
-                retry_delay=retry_delay,
-                capture=capture,
-            )
+        return self._fan_out(
+            "call",
+            lambda tunnel, out: tunnel.submit_call(callable, call_args, call_kwargs, output=out),
+            output=output,
+            quiet=quiet,
+            progress=progress,
+            timeout=timeout,
+            on_interrupt=on_interrupt,
+            retries=retries,
+            retry_delay=retry_delay,
+        )
 
     def exec(
         self,
@@ -459,32 +451,28 @@ class Group:
         the notebook's ``%%remote`` magic runs. A host retried after losing its connection
         starts with a new, empty namespace.
         """
-        check_retries(retries, retry_delay)
         bound = dict(names or {})
-        capture = OutputCapture()
-        with self._watching("exec", quiet, progress, output) as watching:
 
-            def start(tunnel: BaseTunnel) -> concurrent.futures.Future[Any]:
-                watched = watching.handler(tunnel.host) or tunnel.output
-                handler = capture.handler(tunnel.host, None, watched)
-                try:
-                    return tunnel.submit_exec(code, bound, filename=filename, output=handler)
-                except SerializationError as exc:
-                    named = unsendable_name(bound, tunnel.host, lambda: tunnel.remote_info)
-                    if named is None:
-                        raise
-                    raise named from exc
+        def submit(tunnel: BaseTunnel, out: OutputHandler | None) -> concurrent.futures.Future[Any]:
+            try:
+                return tunnel.submit_exec(code, bound, filename=filename, output=out)
+            except SerializationError as exc:
+                named = unsendable_name(bound, tunnel.host, lambda: tunnel.remote_info)
+                if named is None:
+                    raise
+                raise named from exc
 
-            return gather(
-                self._tunnels,
-                start,
-                timeout=timeout,
-                progress=watching.progress_callback,
-                on_interrupt=on_interrupt,
-                retries=retries,
-                retry_delay=retry_delay,
-                capture=capture,
-            )
+        return self._fan_out(
+            "exec",
+            submit,
+            output=output,
+            quiet=quiet,
+            progress=progress,
+            timeout=timeout,
+            on_interrupt=on_interrupt,
+            retries=retries,
+            retry_delay=retry_delay,
+        )
 
     def put(
         self,
@@ -511,16 +499,17 @@ class Group:
         with open(local, "rb"):  # fail once, here, rather than once per host
             pass
         remote_paths = remote_put_paths(remote_path, self.hosts)
-        with self._watching("put", quiet, progress, output=False) as watching:
-            return gather(
-                self._tunnels,
-                lambda tunnel: tunnel.submit_put(local, remote_paths[tunnel.host], mode),
-                timeout=timeout,
-                progress=watching.progress_callback,
-                on_interrupt=on_interrupt,
-                retries=retries,
-                retry_delay=retry_delay,
-            )
+        return self._fan_out(
+            "put",
+            lambda tunnel, _: tunnel.submit_put(local, remote_paths[tunnel.host], mode),
+            output=False,
+            quiet=quiet,
+            progress=progress,
+            timeout=timeout,
+            on_interrupt=on_interrupt,
+            retries=retries,
+            retry_delay=retry_delay,
+        )
 
     def fetch(
         self,
@@ -552,17 +541,54 @@ class Group:
         check_retries(retries, retry_delay)
         paths = local_paths(local_path, self.hosts)
         make_parent_dirs(local_path, paths)
-        with self._watching("fetch", quiet, progress, output=False) as watching:
+        return self._fan_out(
+            "fetch",
+            lambda tunnel, _: tunnel.submit_fetch(
+                remote_path, paths[tunnel.host], max_size=max_size
+            ),
+            output=False,
+            quiet=quiet,
+            progress=progress,
+            timeout=timeout,
+            on_interrupt=on_interrupt,
+            retries=retries,
+            retry_delay=retry_delay,
+        )
+
+    def _fan_out(
+        self,
+        what: str,
+        submit: Callable[[BaseTunnel, OutputHandler | None], concurrent.futures.Future[Any]],
+        *,
+        output: HostOutput | bool | None,
+        quiet: bool,
+        progress: ProgressCallback | None,
+        timeout: float | None,
+        on_interrupt: OnInterrupt,
+        retries: int,
+        retry_delay: float,
+    ) -> GroupResult:
+        """Start ``submit(tunnel, output handler)`` on every tunnel, watched and gathered into
+        a GroupResult (``output=False``: an operation without remote output, handler None)."""
+        check_retries(retries, retry_delay)
+        capture = None if output is False else OutputCapture()
+        with self._watching(what, quiet, progress, output) as watching:
+
+            def start(tunnel: BaseTunnel) -> concurrent.futures.Future[Any]:
+                if capture is None:
+                    return submit(tunnel, None)
+                watched = watching.handler(tunnel.host) or tunnel.output
+                return submit(tunnel, capture.handler(tunnel.host, None, watched))
+
             return gather(
                 self._tunnels,
-                lambda tunnel: tunnel.submit_fetch(
-                    remote_path, paths[tunnel.host], max_size=max_size
-                ),
+                start,
                 timeout=timeout,
                 progress=watching.progress_callback,
                 on_interrupt=on_interrupt,
                 retries=retries,
                 retry_delay=retry_delay,
+                capture=capture,
             )
 
     def _watching(
