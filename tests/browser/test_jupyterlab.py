@@ -88,12 +88,18 @@ def test_host_picker_selects_checks_and_runs_on_the_selection(
             f"picker = HostPicker(ssh_config={config!r})\npicker",
             "%%remote picker\nimport getpass\ngetpass.getuser()",
             "picker.selected",
+            "picker.close()",
         ],
     )
-    picker = notebook.run(0).locator(".chopsticks-nb-picker")
+    shown = notebook.run(0)
+    picker = shown.locator(".chopsticks-nb-picker")
     picker.wait_for()
     rows = picker.locator(".chopsticks-nb-picker-row")
     assert rows.count() == 4
+    # Its static rendering (for saved notebooks and exports) is there, hidden beside it.
+    static = shown.locator(".chopsticks-nb-picker-static")
+    static.wait_for(state="attached")
+    assert not static.is_visible()
 
     # Filter with a glob, select what is shown, check it.
     picker.locator(".widget-text input").fill("web[12]")
@@ -118,6 +124,13 @@ def test_host_picker_selects_checks_and_runs_on_the_selection(
     assert sshd_hosts.user in table.first.inner_text()
     selected = notebook.run(2).inner_text()
     assert "['web1', 'web2', 'web4']" in selected
+    # Closed, the widget goes; the static rendering shows the last selection and checks.
+    notebook.run(3)
+    static.wait_for(state="visible")
+    assert picker.count() == 0
+    text = static.inner_text()
+    assert "HostPicker: 3 of 4 hosts selected: web[1-2,4]" in text
+    assert re.search(r"☑ web1 ✓ Python 3\.", text) and re.search(r"☐ web3\n", text)
 
 
 GRID_SETUP = (
