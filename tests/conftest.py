@@ -19,6 +19,7 @@ pytest_plugins = [
     "fixtures.netns",
     "fixtures.transports",
     "fixtures.slurm",
+    "fixtures.browser",
 ]
 
 

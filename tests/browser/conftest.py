@@ -1,11 +1,11 @@
 """A real JupyterLab server and a real headless Chromium (Debian's), driven by Playwright.
 
-One server and one browser page per test module (startup costs seconds). Each test writes its
-notebook into the server's directory, opens it, runs cells through the toolbar, and shuts its
-kernel down at the end (the kernel and its agents are our descendants: the leak check sees
-them). On failure a screenshot is saved under ``$CHOPSTICKS_NB_ARTIFACTS/browser`` (default
-``/tmp/chopsticks-nb-artifacts/browser``) and its path printed in the summary
-(``CHOPSTICKS_NB_SCREENSHOTS=always``: after every test).
+One server and one browser page per test module (in the session's ``chromium``: startup costs
+seconds). Each test writes its notebook into the server's directory, opens it, runs cells
+through the toolbar, and shuts its kernel down at the end (the kernel and its agents are our
+descendants: the leak check sees them). On failure a screenshot is saved under
+``$CHOPSTICKS_NB_ARTIFACTS/browser`` (default ``/tmp/chopsticks-nb-artifacts/browser``) and its
+path printed in the summary (``CHOPSTICKS_NB_SCREENSHOTS=always``: after every test).
 
 Never ``playwright install``: the browser is /usr/bin/chromium (scripts/setup.sh installs it).
 """
@@ -33,23 +33,9 @@ from typing import Any
 import nbformat
 import pytest
 
+from fixtures.browser import STEP_MS, save_screenshot
 from fixtures.ci import startup_timer, unavailable
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-features=SpareRendererForSitePerProcess",
-]
-#: every browser step may take this long on a busy 2-core machine
-STEP_MS = 60_000
-ARTIFACTS = Path(os.environ.get("CHOPSTICKS_NB_ARTIFACTS", "/tmp/chopsticks-nb-artifacts"))
 _SCREENSHOTS: list[str] = []
 
 
@@ -228,26 +214,15 @@ def _stop(server: Lab) -> None:
 
 
 @pytest.fixture(scope="module")
-def browser_page() -> Iterator[Any]:
-    """One Chromium page for the module (new pages would start renderer processes per test)."""
-    if not os.access(CHROMIUM, os.X_OK):
-        unavailable(f"{CHROMIUM} not found: apt-get install chromium (scripts/setup.sh does)")
-    from playwright.sync_api import sync_playwright
-
-    with startup_timer("chromium"):
-        playwright = sync_playwright().start()
-        try:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.set_default_timeout(STEP_MS)
-        except BaseException:
-            playwright.stop()
-            raise
+def browser_page(chromium: Any) -> Iterator[Any]:
+    """One page of the session's Chromium for the module (new pages would start renderer
+    processes per test)."""
+    page = chromium.new_page(viewport={"width": 1280, "height": 1000})
+    page.set_default_timeout(STEP_MS)
     try:
         yield page
     finally:
-        browser.close()
-        playwright.stop()
+        page.close()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -278,16 +253,8 @@ def notebook(lab: Lab, browser_page: Any, request: pytest.FixtureRequest) -> Ite
 
 
 def _screenshot(page: Any, name: str, lab: Lab, failed: bool) -> None:
-    directory = ARTIFACTS / "browser"
-    directory.mkdir(parents=True, exist_ok=True)
-    stem = re.sub(r"[^\w.-]+", "_", name)
-    path = directory / f"{stem}.png"
-    try:
-        # As bytes: given a path, Playwright writes it from an executor thread that lingers.
-        path.write_bytes(page.screenshot(full_page=True))
-    except Exception as exc:  # the page may be gone; the log still helps
-        print(f"screenshot failed: {exc}", file=sys.stderr)
-    shutil.copyfile(lab.log, directory / f"{stem}-jupyterlab.log")
+    path = save_screenshot(page, "browser", name)
+    shutil.copyfile(lab.log, path.with_name(f"{path.stem}-jupyterlab.log"))
     if failed:
         _SCREENSHOTS.append(str(path))
     print(f"browser screenshot: {path}", file=sys.stderr)

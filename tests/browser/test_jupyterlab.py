@@ -8,6 +8,7 @@ import re
 from conftest import Notebook
 from playwright.sync_api import expect
 
+from fixtures.browser import CONTRAST
 from fixtures.sshd import SSHHosts
 
 SETUP = (
@@ -197,48 +198,6 @@ def test_the_live_grid_of_64_hosts(notebook: Notebook) -> None:
     assert outputs.locator(".chopsticks-nb-result tbody tr").count() == 64
 
 
-CONTRAST = """
-(selectors) => {
-  const rgba = (text) => {
-    const m = text.match(/rgba?\\(([^)]+)\\)/);
-    if (!m) return [0, 0, 0, 0];
-    const p = m[1].split(',').map(Number);
-    return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1];
-  };
-  const over = (top, bottom) => {
-    const a = top[3];
-    return [0, 1, 2].map(i => top[i] * a + bottom[i] * (1 - a)).concat([1]);
-  };
-  const background = (el) => {
-    const layers = [];
-    for (let e = el; e; e = e.parentElement) {
-      const c = rgba(getComputedStyle(e).backgroundColor);
-      if (c[3] > 0) layers.push(c);
-      if (c[3] >= 1) break;
-    }
-    let color = [255, 255, 255, 1];
-    for (const layer of layers.reverse()) color = over(layer, color);
-    return color;
-  };
-  const luminance = (c) => {
-    const [r, g, b] = c.slice(0, 3).map(v => {
-      v /= 255;
-      return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
-    });
-    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
-  };
-  const found = {};
-  for (const selector of selectors) {
-    const el = document.querySelector(selector);
-    if (!el) { found[selector] = null; continue; }
-    const bg = background(el);
-    const fg = over(rgba(getComputedStyle(el).color), bg);
-    const [l1, l2] = [luminance(fg), luminance(bg)].sort((a, b) => b - a);
-    found[selector] = (l1 + 0.05) / (l2 + 0.05);
-  }
-  return found;
-}
-"""
 THEMES = "/lab/api/settings/@jupyterlab/apputils-extension:themes"
 
 
