@@ -108,6 +108,14 @@ def _escape(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
+def _pre(inner: str, style: str = "") -> str:
+    """A ``pre`` of escaped ``inner`` text, its line breaks written as references: the HTML
+    has none, so no blank line (which ends an HTML block in Markdown: nbconvert's Markdown
+    keeps an output's HTML as such a block, for GitHub to render) can cut it short."""
+    text = inner.replace("\r", "&#13;").replace("\n", "&#10;")
+    return f'<pre style="{PRE_STYLE}{style}">{text}</pre>'
+
+
 # -- pieces: values, times, host lists ------------------------------------------------------------
 
 
@@ -285,13 +293,12 @@ def _outputs_text(result: GroupResult) -> str:
 
 def _traceback_details(tb: str, summary_text: str = "remote traceback") -> str:
     return (
-        f"<details><summary>{_escape(summary_text)}</summary>"
-        f'<pre style="{PRE_STYLE}">{_escape(tb.rstrip())}</pre></details>'
+        f"<details><summary>{_escape(summary_text)}</summary>{_pre(_escape(tb.rstrip()))}</details>"
     )
 
 
 def _error_cell(error: ErrorResult, message: str | None = None) -> str:
-    body = f'<pre style="{PRE_STYLE}">{_escape(error.msg if message is None else message)}</pre>'
+    body = _pre(_escape(error.msg if message is None else message))
     if error.tb:
         body += _traceback_details(error.tb)
     return body
@@ -350,10 +357,7 @@ def _hosts_table(result: GroupResult) -> str:
     rows = []
     for host, value in result.items():
         error = failures.get(host)
-        if error is not None:
-            cell = _error_cell(error)
-        else:
-            cell = f'<pre style="{PRE_STYLE}">{_escape(format_value(value))}</pre>'
+        cell = _error_cell(error) if error is not None else _pre(_escape(format_value(value)))
         seconds = format_seconds(result.timings.get(host))
         rows.append(_row(f"<code>{_escape(host)}</code>", _status_html(error), cell, seconds))
     return _table(("host", "status", "value", "time"), rows)
@@ -370,7 +374,7 @@ def _groups_table(result: GroupResult, groups: list[ValueGroup]) -> str:
             cell = _error_cell(group.value, _group_message(group))
         else:
             status = "ok"
-            cell = f'<pre style="{PRE_STYLE}">{_escape(format_value(group.value))}</pre>'
+            cell = _pre(_escape(format_value(group.value)))
         rows.append(_row(hosts, status, cell, _escape(_times(result, group.hosts))))
     return _table(("hosts", "status", "value", "time (min / median / max)"), rows)
 
@@ -413,7 +417,7 @@ def output_html(pieces: Iterable[tuple[str, str]], style: str = "") -> str:
             spans.append(f"<em>{_escape(text)}</em>")
         else:
             spans.append(_escape(text))
-    return f'<pre style="{PRE_STYLE}{style}">{"".join(spans)}</pre>'
+    return _pre("".join(spans), style)
 
 
 def _outputs_html(result: GroupResult) -> str:
@@ -436,7 +440,7 @@ def diff_html(heading: str, sections: Sequence[Sequence[str]], notes: Sequence[s
     """A diff (see ``GroupResult.diff``): added lines green, removed red; all escaped."""
     parts = [f"<div>{_escape(heading)}</div>"]
     for lines in sections:
-        parts.append(f'<pre style="{PRE_STYLE}">{"".join(map(_diff_line, lines))}</pre>')
+        parts.append(_pre("".join(map(_diff_line, lines))))
     parts += [f"<div>{_escape(note)}</div>" for note in notes]
     return f'<div class="chopsticks-nb-diff">{"".join(parts)}</div>'
 

@@ -403,6 +403,7 @@ class HostPicker(w.VBox):  # type: ignore[misc]
         update(self._static_bundle(), raw=True, display_id=self._display_id)
 
     def _set_status(self, host: str, ok: bool | None, text: str) -> None:
+        text = " ".join(text.split())  # one line, in every rendering
         self._checks[host] = (ok, text)
         self._status[host].value = (
             f"<em>{html.escape(text)}</em>" if ok is None else _status_html(ok, text)

@@ -33,7 +33,7 @@ from typing import Any
 import nbformat
 import pytest
 
-from fixtures.browser import STEP_MS, save_screenshot
+from fixtures.browser import STEP_MS, connect, save_screenshot
 from fixtures.ci import startup_timer, unavailable
 
 _SCREENSHOTS: list[str] = []
@@ -214,15 +214,14 @@ def _stop(server: Lab) -> None:
 
 
 @pytest.fixture(scope="module")
-def browser_page(chromium: Any) -> Iterator[Any]:
+def browser_page(chromium: str) -> Iterator[Any]:
     """One page of the session's Chromium for the module (new pages would start renderer
     processes per test)."""
-    page = chromium.new_page(viewport={"width": 1280, "height": 1000})
-    page.set_default_timeout(STEP_MS)
-    try:
+    with connect(chromium) as browser:
+        context = browser.new_context(viewport={"width": 1280, "height": 1000})
+        page = context.new_page()
+        page.set_default_timeout(STEP_MS)
         yield page
-    finally:
-        page.close()
 
 
 @pytest.hookimpl(wrapper=True)

@@ -110,3 +110,29 @@ def test_markdown_keeps_one_row_per_host_when_asked() -> None:
     table = [line for line in lines if line.startswith("| `db")]
     assert len(table) == 10
     assert table[3].startswith("| `db04` | ok | ``{'ok': False, 'why': 'disk `full` \\| 98%'}`` |")
+
+
+def test_the_html_views_hold_no_line_break_to_end_a_markdown_block() -> None:
+    """nbconvert's Markdown keeps an output's HTML as is, and a blank line ends an HTML block:
+    output with empty lines, chained tracebacks and long values must not cut a view short."""
+    tb = (
+        "Traceback (most recent call last):\n  ValueError: first\n\n"
+        "During handling of the above exception, another exception occurred:\n\n"
+        "Traceback (most recent call last):\n  KeyError: 'second'\n"
+    )
+    capture = OutputCapture()
+    capture.handler("a", None, lambda *_: None)("stdout", "one\n\n   \ntwo\r\n")
+    result = GroupResult(
+        {
+            "a": {f"key{i}": "x" * 20 for i in range(8)},  # pretty-printed over lines
+            "b": ErrorResult.from_exception(RemoteException("second", "b", "KeyError", tb)),
+        },
+        outputs=capture.close(),
+    )
+    for page in (result._repr_html_(), result.to_html(), result.diff()._repr_html_()):
+        assert "\n" not in page and "\r" not in page
+    page = result._repr_html_()
+    assert "one&#10;&#10;   &#10;two&#10;" in page and "occurred:&#10;&#10;Traceback" in page
+    embedded = markdown_html(f"Before.\n\n{page}\n\nAfter.\n")
+    assert embedded.count("<tr>") == page.count("<tr>") and "<p>After.</p>" in embedded
+    assert tags_of(embedded) <= SAFE_TAGS | {"p"}

@@ -320,7 +320,7 @@ def test_output_is_kept_bounded_and_folded_in_the_views() -> None:
     assert "12 hosts web[01-12] printed the same 3 lines" in text
     page = result._repr_html_()
     assert "12 hosts web[01-12] printed the same 3 lines</summary>" in page
-    assert f'<span style="{STDERR_STYLE}">three\n</span>' in page
+    assert f'<span style="{STDERR_STYLE}">three&#10;</span>' in page
     assert (
         "<details><summary>12 hosts web[01-12] printed the same 3 lines</summary>\n\n"
         "```text\none\ntwo\nthree\n```\n"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +29,33 @@ def execute(notebook: Path, kernel_name: str) -> nbformat.NotebookNode:
     if notebook in _EXECUTED:
         return _EXECUTED[notebook]
     nb = nbformat.read(notebook, as_version=4)
-    client = NotebookClient(
-        nb, kernel_name=kernel_name, timeout=90, resources={"metadata": {"path": str(EXAMPLES)}}
-    )
-    # asyncio.run closes its event loop; the sync execute() would keep one open for the
-    # process's lifetime (jupyter_core's run_sync), which the leak check rightly reports.
-    asyncio.run(client.async_execute())  # raises CellExecutionError on any error in a cell
+    run(nb, kernel_name, path=EXAMPLES)  # raises CellExecutionError on any error in a cell
     _EXECUTED[notebook] = nb
     return nb
+
+
+def run(nb: nbformat.NotebookNode, kernel_name: str, *, path: Path | None = None) -> None:
+    """Execute ``nb`` in place (nbclient), in a thread of its own.
+
+    asyncio.run closes its event loop (the sync execute() would keep one open for the process's
+    lifetime, jupyter_core's run_sync, which the leak check rightly reports); and in a thread
+    of its own it runs while Playwright's synchronous API holds this thread's event loop.
+    """
+    resources = {"metadata": {"path": str(path)}} if path is not None else {}
+    client = NotebookClient(nb, kernel_name=kernel_name, timeout=90, resources=resources)
+    failed: list[BaseException] = []
+
+    def execute() -> None:
+        try:
+            asyncio.run(client.async_execute())
+        except BaseException as exc:
+            failed.append(exc)
+
+    worker = threading.Thread(target=execute, name="nbclient")
+    worker.start()
+    worker.join()
+    if failed:
+        raise failed[0]
 
 
 def outputs_of(nb: nbformat.NotebookNode, start: str) -> list[dict[str, Any]]:

@@ -10,7 +10,6 @@ them to HTML and Markdown and reads them in a browser.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import subprocess
@@ -24,11 +23,11 @@ from example_runs import (
     WIDGET_VIEW,
     execute,
     outputs_of,
+    run,
     saved_models,
     saved_size,
     shown_models,
 )
-from nbclient import NotebookClient
 
 from fixtures.sshd import SSHHosts
 
@@ -95,8 +94,7 @@ def test_a_saved_notebook_grows_with_what_it_shows_not_with_how_long_it_ran(
     sizes = []
     for seconds in (1.5, 4.5):
         nb = _progress_notebook(seconds)
-        client = NotebookClient(nb, kernel_name=python3_kernel, timeout=60)
-        asyncio.run(client.async_execute())
+        run(nb, python3_kernel)
         shown = outputs_of(nb, "%%remote group")
         # The live view showed (its two displays, now its last state), then the table.
         kinds = [out["output_type"] for out in shown]
