@@ -247,10 +247,18 @@ def test_stderr_and_states_are_readable_in_the_dark_theme(notebook: Notebook) ->
                 ".chopsticks-nb-output pre span[style*='error-background']",
                 ".chopsticks-nb-output summary span",
                 ".chopsticks-nb-output summary code",
+                # The table's second row is striped: its value has no box of its own.
+                ".chopsticks-nb-result > table > tbody > tr:nth-child(2) td pre",
+                ".chopsticks-nb-result > table > tbody > tr:nth-child(1) td:nth-child(2) span",
             ],
+        )
+        boxes = notebook.page.evaluate(
+            "() => [...document.querySelectorAll('.chopsticks-nb-result td pre')]"
+            ".map(pre => getComputedStyle(pre).backgroundColor)"
         )
     finally:
         _set_theme(notebook, "JupyterLab Light")
+    assert boxes and set(boxes) == {"rgba(0, 0, 0, 0)"}, boxes
     for selector, ratio in {**during, **after}.items():
         assert ratio is not None and ratio >= 4.5, (selector, ratio)
 
