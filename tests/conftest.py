@@ -20,6 +20,7 @@ pytest_plugins = [
     "fixtures.transports",
     "fixtures.slurm",
     "fixtures.browser",
+    "fixtures.notebooks",
 ]
 
 

@@ -17,8 +17,6 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NOTEBOOKS = sorted(EXAMPLES.glob("*.ipynb"))
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-#: the notebooks that reach the test sshds (CHOPSTICKS_NB_SSH_CONFIG)
-SSH_NOTEBOOKS = {"ssh_groups.ipynb", "inventories.ipynb"}
 
 _EXECUTED: dict[Path, nbformat.NotebookNode] = {}
 
