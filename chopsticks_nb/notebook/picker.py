@@ -111,8 +111,9 @@ class HostPicker(w.VBox):  # type: ignore[misc]
         self._checks: dict[str, tuple[bool | None, str]] = {}
         # Shared by every row: a widget's own layout and style are models of their own,
         # each saved in the notebook.
-        auto = w.Layout(width="auto")
-        self._shared = [auto, CheckboxStyle(), HTMLStyle(), w.Layout()]
+        auto, plain = w.Layout(width="auto"), w.Layout()
+        box_style, html_style, button_style = CheckboxStyle(), HTMLStyle(), w.ButtonStyle()
+        self._shared = [auto, plain, box_style, html_style, button_style]
         self._boxes: dict[str, w.Checkbox] = {}
         self._status: dict[str, w.HTML] = {}
         self._rows: dict[str, w.HBox] = {}
@@ -122,11 +123,11 @@ class HostPicker(w.VBox):  # type: ignore[misc]
                 description=name,
                 indent=False,
                 layout=auto,
-                style=self._shared[1],
+                style=box_style,
             )
             box.observe(self._on_box, "value")
-            status = w.HTML(value="", layout=self._shared[3], style=self._shared[2])
-            row = w.HBox([box, status], layout=self._shared[3])
+            status = w.HTML(value="", layout=plain, style=html_style)
+            row = w.HBox([box, status], layout=plain)
             row.add_class("chopsticks-nb-picker-row")
             self._boxes[name], self._status[name], self._rows[name] = box, status, row
         self.filter_box = w.Text(
@@ -143,8 +144,6 @@ class HostPicker(w.VBox):  # type: ignore[misc]
             layout=auto if self._groups else w.Layout(display="none"),
         )
         self.group_selector.observe(self._on_filter, "value")
-        button_style = w.ButtonStyle()
-        self._shared.append(button_style)
         self.all_button = w.Button(
             description="all", tooltip="select every host shown", layout=auto, style=button_style
         )
@@ -164,7 +163,7 @@ class HostPicker(w.VBox):  # type: ignore[misc]
         self.all_button.on_click(lambda _: self._select_shown(True))
         self.none_button.on_click(lambda _: self._select_shown(False))
         self.check_button.on_click(lambda _: self._check_clicked())
-        self.summary = w.HTML(value="", layout=self._shared[3], style=self._shared[2])
+        self.summary = w.HTML(value="", layout=plain, style=html_style)
         toolbar = w.HBox(
             [
                 self.group_selector,
@@ -173,12 +172,12 @@ class HostPicker(w.VBox):  # type: ignore[misc]
                 self.none_button,
                 self.check_button,
             ],
-            layout=self._shared[3],
+            layout=plain,
         )
         self._list = w.VBox(
             list(self._rows.values()), layout=w.Layout(max_height="20em", overflow="auto")
         )
-        super().__init__([toolbar, self._list, self.summary], layout=self._shared[3])
+        super().__init__([toolbar, self._list, self.summary], layout=plain)
         self._built = True
         self.add_class("chopsticks-nb-picker")
         self.check_timeout = check_timeout
@@ -468,8 +467,12 @@ class HostPicker(w.VBox):  # type: ignore[misc]
 
 
 def _status_html(ok: bool, text: str) -> str:
-    mark, colour = ("✓", "#1b5e20") if ok else ("✗", "#b00020")
-    return f'<span style="color:{colour}">{mark} {html.escape(text)}</span>'
+    """The mark in the theme's colour for success or error (the text keeps the page's: the
+    themes' green is too light for text on white), then the text."""
+    mark, colour = (
+        ("✓", "--jp-success-color1,#2e7d32") if ok else ("✗", "--jp-error-color1,#c62828")
+    )
+    return f'<span><span style="color:var({colour})">{mark}</span> {html.escape(text)}</span>'
 
 
 def _check_outcome(value: Any) -> tuple[bool, str]:

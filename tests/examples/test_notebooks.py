@@ -151,7 +151,7 @@ def test_ssh_notebook_saves_the_host_picker_state(
     page = static["data"]["text/html"]
     assert "HostPicker</strong>: 4 of 4 hosts selected: web[1-4]" in page
     for name in sshd_hosts.names:
-        assert re.search(f"☑ <code>{name}</code> <span[^>]*>✓ Python 3\\.", page), name
+        assert re.search(f"☑ <code>{name}</code> <span><span[^>]*>✓</span> Python 3\\.", page)
     assert static["data"]["text/plain"].startswith("HostPicker: 4 of 4 hosts selected: web[1-4]")
     # The widget's view refers to a model whose state was saved: a saved notebook renders it
     # where widgets render; a few models a host, not one per widget part.

@@ -394,5 +394,5 @@ def test_the_picker_is_a_static_rendering_kept_current_and_the_widget(kernel: Ke
     checked = kernel.execute("picker.check(timeout=30).ok")
     assert checked.data("text/plain", "execute_result") == ["True"]
     last = displays(checked)[-1]
-    assert last[1] == display_id and last[2]["text/html"].count("✓ Python 3.") == 3
+    assert last[1] == display_id and last[2]["text/html"].count("✓</span> Python 3.") == 3
     kernel.execute("picker.close()")

@@ -127,8 +127,8 @@ def test_check_shows_reachability_and_python_version(picker: HostPicker, tmp_pat
     try:
         broken.check_button.click()
         status = {host: html.value for host, html in broken._status.items()}
-        assert "✓ Python 3." in status["ok"]
-        assert "✗ unreachable" in status["gone"]
+        assert "✓</span> Python 3." in status["ok"]
+        assert "✗</span> unreachable" in status["gone"]
         result = broken.check(timeout=30)
         assert result["ok"]["version"][0] == 3 and isinstance(result["gone"], ErrorResult)
     finally:
@@ -177,8 +177,9 @@ def test_the_static_rendering_lists_the_selection_and_the_checks_escaped() -> No
         page = picker.static_html()
         assert "HostPicker</strong>: 2 of 3 hosts selected: gone,plain" in page
         assert "<li>☐ <code>&lt;b&gt;x&lt;/b&gt;</code> <span" in page
-        assert "<li>☑ <code>plain</code> <span style=" in page and "✓ Python 3." in page
-        assert "<li>☑ <code>gone</code> <span" in page and "✗ unreachable: " in page
+        assert "<li>☑ <code>plain</code> <span><span style=" in page
+        assert "✓</span> Python 3." in page and "✗</span> unreachable: " in page
+        assert "<li>☑ <code>gone</code> <span><span style=" in page
         tags = set(re.findall(r"<(\w+)", page))
         assert tags <= {"div", "style", "strong", "ul", "li", "code", "span"}
         text = picker.static_text().splitlines()
