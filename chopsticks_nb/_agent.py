@@ -1887,10 +1887,18 @@ def _naming(error, path):
     return type(error)(error.errno, error.strerror, path)
 
 
+#: The longest file name (bytes) most file systems take: a temporary name must fit too.
+NAME_MAX = 255
+_PART_NAME_EXTRA = len(".." + "0" * 12 + ".part")  # what the temporary name adds to NAME
+
+
 def _create_part_file(path):
     """A new file ``.NAME.RANDOM.part`` beside ``path``, as tempfile.mkstemp makes it (mode 0600,
-    never an existing file or link), without importing tempfile (slow to import)."""
+    never an existing file or link), without importing tempfile (slow to import). NAME is cut
+    so that the whole fits in NAME_MAX bytes. The controller makes its fetches' files here too."""
     directory, name = os.path.split(path)
+    while len(os.fsencode(name)) > NAME_MAX - _PART_NAME_EXTRA:
+        name = name[:-1]
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     flags |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     attempts = 100

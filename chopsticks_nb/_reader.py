@@ -8,7 +8,8 @@ _caller_reads) holds the connection's read lock, so one thread at a time uses a 
 
 A frame of LARGE_FRAME bytes or more is read into memory of its own (a LargeFrame, in place of
 the input buffer until it is whole), which the decoded value may keep: a large numpy array is
-then used where it lies, not copied.
+then used where it lies, not copied. A large result that is one bytes value is read into the
+bytes object it becomes (a BytesInPlace: see _bytes_in_place).
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ from . import (
     _agent,
     _values,  # noqa: F401 - registers the codec's loaders of rich values
 )
-from ._agent import HEADER, MAGIC
+from ._agent import HEADER, MAGIC, Msg
+from ._bounded import short_repr
+from ._bytes_in_place import ENABLED as IN_PLACE
+from ._bytes_in_place import HEAD, BytesInPlace, bytes_value_size
 from .errors import ProtocolError
 
 __all__ = ["FrameReader", "Handlers", "InputBuffer", "LargeFrame"]
@@ -34,6 +38,8 @@ LARGE_FRAME = 1024 * 1024
 #: Noise tolerated on stdout before the handshake (a login shell's banner).
 MAX_NOISE = 64 * 1024
 _HEADER_SIZE = HEADER.size
+#: Bytes of a RESULT frame that show whether it is one bytes value (see _large).
+_RESULT_HEAD = _HEADER_SIZE + HEAD
 
 #: ``{code: (kind, handler, loader)}``: the handler of each kind of frame, called with the
 #: request id and the payload (decoded and checked by ``loader`` if it is a codec payload, else
@@ -74,7 +80,7 @@ class InputBuffer:
     def __init__(self) -> None:
         self.data = bytearray(READ_SIZE)
         self.start = self.end = 0
-        self.large: LargeFrame | None = None
+        self.large: LargeFrame | BytesInPlace | None = None
 
     def __len__(self) -> int:
         return self.end - self.start
@@ -164,9 +170,11 @@ class FrameReader:
             end = _HEADER_SIZE + length
             if buf.end - buf.start < end:
                 if length >= LARGE_FRAME:
+                    if IN_PLACE and kind is Msg.RESULT and buf.end - buf.start < _RESULT_HEAD:
+                        return False  # the agent writes a large payload apart from its header
                     begin = buf.start + _HEADER_SIZE
                     with memoryview(buf.data)[begin : buf.end] as first:
-                        buf.large = LargeFrame(code, req_id, length, first)
+                        buf.large = self._large(kind, code, req_id, length, first)
                     buf.start = buf.end
                     return False
                 if end > len(buf.data) - buf.start:
@@ -181,12 +189,34 @@ class FrameReader:
                 handler(req_id, payload if loader is None else loader(payload))
         return False
 
+    @staticmethod
+    def _large(
+        kind: _agent.Message, code: int, req_id: int, length: int, first: memoryview
+    ) -> LargeFrame | BytesInPlace:
+        """Where the rest of a large frame is read: into the bytes object it becomes, for a
+        result that is one bytes value (if its head is in), else into memory of its own."""
+        if IN_PLACE and kind is Msg.RESULT and len(first) >= HEAD:
+            size = bytes_value_size(first[:HEAD], length)
+            if size is not None:
+                return BytesInPlace(code, req_id, size, first[HEAD:])
+        return LargeFrame(code, req_id, length, first)
+
     def _handle_large(self) -> None:
         large, self.buffer.large = self.buffer.large, None
         assert large is not None
         _, handler, loader = self.handlers[large.code]
+        if isinstance(large, BytesInPlace):
+            handler(large.req_id, large.value())
+            return
         with memoryview(large.memory) as payload:
             handler(large.req_id, payload if loader is None else loader(payload, True))
+
+    def noise(self, limit: int) -> bytes:
+        """The first ``limit`` bytes read before the handshake, while none has come yet."""
+        buf = self.buffer
+        if self.synced:
+            return b""
+        return bytes(buf.data[buf.start : min(buf.end, buf.start + limit)])
 
     @property
     def unparsed(self) -> int:
@@ -199,8 +229,11 @@ class FrameReader:
         at = buf.data.find(MAGIC, buf.start, buf.end)
         if at < 0:
             if len(buf) > MAX_NOISE:
+                began = self.noise(300).decode("utf-8", "backslashreplace")
                 raise ProtocolError(
-                    "no chopsticks_nb handshake in the first 64 KiB of output", self.host
+                    "no chopsticks_nb handshake in the first 64 KiB of output, which began "
+                    + short_repr(began, 400),
+                    self.host,
                 )
             return False
         noise = bytes(buf.data[buf.start : at])

@@ -14,6 +14,7 @@ What each one saves is measured in bench/README.md.
 ``blobs``          large bytes arguments follow the pickle, read straight into place (_call_frames)
 ``codec_first``    a connection's first call goes in the codec: the agent starts without pickle
 ``compiled``       a Local agent is sent compiled by this very interpreter (_bootstrap)
+``bytes_in_place`` a large bytes result is read into the object it becomes (_bytes_in_place)
 =================  ===============================================================================
 """
 
@@ -24,7 +25,17 @@ import os
 __all__ = ["NAMES", "enabled"]
 
 NAMES = frozenset(
-    ("lend", "align", "callers_read", "poll", "by_name", "blobs", "codec_first", "compiled")
+    (
+        "lend",
+        "align",
+        "callers_read",
+        "poll",
+        "by_name",
+        "blobs",
+        "codec_first",
+        "compiled",
+        "bytes_in_place",
+    )
 )
 
 

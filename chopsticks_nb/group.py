@@ -30,12 +30,13 @@ from ._capture import OutputCapture
 from ._fanout import check_retries, gather
 from ._paths import local_paths, make_parent_dirs, remote_put_paths
 from ._serialize import unsendable_name
+from ._transfer import check_max_size
 from .errors import SerializationError
 from .hosts import expand, is_expression
 from .output import HostOutput
 from .progress import Operation, Watching
 from .result import ErrorResult, GroupResult, OnInterrupt, ProgressCallback
-from .tunnel import BaseTunnel, SSHTunnel
+from .tunnel import BaseTunnel, SSHTunnel, close_together
 
 if TYPE_CHECKING:
     from .slurm import Progress
@@ -301,10 +302,10 @@ class Group:
         return result
 
     def close(self) -> None:
-        """Close every tunnel (each can connect again later), then release what the group
-        holds (see :meth:`on_close`)."""
-        for tunnel in self._tunnels:
-            tunnel.close()
+        """Close every tunnel (each can connect again later), all at once (agents that do
+        not exit when told are signalled after 5 s in all, not 5 s each), then release what
+        the group holds (see :meth:`on_close`)."""
+        close_together(self._tunnels)
         callbacks, self._on_close = self._on_close, []
         failure: BaseException | None = None
         for callback in callbacks:
@@ -505,6 +506,7 @@ class Group:
         remote_path: str,
         local_path: str | os.PathLike[str] | None = None,
         *,
+        max_size: int | None = None,
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
         on_interrupt: OnInterrupt = "raise",
@@ -520,15 +522,21 @@ class Group:
         host names with ``/`` or that are ``..`` are refused (ValueError, before anything
         starts). Without ``local_path`` each host's file goes to a new temporary file. Each
         value is a dict with ``local_path``, ``remote_path``, ``size`` and ``sha1sum``.
-        Options as in :meth:`run`.
+        A local path that is a directory fails that host at once. ``max_size`` (bytes; None,
+        the default: no limit) fails a host whose file is larger, keeping nothing of it, as
+        in :meth:`BaseTunnel.fetch <chopsticks_nb.tunnel.BaseTunnel.fetch>`. The other options
+        are those of :meth:`run`.
         """
+        check_max_size(max_size)
         check_retries(retries, retry_delay)
         paths = local_paths(local_path, self.hosts)
         make_parent_dirs(local_path, paths)
         with self._watching("fetch", quiet, progress, output=False) as watching:
             return gather(
                 self._tunnels,
-                lambda tunnel: tunnel.submit_fetch(remote_path, paths[tunnel.host]),
+                lambda tunnel: tunnel.submit_fetch(
+                    remote_path, paths[tunnel.host], max_size=max_size
+                ),
                 timeout=timeout,
                 progress=watching.progress_callback,
                 on_interrupt=on_interrupt,

@@ -25,6 +25,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._bounded import short_repr, short_text, whole_repr
 from .errors import MAX_TRACEBACKS
 from .hosts import HostRangeError, fold
 from .outputlog import printable
@@ -121,17 +122,15 @@ def _pre(inner: str, style: str = "") -> str:
 
 def format_value(value: object, limit: int = MAX_VALUE_CHARS, *, pretty: bool = True) -> str:
     """How every view shows a value: its repr, cut at ``limit`` characters; ``pretty`` spreads
-    a longer one over lines (pprint) and says how much was cut, else it stays on one line."""
-    try:
-        text = repr(value)
-    except ValueError:
-        # An int with more digits than sys.get_int_max_str_digits() (4300) cannot be printed,
-        # and a remote may return one (the codec carries ints of any size): the view of the
-        # whole result must not fail for it.
-        size = f"{value.bit_length()}-bit " if isinstance(value, int) else ""
-        return f"<{size}{type(value).__name__} too large to print>"
-    except Exception as exc:  # a broken __repr__ must not break the whole table
-        return f"<unrepresentable {type(value).__name__}: {exc!r}>"
+    a longer one over lines (pprint) and says that it was cut, else it stays on one line.
+
+    A 100 MB bytes value, an int of a million digits (Python refuses its repr), a broken
+    ``__repr__``: the text is bounded before it is built and never fails (see _bounded)."""
+    text = whole_repr(value, limit)
+    if text is None:  # longer than limit, or not the repr itself (an int too long to show)
+        text = short_repr(value, limit)
+        cut = len(text) == limit
+        return f"{text[:-3]}... (more characters)" if pretty and cut else text
     if pretty and _PRETTY_WIDTH < len(text) <= limit:
         with contextlib.suppress(Exception):  # else the plain repr stays
             text = pprint.pformat(value, width=_PRETTY_WIDTH, sort_dicts=False)
@@ -191,6 +190,7 @@ def _group_message(group: ValueGroup) -> str:
 
 
 def _one_line(text: str, limit: int = MAX_VALUE_REPR) -> str:
+    text = text[: 4 * limit]  # a remote's message may be a megabyte: only its start is shown
     if _LINE_BREAK.search(text):
         text = " | ".join(line for line in text.splitlines() if line.strip()) or text
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -298,7 +298,8 @@ def _traceback_details(tb: str, summary_text: str = "remote traceback") -> str:
 
 
 def _error_cell(error: ErrorResult, message: str | None = None) -> str:
-    body = _pre(_escape(error.msg if message is None else message))
+    text = short_text(error.msg if message is None else message, MAX_VALUE_CHARS)
+    body = _pre(_escape(text))
     if error.tb:
         body += _traceback_details(error.tb)
     return body

@@ -19,6 +19,7 @@ import pickle
 import random
 import re
 import select
+import signal
 import sys
 import time
 from typing import Any, Callable
@@ -339,11 +340,14 @@ def raw_after_hello(wire: Wire, args: Args) -> None:
 
 def wrong_hello(wire: Wire, args: Args) -> None:
     """A handshake with a HELLO payload given as a codec value in ``args["hello"]``, or as
-    its encoding in hex (``{"hex": ...}``: values JSON cannot carry)."""
+    its encoding in hex (``{"hex": ...}``) or built (``{"encoded": spec}``, see encoded):
+    values JSON cannot carry; then answer every call with None."""
     hello = args["hello"]
+    payload = bytes.fromhex(hello["hex"]) if "hex" in hello else encoded(hello)
     wire.write(MAGIC)
-    wire.send(Msg.HELLO, 0, bytes.fromhex(hello["hex"]) if "hex" in hello else encode(hello))
-    linger()
+    wire.send(Msg.HELLO, 0, payload)
+    while True:
+        wire.send(Msg.RESULT, wire.next_call(), encode(None))
 
 
 def probe_requests(wire: Wire, args: Args) -> None:
@@ -363,7 +367,8 @@ def probe_requests(wire: Wire, args: Args) -> None:
 def fetch_reply(wire: Wire, args: Args) -> None:
     """Answer each FETCH with ``args["data"]`` (see payload_of) in chunks, then a RESULT whose
     size and sha1 may lie (``args["size"]``, ``args["sha1"]``; the true ones when absent), or
-    the codec value ``args["result"]`` instead of a transfer result."""
+    the codec value ``args["result"]`` instead of a transfer result (``{"encoded": spec}``:
+    the encoding given as payload_of takes it, for values JSON cannot carry)."""
     data = payload_of(args["data"])
     while True:
         _, req_id, _ = wire.expect(Msg.FETCH)
@@ -374,7 +379,55 @@ def fetch_reply(wire: Wire, args: Args) -> None:
             "size": args.get("size", len(data)),
             "sha1sum": args.get("sha1", hashlib.sha1(data).hexdigest()),
         }
-        wire.send(Msg.RESULT, req_id, encode(args.get("result", result)))
+        wire.send(Msg.RESULT, req_id, encoded(args.get("result", result)))
+
+
+def encoded(value: Any) -> bytes:
+    """The codec encoding of a JSON value, or of ``{"encoded": spec}``: payload_of(spec)."""
+    if isinstance(value, dict) and set(value) == {"encoded"}:
+        return payload_of(value["encoded"])
+    return encode(value)
+
+
+def error_reply(wire: Wire, args: Args) -> None:
+    """Answer every CALL with the ERROR record ``args["record"]`` (see encoded)."""
+    payload = encoded(args["record"])
+    while True:
+        wire.send(Msg.ERROR, wire.next_call(), payload)
+
+
+def deaf(wire: Wire, args: Args) -> None:
+    """Answer calls with None, and when the controller closes stdin, do not exit: note the
+    time in ``args["log"]`` (a line ``eof T``), and on SIGTERM note it too (``term T``) and
+    exit: a remote that ignores EOF, as a hung host or a wrapper that keeps the session does."""
+    log = args["log"]
+
+    def note(event: str) -> None:
+        with open(log, "a") as f:
+            f.write(f"{event} {time.time()!r}\n")
+
+    def on_term(signum: int, frame: object) -> None:
+        note("term")
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        while True:
+            wire.send(Msg.RESULT, wire.next_call(), encode(None))
+    except EOFError:
+        note("eof")
+    while True:
+        time.sleep(60)
+
+
+def banner(wire: Wire, args: Args) -> None:
+    """Never start the agent: print ``args["stdout"]`` and ``args["stderr"]`` (hex), then exit
+    with status ``args["exit"]``, or stay if it is absent (a login banner, a wrapper's message)."""
+    wire.write(bytes.fromhex(args.get("stdout", "")))
+    os.write(2, bytes.fromhex(args.get("stderr", "")))
+    if "exit" in args:
+        sys.exit(args["exit"])
+    linger()
 
 
 def import_flood(wire: Wire, args: Args) -> None:
@@ -428,9 +481,12 @@ def replay(wire: Wire, args: Args) -> None:
 
 def well_behaved(wire: Wire, args: Args) -> None:
     """Answer every CALL with RESULT ``args["value"]`` (a positive control), or with the
-    encoded value ``{"hex": ...}`` (values JSON cannot carry)."""
+    encoded value ``{"hex": ...}`` or ``{"encoded": spec}`` (values JSON cannot carry)."""
     value = args.get("value")
-    payload = bytes.fromhex(value["hex"]) if isinstance(value, dict) else encode(value)
+    if isinstance(value, dict) and "hex" in value:
+        payload = bytes.fromhex(value["hex"])
+    else:
+        payload = encoded(value)
     while True:
         req_id = wire.next_call()
         wire.send(Msg.RESULT, req_id, payload)
@@ -456,11 +512,14 @@ SCENARIOS: dict[str, Callable[[Wire, Args], None]] = {
         request_flood,
         replay,
         well_behaved,
+        error_reply,
+        deaf,
+        banner,
         well_behaved_crafted,
     )
 }
 #: Scenarios that write their own handshake (or none).
-OWN_HANDSHAKE = {"pickle_everywhere", "wrong_hello", "replay"}
+OWN_HANDSHAKE = {"pickle_everywhere", "wrong_hello", "replay", "banner"}
 
 
 def main() -> None:
