@@ -74,6 +74,17 @@ class BytesInPlace:
         self.received += count
         return count
 
+    def take(self, data: bytes | memoryview) -> int:
+        """Copy in what ``data`` holds of the rest of the value (bytes read elsewhere: a relay
+        passes them on); how many bytes that was."""
+        count = min(len(data), self.size - self.received)
+        if self._capacity - self.received < count:
+            self._make_room(count)
+        with self._value.getbuffer() as view:
+            view[self.received : self.received + count] = data[:count]
+        self.received += count
+        return count
+
     def value(self) -> bytes:
         """The value, once complete: the object it was read into."""
         value = self._value.getvalue()

@@ -19,7 +19,7 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any, Callable, NoReturn, Optional
+from typing import Any, Callable, NoReturn, Optional, Protocol
 
 from . import _agent, _bootstrap, _call_frames
 from ._agent import AGENT, Msg
@@ -29,7 +29,7 @@ from ._call_frames import PickledCall
 from ._caller_reads import POLL, DeferredInterrupt, StdoutTurns
 from ._modserver import ModuleServer
 from ._process import AgentProcess
-from ._reader import FrameReader
+from ._reader import READ_SIZE, FrameReader
 from ._requests import Operation, RemoteFuture, RequestTable
 from ._writer import ErrorFactory, FrameWriter
 from .errors import (
@@ -44,7 +44,7 @@ from .errors import (
 )
 from .output import OutputHandler
 
-__all__ = ["Connection", "ExitExplainer", "close_connections"]
+__all__ = ["ChildHandlers", "Connection", "ExitExplainer", "close_connections"]
 
 #: Explains why the agent's command exited: (status, stderr tail, after the handshake) -> text.
 ExitExplainer = Callable[[Optional[int], str, bool], str]
@@ -69,8 +69,23 @@ REQUEST_BYTES = 1024 * 1024
 REQUESTS = (Msg.IMPORT, Msg.GET_DATA)
 
 
+class ChildHandlers(Protocol):
+    """What handles the frames of the commands an agent runs as a relay (see _relays)."""
+
+    def on_stdout(self, child: int, data: memoryview) -> None: ...
+    def on_stderr(self, child: int, data: memoryview) -> None: ...
+    def on_written(self, child: int, count: int) -> None: ...
+    def on_exit(self, child: int, info: dict[str, Any]) -> None: ...
+
+    def relay_ended(self, error: ErrorFactory) -> None:
+        """The relay's connection ended with ``error()``: so do those of its children."""
+
+
 class Connection:
     """Starts an agent through ``argv`` and speaks the protocol with it."""
+
+    #: The first size of the buffer of what the agent sends (it grows for larger frames).
+    input_buffer_size = READ_SIZE
 
     def __init__(
         self,
@@ -102,7 +117,11 @@ class Connection:
         self.requests = RequestTable()
         self.writer = FrameWriter(self._caller_writes)
         self.turns = StdoutTurns(self)
-        self.reader = FrameReader(host, _agent.handlers(self, AGENT), self._on_noise, REQUESTS)
+        self.reader = FrameReader(
+            host, _agent.handlers(self, AGENT), self._on_noise, REQUESTS, self.input_buffer_size
+        )
+        #: The tunnels this agent relays, once it relays any (see _relays).
+        self.relay: ChildHandlers | None = None
         #: Complete frames wait in the reader for a later turn (see REQUESTS_PER_TURN).
         self.backlog = False
         self._backlog_armed = False
@@ -150,7 +169,8 @@ class Connection:
         if self._ended is not None:
             return
         self.turns.begin()
-        BROKER.watch(self.process.stderr, False, self._on_stderr)
+        if self.process.stderr >= 0:  # a relayed agent's stderr comes through its relay
+            BROKER.watch(self.process.stderr, False, self._on_stderr)
         self._timers.append(BROKER.call_later(self.connect_timeout, self._on_connect_timeout))
 
     def close(self, wait: bool = True, timeout: float = CLOSE_TIMEOUT) -> None:
@@ -192,6 +212,8 @@ class Connection:
             self.process.end_input()
             if kill:
                 self.process.signal(signal.SIGKILL)
+        if self.relay is not None:
+            self.relay.relay_ended(error)
 
     def _unwatch_all(self) -> None:
         for timer in self._timers:
@@ -344,6 +366,11 @@ class Connection:
             if not count:
                 self._on_eof()
                 return
+        self._handle_frames(on_broker)
+
+    def _handle_frames(self, on_broker: bool) -> None:
+        """Handle the frames read (see read_stdout); end the connection on a bad one."""
+        reader = self.reader
         reader.budget = REQUESTS_PER_TURN if on_broker else math.inf
         try:
             self.backlog = reader.handle_frames()
@@ -433,6 +460,25 @@ class Connection:
     def on_get_data(self, req_id: int, path: str) -> None:
         self._reply(req_id, _agent.encode(self.modserver.data(path)))
 
+    # The frames of the commands this agent runs as a relay (see _relays).
+
+    def on_child_stdout(self, req_id: int, data: memoryview) -> None:
+        self._children().on_stdout(req_id, data)
+
+    def on_child_stderr(self, req_id: int, data: memoryview) -> None:
+        self._children().on_stderr(req_id, data)
+
+    def on_child_written(self, req_id: int, count: int) -> None:
+        self._children().on_written(req_id, count)
+
+    def on_child_exit(self, req_id: int, info: dict[str, Any]) -> None:
+        self._children().on_exit(req_id, info)
+
+    def _children(self) -> ChildHandlers:
+        if self.relay is None:
+            raise ProtocolError("a frame of a relayed command, but nothing is relayed", self.host)
+        return self.relay
+
     def _reply(self, req_id: int, answer: bytes) -> None:
         self.reader.budget -= len(answer) // REQUEST_BYTES
         self.writer.send_reply(req_id, answer)
@@ -476,12 +522,16 @@ class Connection:
         if self.process.stderr_eof:
             BROKER.unwatch(self.process.stderr)
         elif data:
-            early = self._early_stderr
-            if early is not None and sum(map(len, early)) + len(data) <= EARLY_STDERR:
-                early.append(data)
-            else:  # too much to hold: show it all as it comes
-                self._early_stderr = None
-                self._deliver_output("stderr", b"".join(early or ()) + data, None)
+            self._stderr_arrived(data)
+
+    def _stderr_arrived(self, data: bytes) -> None:
+        """Broker thread: what the command wrote to stderr, held back until the handshake."""
+        early = self._early_stderr
+        if early is not None and sum(map(len, early)) + len(data) <= EARLY_STDERR:
+            early.append(data)
+        else:  # too much to hold: show it all as it comes
+            self._early_stderr = None
+            self._deliver_output("stderr", b"".join(early or ()) + data, None)
 
     def _release_early_stderr(self) -> None:
         """The handshake is over: show what stderr held before, if the agent started (if not,

@@ -71,14 +71,22 @@ class LargeFrame:
     def complete(self) -> bool:
         return self.filled == len(self.memory)
 
+    def take(self, data: bytes | memoryview) -> int:
+        """Copy in what ``data`` holds of the rest of the frame; how many bytes that was."""
+        count = min(len(data), len(self.memory) - self.filled)
+        self.memory[self.filled : self.filled + count] = data[:count]
+        self.filled += count
+        return count
+
 
 class InputBuffer:
     """Bytes read from an agent, parsed where they lie: one reusable buffer, so streaming a
     file costs no allocation per read. Views handed out are valid until the next read. While
     ``large`` is set, reads go there instead, to the end of that frame (see FrameReader)."""
 
-    def __init__(self) -> None:
-        self.data = bytearray(READ_SIZE)
+    def __init__(self, size: int = READ_SIZE) -> None:
+        self.size = size
+        self.data = bytearray(size)
         self.start = self.end = 0
         self.large: LargeFrame | BytesInPlace | None = None
 
@@ -98,6 +106,24 @@ class InputBuffer:
             count = os.readv(fd, [view[self.end :]])
         self.end += count
         return count
+
+    def append(self, data: bytes | memoryview) -> None:
+        """Add bytes read elsewhere (a relay passes on a relayed agent's stream): the rest of a
+        large frame first, as read_from would read it. The buffer grows as needed and goes
+        back to its first size once emptied by small pieces."""
+        if self.large is not None and not self.large.complete:
+            data = memoryview(data)[self.large.take(data) :]
+            if not data:
+                return
+        if self.start == self.end:
+            self.start = self.end = 0
+            if len(self.data) > self.size >= len(data):
+                self.data = bytearray(self.size)
+        if len(self.data) - self.end < len(data):
+            needed = self.end - self.start + len(data)
+            self.reserve(needed if needed <= len(self.data) else max(needed, 2 * len(self.data)))
+        self.data[self.end : self.end + len(data)] = data
+        self.end += len(data)
 
     def reserve(self, size: int) -> None:
         """Make room for ``size`` bytes from the current start (moving or growing the buffer)."""
@@ -122,9 +148,10 @@ class FrameReader:
         handlers: Handlers,
         on_noise: Callable[[bytes], None],
         requests: Collection[int] = (),
+        buffer_size: int = READ_SIZE,
     ) -> None:
         self.host = host
-        self.buffer = InputBuffer()
+        self.buffer = InputBuffer(buffer_size)
         self.handlers = handlers
         self.on_noise = on_noise
         self.synced = False

@@ -15,7 +15,7 @@ import threading
 from typing import Any, BinaryIO
 
 from . import _agent
-from ._agent import CHUNK_SIZE, TRANSFER_RESULT, Msg
+from ._agent import TRANSFER_RESULT, Msg
 from ._bounded import escape_controls, exception_text, short_text
 from ._connection import Connection
 from ._requests import Operation
@@ -60,7 +60,7 @@ class Upload(Operation):
         if self.done or self.source.closed:
             return False
         try:
-            chunk = self.source.read(CHUNK_SIZE)
+            chunk = self.source.read(self.conn.writer.chunk_size)
         except Exception as exc:  # an I/O error: this put fails (and its remote file goes)
             message = f"cannot read {self.local_path}: {exception_text(exc)}"
             self.conn.abandon(self, TransferError(message, self.host))

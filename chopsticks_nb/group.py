@@ -55,7 +55,8 @@ class Group:
 
     ``hosts`` may hold tunnels, host names and host ranges (``"web[01-20]"``, ``"db[1-3,7]"``,
     see :mod:`chopsticks_nb.hosts`); each name becomes an :class:`SSHTunnel` made with
-    ``tunnel_options`` (``ssh_config=``, ``user=``, ``control_master=True``...). A string on
+    ``tunnel_options`` (``ssh_config=``, ``user=``, ``control_master=True``, ``via=relay``
+    to reach them through a relay's agent...). A string on
     its own is read the same way: ``Group("web[01-20]")``, and ``Group("db1")`` is a group of
     one (but a single tunnel is refused: write ``Group([tunnel])``). Tunnels are told apart by
     their ``host`` name (results are keyed by it), so two tunnels with the same name are
@@ -271,6 +272,26 @@ class Group:
     def __rxor__(self, other: BaseTunnel) -> Group:
         left = self._operand(other)
         return NotImplemented if left is None else Group(left) ^ self
+
+    def split(self, relays: Sequence[BaseTunnel]) -> Group:
+        """This group's hosts spread over ``relays``: a new Group of copies of its tunnels (not
+        connected), each going through one of the relays (``tunnel.behind(relay)``), so the
+        controller holds one pipe per relay. Consecutive hosts share a relay, in blocks as
+        even as they divide (``web[001-256]`` over 4 relays: 64 each, in order).
+        """
+        relays = list(relays)
+        if not relays:
+            raise ValueError("split() needs at least one relay")
+        for relay in relays:
+            if not isinstance(relay, BaseTunnel):
+                raise TypeError(f"split() takes tunnels (the relays), not {type(relay).__name__}")
+        count = len(self._tunnels)
+        return Group(
+            [
+                tunnel.behind(relays[index * len(relays) // count])
+                for index, tunnel in enumerate(self._tunnels)
+            ]
+        )
 
     # -- connections --------------------------------------------------------------------------
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import copy
+import inspect
 import os
 import re
 import shlex
@@ -24,7 +26,7 @@ import weakref
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
-from . import _agent, _bootstrap, _ssh_control, _transfer
+from . import _agent, _bootstrap, _relays, _ssh_control, _transfer
 from ._broker import BROKER
 from ._call_frames import pickle_call
 from ._connection import Connection, close_connections
@@ -80,6 +82,21 @@ def _check_name(name: str) -> str:
     return name
 
 
+def _spell_out_options(init: Callable[..., None], parent: type) -> None:
+    """Give ``init``, a tunnel's ``__init__`` passing ``**options`` on to ``parent``'s, a
+    signature naming those options: what ``help()``, IPython's ``?`` and tab completion show."""
+    own = inspect.signature(init)
+    params = [p for p in own.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    if len(params) == len(own.parameters):
+        return
+    inherited = [
+        p
+        for p in inspect.signature(parent).parameters.values()
+        if p.kind is p.KEYWORD_ONLY and p.name not in own.parameters
+    ]
+    init.__signature__ = own.replace(parameters=params + inherited)  # type: ignore[attr-defined]
+
+
 def _repr(tunnel: BaseTunnel, destination: str, extra: str = "") -> str:
     """``Kind('destination'[, extra][, name='label'])``: the name only where it differs."""
     name = "" if tunnel.host == destination else f", name={tunnel.host!r}"
@@ -113,7 +130,8 @@ _OPEN: weakref.WeakSet[Connection] = weakref.WeakSet()
 
 @atexit.register
 def _close_at_exit() -> None:
-    connections = list(_OPEN)
+    # The deepest first: a relay ends after the tunnels through it.
+    connections = sorted(_OPEN, key=lambda conn: conn.depth, reverse=True)
     if BROKER.in_broker_thread():
         for conn in connections:
             conn.close(wait=False)
@@ -139,7 +157,9 @@ class BaseTunnel:
     controller or a cut link leaves no remote process; None turns both off), ``output`` (a
     callable ``(stream, text)`` for remote stdout/stderr; default: ``[host] line``, capped per
     cell in a notebook, see :func:`~chopsticks_nb.output.default_output`), ``serve``/``deny``
-    (top-level packages the import hook may / may not serve).
+    (top-level packages the import hook may / may not serve), ``via`` (a tunnel whose agent
+    runs this tunnel's command and relays its traffic: the controller then holds one pipe per
+    relay, however many tunnels go through it; see :meth:`behind`).
     """
 
     connect_timeout: float = 30.0
@@ -156,8 +176,13 @@ class BaseTunnel:
         output: OutputHandler | None = None,
         serve: Sequence[str] | None = None,
         deny: Sequence[str] = (),
+        via: BaseTunnel | None = None,
     ) -> None:
         self.host = _check_name(host)
+        if via is not None and not isinstance(via, BaseTunnel):
+            raise TypeError(f"via= takes a tunnel (the relay), not {type(via).__name__}")
+        #: The relay: the tunnel whose agent runs this one's command (None: it runs here).
+        self.via = via
         if connect_timeout is not None:
             self.connect_timeout = connect_timeout
         if call_timeout is not None:
@@ -171,8 +196,42 @@ class BaseTunnel:
         self._conn: Connection | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            _spell_out_options(init, cls.__mro__[1])
+
     def __repr__(self) -> str:
         return _repr(self, self.host)
+
+    def behind(self, relay: BaseTunnel | None) -> BaseTunnel:
+        """A copy of this tunnel (not connected) whose command runs on ``relay``'s agent
+        instead (``via=relay``); None: here. The command is built here and runs there as it
+        would here: paths in options (``ssh_config=``, keys in ``ssh_options``) are the relay's.
+        """
+        clone = copy.copy(self)
+        BaseTunnel.__init__(
+            clone,
+            self.host,
+            connect_timeout=self.connect_timeout,
+            call_timeout=self.call_timeout,
+            keepalive=self.keepalive,
+            output=self.output,
+            serve=self._serve,
+            deny=self._deny,
+            via=relay,
+        )
+        clone._check_via()
+        return clone
+
+    def _check_via(self) -> None:
+        """Subclasses refuse options that cannot work through a relay."""
+
+    def _opener_depth(self) -> int:
+        """How deep the process that starts this tunnel's agent is: this one, or the relay's
+        agent (one level deeper than its own relay)."""
+        return _agent.DEPTH if self.via is None else self.via._opener_depth() + 1
 
     # -- connection -----------------------------------------------------------------------------
 
@@ -211,29 +270,41 @@ class BaseTunnel:
                 self._detach()
             import chopsticks_nb
 
-            depth, limit = _agent.DEPTH, chopsticks_nb.DEPTH_LIMIT
+            depth, limit = self._opener_depth(), chopsticks_nb.DEPTH_LIMIT
             if depth >= limit:
-                message = f"tunnels nest {depth} deep here; DEPTH_LIMIT is {limit}"
+                where = "here" if self.via is None else f"at its relay {self.via.host}"
+                message = f"tunnels nest {depth} deep {where}; DEPTH_LIMIT is {limit}"
                 raise DepthLimitExceeded(message, self.host)
-            conn = Connection(
-                self.host,
-                self.cmd_args(),
-                env=self._env(),
-                connect_timeout=self.connect_timeout,
-                keepalive=self.keepalive,
-                depth=_agent.DEPTH,
-                depth_limit=limit,
-                output=self.output,
-                modserver=ModuleServer(self._serve, self._deny),
-                compiled_agent=self._compiled_agent(),
-                explain_exit=self._weak_explainer(),
-            )
+            options: dict[str, Any] = {
+                "connect_timeout": self.connect_timeout,
+                "keepalive": self.keepalive,
+                "depth": depth,
+                "depth_limit": limit,
+                "output": self.output,
+                "modserver": ModuleServer(self._serve, self._deny),
+                "compiled_agent": self._compiled_agent(),
+                "explain_exit": self._weak_explainer(),
+            }
+            if self.via is None:
+                conn = Connection(self.host, self.cmd_args(), env=self._env(), **options)
+            else:
+                relay = self._relay_connection(self.via)
+                conn = _relays.RelayedConnection(self.host, self.cmd_args(), relay=relay, **options)
             conn.start()
             self._conn = conn
             self._finalizer = weakref.finalize(self, _close_dropped, conn)
             self._finalizer.atexit = False  # type: ignore[misc]  # _close_at_exit does, in order
             _OPEN.add(conn)
             return conn
+
+    def _relay_connection(self, via: BaseTunnel) -> Connection:
+        """The relay's live connection (started now if there is none): its errors are this
+        tunnel's, naming the relay."""
+        try:
+            return via._connection()
+        except ChopsticksError as exc:
+            kind = type(exc) if isinstance(exc, ConnectError) else ConnectError
+            raise kind(f"its relay {via.host}: {exc.message}", self.host) from None
 
     def _weak_explainer(self) -> Callable[[int | None, str, bool], str]:
         # The connection must not keep its tunnel alive: garbage collection closes it.
@@ -498,7 +569,7 @@ class Local(SubprocessTunnel):
 
     ``name`` is only the tunnel's name: every Local runs here. Options: ``python3`` (another
     interpreter to run), and those of :class:`BaseTunnel` (``connect_timeout``,
-    ``call_timeout``, ``keepalive``, ``output``, ``serve``, ``deny``).
+    ``call_timeout``, ``keepalive``, ``output``, ``serve``, ``deny``, ``via``).
     """
 
     python3 = sys.executable or "python3"
@@ -508,8 +579,9 @@ class Local(SubprocessTunnel):
 
     def _compiled_agent(self) -> bytes | None:
         # This very interpreter: send the agent compiled (stage 1 checks the bytecode magic).
-        # Not for Sudo: sudo runs what the sudoers policy says, maybe another Python.
-        return _bootstrap.compiled_agent_for(self.python3)
+        # Not for Sudo: sudo runs what the sudoers policy says, maybe another Python; nor on a
+        # relay, which runs the interpreter of that name there.
+        return None if self.via is not None else _bootstrap.compiled_agent_for(self.python3)
 
 
 class Sudo(SubprocessTunnel):
@@ -553,7 +625,7 @@ class SSHTunnel(SubprocessTunnel):
     name on its ``PATH`` or a path; default ``python3``). Keepalives are on by default
     (``ServerAliveInterval``), so a cut link is noticed in seconds. The options of
     :class:`BaseTunnel` apply too (``connect_timeout``, ``call_timeout``, ``keepalive``,
-    ``output``, ``serve``, ``deny``).
+    ``output``, ``serve``, ``deny``, ``via``).
 
     ``control_master=True`` shares one SSH connection per destination (OpenSSH's ControlMaster,
     socket in a directory private to the user): after :meth:`close`, or from a new process
@@ -599,6 +671,14 @@ class SSHTunnel(SubprocessTunnel):
             if control_persist < 1:
                 raise ValueError(f"control_persist must be 1 second or more, not {control_persist}")
             self.control_persist = control_persist
+        self._check_via()
+
+    def _check_via(self) -> None:
+        if self.control_master and self.via is not None:
+            raise ValueError(
+                "control_master=True cannot go through a relay (via=): the socket's directory "
+                "is chosen on this machine, and ssh runs on the relay"
+            )
 
     def __repr__(self) -> str:
         return _repr(self, self.destination)

@@ -396,3 +396,17 @@ def test_the_picker_is_a_static_rendering_kept_current_and_the_widget(kernel: Ke
     last = displays(checked)[-1]
     assert last[1] == display_id and last[2]["text/html"].count("✓</span> Python 3.") == 3
     kernel.execute("picker.close()")
+
+
+def test_tab_completion_offers_every_tunnel_option(kernel: Kernel) -> None:
+    """A tunnel's options are named in its signature (not hidden in ``**options``), so the
+    notebook's completion offers them, inherited ones included."""
+    kernel.execute("from chopsticks_nb import Local, SSHTunnel")
+    for code, wanted in (
+        ("SSHTunnel('web1', connect_t", "connect_timeout="),
+        ("SSHTunnel('web1', pyth", "python3="),
+        ("Local(vi", "via="),
+    ):
+        msg_id = kernel.client.complete(code, len(code))
+        matches = kernel.reply(msg_id, timeout=30)["matches"]
+        assert wanted in matches, (code, matches)

@@ -25,6 +25,7 @@ import time
 from typing import Any, Callable
 
 from chopsticks_nb._agent import (
+    CHILD_WINDOW,
     DATETIME_PARTS,
     HEADER,
     MAGIC,
@@ -498,6 +499,82 @@ def well_behaved_crafted(wire: Wire, args: Args) -> None:
     well_behaved(wire, {"value": {"hex": payload.hex()}})
 
 
+def unread(wire: Wire, args: Args) -> None:
+    """Answer the handshake, then read nothing more, for ``args["seconds"]`` or until the
+    controller closes the pipe (a hang-up, seen without reading)."""
+    poller = select.poll()
+    poller.register(0, select.POLLHUP)
+    deadline = time.monotonic() + args.get("seconds", 30)
+    while time.monotonic() < deadline:
+        if poller.poll(100):
+            return
+
+
+def hostile_relay(wire: Wire, args: Args) -> None:
+    """Play a relay that misbehaves once asked to start its first child (``args["misdeed"]``):
+    output for a child never started (``unstarted``), more output than the window allows
+    (``overflow``), an output frame over the size limit (``oversized``), an acknowledgement of
+    input never sent (``overack``), an exit record of the wrong shape (``bad_exit``), or the
+    child's agent forged: a handshake, then a pickle that would create ``args["marker"]`` as
+    the answer to its first call (``forged``)."""
+    _, child, start = wire.expect(Msg.CHILD_START)
+    misdeed = args["misdeed"]
+    if misdeed == "unstarted":
+        wire.send(Msg.CHILD_STDOUT, child + 5, b"x")
+    elif misdeed == "overflow":  # no acknowledgement can come between: nothing was taken
+        wire.send(Msg.CHILD_STDOUT, child, b"\0" * (CHILD_WINDOW // 4 - 1))
+        wire.send(Msg.CHILD_STDOUT, child, b"\0" * (CHILD_WINDOW * 3 // 4 + 2))
+    elif misdeed == "oversized":
+        wire.send(Msg.CHILD_STDOUT, child, b"\0" * (CHILD_WINDOW + 1))
+    elif misdeed == "overack":
+        wire.send(Msg.CHILD_WRITTEN, child, encode(10**9))
+    elif misdeed == "bad_exit":
+        wire.send(Msg.CHILD_EXIT, child, encode({"status": "killed", "error": None}))
+    elif misdeed == "forged":
+        forge_child(wire, child, decode(start), args["marker"])
+    linger()
+
+
+def forge_child(wire: Wire, child: int, start: Any, marker: str) -> None:
+    """Answer for the child's agent: its handshake, then a pickle as its first call's answer."""
+    info = {**HONEST_HELLO, "pid": os.getpid(), "depth": 2}
+    wire.send(Msg.CHILD_STDOUT, child, MAGIC + frame(Msg.HELLO, 0, encode(info)))
+    stage1 = start["argv"][-1]
+    skip = int(re.search(r"\bn=(\d+);", stage1).group(1))  # type: ignore[union-attr]
+    stream = b""
+    while True:  # the child's stdin: the agent, CONFIG, then frames; answer its first call
+        kind, _, payload = wire.read_frame()
+        if kind != Msg.CHILD_STDIN:
+            continue
+        stream += payload
+        while len(stream) - skip >= HEADER.size:
+            code, req_id, length = HEADER.unpack_from(stream, skip)
+            if len(stream) - skip < HEADER.size + length:
+                break
+            skip += HEADER.size + length
+            if code in CALLS:
+                bomb = pickle.dumps(Bomb(marker), protocol=2)
+                wire.send(Msg.CHILD_STDOUT, child, frame(Msg.RESULT, req_id, bomb))
+                return
+
+
+def frame(kind: int, req_id: int, payload: bytes) -> bytes:
+    return HEADER.pack(kind, req_id, len(payload)) + payload
+
+
+HONEST_HELLO = {
+    "protocol": PROTOCOL_VERSION,
+    "version": list(sys.version_info[:3]),
+    "implementation": sys.implementation.name,
+    "pid": 1,
+    "executable": sys.executable,
+    "platform": sys.platform,
+    "hostname": "hostile",
+    "depth": 1,
+    "cloudpickle": None,
+}
+
+
 SCENARIOS: dict[str, Callable[[Wire, Args], None]] = {
     f.__name__: f
     for f in (
@@ -516,6 +593,8 @@ SCENARIOS: dict[str, Callable[[Wire, Args], None]] = {
         deaf,
         banner,
         well_behaved_crafted,
+        unread,
+        hostile_relay,
     )
 }
 #: Scenarios that write their own handshake (or none).
