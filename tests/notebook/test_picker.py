@@ -149,7 +149,7 @@ def test_a_malformed_handshake_fails_that_host_only() -> None:
         assert result["fine"]["version"][0] == 3
         assert isinstance(result["odd"], ErrorResult)
         assert "malformed HELLO field 'version'" in result["odd"].msg
-        assert "✓ Python 3." in picker._status["fine"].value
+        assert "✓</span> Python 3." in picker._status["fine"].value
         assert "✗" in picker._status["odd"].value
     finally:
         picker.close()
