@@ -11,7 +11,8 @@ it in a bounded amount of memory, whatever arrives, and costs a bounded amount o
   what came before it (``"10%\\r20%\\n"`` is the line ``20%``; ``\\r\\n`` ends a line).
 
 ``add()`` returns the lines that joined the head, so a live display shows exactly what the
-final transcript will. Not thread-safe: callers hold their own lock.
+final transcript will. The live views, a kernel's cells and results (``result.output(host)``)
+all keep output this way. Not thread-safe: callers hold their own lock.
 
 Its text is still the remote's: :func:`printable` shows the control characters in it as
 escapes, for a terminal (HTML views escape it their own way).
@@ -120,17 +121,19 @@ class OutputLog:
         share has run out)."""
         self._head_open = False
 
-    def pieces(self) -> Iterator[tuple[str, str]]:
+    def pieces(self, stream: str | None = None) -> Iterator[tuple[str, str]]:
         """The transcript as (stream, text) pieces: the head, a ``"notice"`` of the hidden
-        lines, then the tail; each line ends with a newline. Call :meth:`finish` first for
-        unterminated lines to be in it."""
-        for stream, text in self.head:
-            yield stream, text + "\n"
+        lines, then the tail; each line ends with a newline (only ``stream``'s lines, if
+        given, and the notice). Call :meth:`finish` first for unterminated lines to be in it."""
+        for kind, text in self.head:
+            if stream is None or kind == stream:
+                yield kind, text + "\n"
         notice = self.hidden_notice()
         if notice:
             yield "notice", notice + "\n"
-        for stream, text in self.tail:
-            yield stream, text + "\n"
+        for kind, text in self.tail:
+            if stream is None or kind == stream:
+                yield kind, text + "\n"
 
     def hidden_notice(self) -> str:
         """``"... 1,234 more lines hidden; the last 20:"``, or ``""`` if nothing was hidden."""
@@ -144,9 +147,13 @@ class OutputLog:
             return f"... {self.hidden:,} more {noun} hidden"
         return f"... {self.hidden:,} more {noun} hidden; the last {shown}:"
 
-    def text(self) -> str:
-        """The transcript as plain text."""
-        return "".join(text for _, text in self.pieces())
+    def text(self, stream: str | None = None) -> str:
+        """The transcript as plain text (only ``stream``'s lines, if given)."""
+        return "".join(text for _, text in self.pieces(stream))
+
+    def key(self) -> tuple[object, ...]:
+        """Equal for two logs that read the same (to fold hosts with the same output)."""
+        return (tuple(self.head), self.hidden, tuple(self.tail), self.stderr_lines)
 
     # -- feeding it ----------------------------------------------------------------------------
 

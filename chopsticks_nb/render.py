@@ -1,13 +1,17 @@
 """Text, HTML and Markdown views of group results, and of remote output (plain markup).
 
 They must read well in a terminal, in JupyterLab, in nbconvert's HTML and on GitHub (which
-strips styles), so the markup is plain (table, pre, details) and styles are only decoration.
-Everything that came from a remote host is escaped (host names, values, messages, tracebacks,
-output). When values repeat, a result is shown grouped: a row per group of hosts with identical
-outcomes, the outliers first, host lists folded into ranges (``195 hosts web[001-195]``), times
-as min / median / max; in HTML the table of every host is one click away (a ``<details>``, no
-script), in text ``grouped=False`` lists them. ``GroupResult``'s views call in here, and so do
-the notebook layer's live views; nothing here imports IPython or the notebook layer.
+strips styles), so the markup is plain (table, pre, details) and styles are only decoration:
+a monospace font set on every ``pre`` (nbconvert's stylesheet makes an output's ``pre``
+inherit the page's font), transparent backgrounds on values (else white boxes in striped
+rows), colours from JupyterLab's theme variables with fallbacks that read on light and dark
+pages. Everything that came from a remote host is escaped (host names, values, messages,
+tracebacks, output). When values repeat, a result is shown grouped: a row per group of hosts
+with identical outcomes, the outliers first, host lists folded into ranges (``195 hosts
+web[001-195]``), times as min / median / max; in HTML the table of every host is one click
+away (a ``<details>``, no script), in text ``grouped=False`` lists them. ``GroupResult``'s
+views call in here, and so do the notebook layer's live views; nothing here imports IPython or
+the notebook layer.
 """
 
 from __future__ import annotations
@@ -22,14 +26,19 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._bounded import short_repr, short_text, whole_repr
+from .errors import MAX_TRACEBACKS
 from .hosts import HostRangeError, fold
+from .outputlog import printable
 
 if TYPE_CHECKING:  # the result model imports this module, not the other way round
-    from ._capture import Transcript
     from ._grouping import ValueGroup
+    from .outputlog import OutputLog
     from .result import ErrorResult, GroupResult
 
 __all__ = [
+    "MONOSPACE",
+    "PRE_STYLE",
+    "STDERR_STYLE",
     "diff_html",
     "error_result_html",
     "fold_hosts",
@@ -38,6 +47,8 @@ __all__ = [
     "group_result_html",
     "group_result_markdown",
     "group_result_text",
+    "output_html",
+    "report_html",
     "summary",
     "time_summary",
 ]
@@ -55,20 +66,55 @@ MAX_HOSTS_CHARS = 300
 #: Groups of hosts that printed the same output, shown in HTML (text: a few of them).
 MAX_OUTPUT_GROUPS = 20
 MAX_OUTPUT_GROUPS_TEXT = 5
-_STDERR_STYLE = "background:#fdd;"
-_FAILED_STYLE = "color:#b00020;font-weight:bold;"
+#: Monospace, with or without JupyterLab's variables (nbconvert's stylesheet sets
+#: ``font-family: inherit`` on an output's ``pre``: it must be set on the element itself).
+MONOSPACE = (
+    "var(--jp-code-font-family,SFMono-Regular,Menlo,Consolas,'DejaVu Sans Mono',"
+    "'Liberation Mono',monospace)"
+)
+#: Every ``pre`` of a view: monospace, wrapped, and transparent (JupyterLab's and nbconvert's
+#: stylesheets give ``pre`` the page's background: white boxes in striped table rows).
+PRE_STYLE = (
+    "margin:0;padding:0;border:0;background:transparent;white-space:pre-wrap;"
+    f"word-break:break-word;font-family:{MONOSPACE};"
+)
+#: Remote stderr: the theme's error background, a light red outside JupyterLab that still
+#: reads on a dark page (translucent).
+STDERR_STYLE = "background:var(--jp-rendermime-error-background,rgba(244,67,54,0.16));"
+_FAILED_STYLE = "color:var(--jp-error-color1,#c62828);font-weight:bold;"
 _CELL_STYLE = "text-align:left;vertical-align:top;padding:2px 8px;"
-_PRE_STYLE = "margin:0;white-space:pre-wrap;word-break:break-word;"
 #: The cells of the table of every host: short, as it may have thousands of rows.
 _LEFT = ' style="text-align:left;"'
 #: What str.splitlines() splits at.
 _LINE_BREAK = re.compile("[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
 _BACKTICKS = re.compile("`+")
-_DIFF_STYLES = {"+": "background:#e6ffec;", "-": "background:#ffebe9;", "@": "color:#0550ae;"}
+#: Translucent greens and reds: readable over light and dark backgrounds alike.
+_DIFF_STYLES = {
+    "+": "background:rgba(46,160,67,0.2);",
+    "-": "background:rgba(248,81,73,0.2);",
+    "@": "color:var(--jp-brand-color1,#1f6feb);",
+}
+#: The minimal stylesheet of a standalone report (:func:`report_html`), scoped to it.
+_REPORT_CSS = (
+    ".chopsticks-nb-report table{border-collapse:collapse;margin:4px 0}"
+    ".chopsticks-nb-report th,.chopsticks-nb-report td{border:1px solid rgba(128,128,128,0.4);"
+    "padding:2px 8px;text-align:left;vertical-align:top}"
+    ".chopsticks-nb-report thead th{border-bottom-width:2px}"
+    f".chopsticks-nb-report code{{font-family:{MONOSPACE};background:transparent}}"
+    ".chopsticks-nb-report summary{cursor:pointer}"
+)
 
 
 def _escape(text: object) -> str:
     return html.escape(str(text), quote=True)
+
+
+def _pre(inner: str, style: str = "") -> str:
+    """A ``pre`` of escaped ``inner`` text, its line breaks written as references: the HTML
+    has none, so no blank line (which ends an HTML block in Markdown: nbconvert's Markdown
+    keeps an output's HTML as such a block, for GitHub to render) can cut it short."""
+    text = inner.replace("\r", "&#13;").replace("\n", "&#10;")
+    return f'<pre style="{PRE_STYLE}{style}">{text}</pre>'
 
 
 # -- pieces: values, times, host lists ------------------------------------------------------------
@@ -174,15 +220,13 @@ def summary(result: GroupResult) -> str:
     return f"{len(result)} {noun}: {parts} in {format_seconds(result.elapsed)}"
 
 
-def _printed(transcript: Transcript, hosts: Sequence[str], limit: int | None = None) -> str:
+def _printed(log: OutputLog, hosts: Sequence[str], limit: int | None = None) -> str:
     """``12 hosts web[01-12] printed the same 3 lines``."""
-    return (
-        f"{_hosts_count(len(hosts))} {fold_hosts(hosts, limit)} {_what_printed(transcript, hosts)}"
-    )
+    return f"{_hosts_count(len(hosts))} {fold_hosts(hosts, limit)} {_what_printed(log, hosts)}"
 
 
-def _what_printed(transcript: Transcript, hosts: Sequence[str]) -> str:
-    lines = transcript.lines
+def _what_printed(log: OutputLog, hosts: Sequence[str]) -> str:
+    lines = log.lines
     what = f"{lines} line{'s' if lines != 1 else ''}" if lines else "text"
     return f"printed {'the same ' if len(hosts) > 1 else ''}{what}"
 
@@ -249,14 +293,13 @@ def _outputs_text(result: GroupResult) -> str:
 
 def _traceback_details(tb: str, summary_text: str = "remote traceback") -> str:
     return (
-        f"<details><summary>{_escape(summary_text)}</summary>"
-        f'<pre style="{_PRE_STYLE}">{_escape(tb.rstrip())}</pre></details>'
+        f"<details><summary>{_escape(summary_text)}</summary>{_pre(_escape(tb.rstrip()))}</details>"
     )
 
 
 def _error_cell(error: ErrorResult, message: str | None = None) -> str:
     text = short_text(error.msg if message is None else message, MAX_VALUE_CHARS)
-    body = f'<pre style="{_PRE_STYLE}">{_escape(text)}</pre>'
+    body = _pre(_escape(text))
     if error.tb:
         body += _traceback_details(error.tb)
     return body
@@ -299,15 +342,23 @@ def group_result_html(result: GroupResult, grouped: bool | None = None) -> str:
     )
 
 
+def report_html(result: GroupResult, grouped: bool | None = None) -> str:
+    """The result's HTML as a standalone fragment, for a ticket, a mail or a page of its own:
+    its own minimal stylesheet (scoped to it: cell borders, a monospace font), and only ASCII
+    (other characters as references), so it reads the same whatever the page's encoding."""
+    page = (
+        f'<div class="chopsticks-nb-report"><style>{_REPORT_CSS}</style>'
+        f"{group_result_html(result, grouped)}</div>"
+    )
+    return page.encode("ascii", "xmlcharrefreplace").decode("ascii")
+
+
 def _hosts_table(result: GroupResult) -> str:
     failures = dict(result.failures())
     rows = []
     for host, value in result.items():
         error = failures.get(host)
-        if error is not None:
-            cell = _error_cell(error)
-        else:
-            cell = f'<pre style="{_PRE_STYLE}">{_escape(format_value(value))}</pre>'
+        cell = _error_cell(error) if error is not None else _pre(_escape(format_value(value)))
         seconds = format_seconds(result.timings.get(host))
         rows.append(_row(f"<code>{_escape(host)}</code>", _status_html(error), cell, seconds))
     return _table(("host", "status", "value", "time"), rows)
@@ -324,7 +375,7 @@ def _groups_table(result: GroupResult, groups: list[ValueGroup]) -> str:
             cell = _error_cell(group.value, _group_message(group))
         else:
             status = "ok"
-            cell = f'<pre style="{_PRE_STYLE}">{_escape(format_value(group.value))}</pre>'
+            cell = _pre(_escape(format_value(group.value)))
         rows.append(_row(hosts, status, cell, _escape(_times(result, group.hosts))))
     return _table(("hosts", "status", "value", "time (min / median / max)"), rows)
 
@@ -356,16 +407,18 @@ def _every_host_html(result: GroupResult, groups: list[ValueGroup]) -> str:
     )
 
 
-def _transcript_html(pieces: Iterable[tuple[str, str]]) -> str:
+def output_html(pieces: Iterable[tuple[str, str]], style: str = "") -> str:
+    """Remote output as a ``<pre>`` (``style`` added to its own): stderr on the theme's error
+    background, notices in italics, everything escaped."""
     spans = []
     for stream, text in pieces:
         if stream == "stderr":
-            spans.append(f'<span style="{_STDERR_STYLE}">{_escape(text)}</span>')
+            spans.append(f'<span style="{STDERR_STYLE}">{_escape(text)}</span>')
         elif stream == "notice":
             spans.append(f"<em>{_escape(text)}</em>")
         else:
             spans.append(_escape(text))
-    return f'<pre style="{_PRE_STYLE}">{"".join(spans)}</pre>'
+    return _pre("".join(spans), style)
 
 
 def _outputs_html(result: GroupResult) -> str:
@@ -374,9 +427,9 @@ def _outputs_html(result: GroupResult) -> str:
     if not groups:
         return ""
     sections = [
-        f"<details><summary>{_escape(_printed(transcript, hosts, MAX_HOSTS_CHARS))}</summary>"
-        f"{_transcript_html(transcript.pieces())}</details>"
-        for transcript, hosts in groups[:MAX_OUTPUT_GROUPS]
+        f"<details><summary>{_escape(_printed(log, hosts, MAX_HOSTS_CHARS))}</summary>"
+        f"{output_html(log.pieces())}</details>"
+        for log, hosts in groups[:MAX_OUTPUT_GROUPS]
     ]
     rest = sum(len(hosts) for _, hosts in groups[MAX_OUTPUT_GROUPS:])
     if rest:
@@ -388,7 +441,7 @@ def diff_html(heading: str, sections: Sequence[Sequence[str]], notes: Sequence[s
     """A diff (see ``GroupResult.diff``): added lines green, removed red; all escaped."""
     parts = [f"<div>{_escape(heading)}</div>"]
     for lines in sections:
-        parts.append(f'<pre style="{_PRE_STYLE}">{"".join(map(_diff_line, lines))}</pre>')
+        parts.append(_pre("".join(map(_diff_line, lines))))
     parts += [f"<div>{_escape(note)}</div>" for note in notes]
     return f'<div class="chopsticks-nb-diff">{"".join(parts)}</div>'
 
@@ -405,8 +458,10 @@ def _diff_line(line: str) -> str:
 
 
 def group_result_markdown(result: GroupResult, grouped: bool | None = None) -> str:
-    """A Markdown table (GitHub's flavour) for a ticket or a chat, grouped as the other views;
-    everything remote is in code spans, so none of it becomes markup."""
+    """Markdown (GitHub's flavour) for a ticket or a chat, grouped as the other views: a
+    table, then the remote tracebacks and what the hosts printed, each in a ``<details>``
+    around a fenced block. Everything remote is in code spans or fenced blocks whose fences
+    it cannot close, so none of it becomes markup."""
     groups = _grouping(result, grouped)
     lines = [f"**GroupResult**: {summary(result)}", ""]
     timings = result.timings
@@ -418,6 +473,7 @@ def group_result_markdown(result: GroupResult, grouped: bool | None = None) -> s
             status, shown = _markdown_outcome(value if error is None else error, error, None)
             seconds = format_seconds(timings.get(host))
             lines.append(f"| {_code(host)} | {status} | {shown} | {seconds} |")
+        tracebacks = [([host], error) for host, error in failures.items() if error.tb]
     else:
         lines += [
             "| hosts | status | value | time (min / median / max) |",
@@ -431,15 +487,38 @@ def group_result_markdown(result: GroupResult, grouped: bool | None = None) -> s
             message = _group_message(group) if group.failed else None
             status, shown = _markdown_outcome(group.value, error, message)
             lines.append(f"| {who} | {status} | {shown} | {_times(result, group.hosts)} |")
+        tracebacks = [(group.hosts, group.value) for group in groups if group.failed]
+        tracebacks = [(hosts, error) for hosts, error in tracebacks if error.tb]
+    for hosts, error in tracebacks[:MAX_TRACEBACKS]:
+        where = f"{_hosts_count(len(hosts))} {fold_hosts(hosts, MAX_HOSTS_CHARS)}"
+        lines += _markdown_details(f"remote traceback: {where}", str(error.tb))
+    if len(tracebacks) > MAX_TRACEBACKS:
+        lines += ["", f"({len(tracebacks) - MAX_TRACEBACKS} more remote tracebacks not shown)"]
     printed = result._output_groups()
-    if printed:
-        lines.append("")
-        for transcript, hosts in printed[:MAX_OUTPUT_GROUPS]:
-            folded = _code(fold_hosts(hosts, MAX_HOSTS_CHARS))
-            lines.append(
-                f"- {_hosts_count(len(hosts))} {folded} {_what_printed(transcript, hosts)}"
-            )
+    for log, hosts in printed[:MAX_OUTPUT_GROUPS]:
+        lines += _markdown_details(_printed(log, hosts, MAX_HOSTS_CHARS), log.text())
+    rest = sum(len(hosts) for _, hosts in printed[MAX_OUTPUT_GROUPS:])
+    if rest:
+        lines += ["", f"{_hosts_count(rest)} more printed other output"]
     return "\n".join(lines) + "\n"
+
+
+def _markdown_details(title: str, text: str) -> list[str]:
+    """A collapsed section: an escaped title, then ``text`` in a fenced block that nothing in
+    it can close (control characters shown as escapes)."""
+    body = printable(text.rstrip("\n"))
+    longest = max(map(len, _BACKTICKS.findall(body)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [
+        "",
+        f"<details><summary>{_escape(title)}</summary>",
+        "",
+        f"{fence}text",
+        body,
+        fence,
+        "",
+        "</details>",
+    ]
 
 
 def _markdown_outcome(
@@ -452,7 +531,7 @@ def _markdown_outcome(
 
 def _code(text: str) -> str:
     """``text`` as a Markdown code span in a table cell: literal, on one line."""
-    text = _one_line(text, MAX_VALUE_REPR * 2).replace("|", "\\|")
+    text = _one_line(printable(text), MAX_VALUE_REPR * 2).replace("|", "\\|")
     longest = max(map(len, _BACKTICKS.findall(text)), default=0) if "`" in text else 0
     fence = "`" * (longest + 1)
     pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from . import render
 from ._bounded import short_repr
-from ._capture import Transcript
 from ._diff import ResultDiff
 from ._grouping import ValueGroup, any_repeats, group_hosts
 from .errors import (
@@ -37,6 +36,7 @@ from .errors import (
     GroupError,
     RemoteException,
 )
+from .outputlog import OutputLog
 
 if TYPE_CHECKING:  # a result makes Groups through the package's public name, at run time
     import chopsticks_nb
@@ -175,14 +175,14 @@ class GroupResult(dict[str, Any]):
         timings: Mapping[str, float] | None = None,
         elapsed: float = 0.0,
         attempts: Mapping[str, int] | None = None,
-        outputs: Mapping[str, Transcript] | None = None,
+        outputs: Mapping[str, OutputLog] | None = None,
         tunnels: Mapping[str, BaseTunnel] | None = None,
     ) -> None:
         super().__init__(results)
         self.timings: dict[str, float] = dict(timings or {})
         self.elapsed = elapsed
         self.attempts: dict[str, int] = dict(attempts or {})
-        self._outputs: dict[str, Transcript] = dict(outputs or {})
+        self._outputs: dict[str, OutputLog] = dict(outputs or {})
         # Weak references: a result (kept as Out[n] for a whole session) must not keep the
         # connections of a Group its user deleted open.
         self._tunnels: dict[str, weakref.ref[BaseTunnel]] | None = (
@@ -286,27 +286,29 @@ class GroupResult(dict[str, Any]):
     # -- output --------------------------------------------------------------------------------
 
     def output(self, host: str, stream: str | None = None) -> str:
-        """What ``host`` printed during the operation, stdout and stderr as they came (only
-        ``stream``'s if given): the first 100 lines and the last 20, with a line saying how
-        much was not kept between them. ``""`` if it printed nothing."""
+        """What ``host`` printed during the operation, stdout and stderr lines in the order
+        they ended (only ``stream``'s if given), as a terminal shows them (a line redrawn with
+        ``\\r`` is its last state): the first 100 lines and the last 20, with a line saying how
+        many were hidden between them; each line ends with a newline, and a line longer than
+        1,000 characters is cut. ``""`` if it printed nothing."""
         if host not in self:
             raise KeyError(host)
         if stream not in (None, "stdout", "stderr"):
             raise ValueError(f"stream is 'stdout', 'stderr' or None, not {stream!r}")
-        transcript = self._outputs.get(host)
-        return "" if transcript is None else transcript.text(stream)
+        log = self._outputs.get(host)
+        return "" if log is None else log.text(stream)
 
     def output_groups(self) -> list[tuple[str, list[str]]]:
         """The hosts that printed anything, grouped by identical output: ``[(text, hosts)]``,
         the smallest groups first."""
-        return [(transcript.text(), hosts) for transcript, hosts in self._output_groups()]
+        return [(log.text(), hosts) for log, hosts in self._output_groups()]
 
-    def _output_groups(self) -> list[tuple[Transcript, list[str]]]:
-        groups: dict[object, tuple[Transcript, list[str]]] = {}
+    def _output_groups(self) -> list[tuple[OutputLog, list[str]]]:
+        groups: dict[object, tuple[OutputLog, list[str]]] = {}
         for host in self:
-            transcript = self._outputs.get(host)
-            if transcript is not None:
-                groups.setdefault(transcript.key(), (transcript, []))[1].append(host)
+            log = self._outputs.get(host)
+            if log is not None:
+                groups.setdefault(log.key(), (log, []))[1].append(host)
         return sorted(groups.values(), key=lambda group: len(group[1]))
 
     # -- acting on it ----------------------------------------------------------------------------
@@ -361,11 +363,15 @@ class GroupResult(dict[str, Any]):
         return render.group_result_text(self, grouped)
 
     def to_html(self, *, grouped: bool | None = None) -> str:
-        """The HTML view (a plain table, readable without styles), for a report."""
-        return render.group_result_html(self, grouped)
+        """The HTML view as a standalone fragment, for a report: plain tables (readable where
+        styles are stripped) with a small stylesheet of their own; ``grouped=False`` lists
+        every host."""
+        return render.report_html(self, grouped)
 
     def to_markdown(self, *, grouped: bool | None = None) -> str:
-        """A Markdown table, for a ticket or a chat; ``grouped=False`` lists every host."""
+        """Markdown for a ticket or a chat (GitHub's flavour): a table grouped as the display,
+        then remote tracebacks and what the hosts printed, folded in ``<details>``;
+        ``grouped=False`` lists every host."""
         return render.group_result_markdown(self, grouped)
 
     def __repr__(self) -> str:
@@ -401,4 +407,4 @@ class ResultView:
         return self.result.to_text(grouped=self.grouped)
 
     def _repr_html_(self) -> str:
-        return self.result.to_html(grouped=self.grouped)
+        return render.group_result_html(self.result, self.grouped)

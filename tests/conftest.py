@@ -19,6 +19,8 @@ pytest_plugins = [
     "fixtures.netns",
     "fixtures.transports",
     "fixtures.slurm",
+    "fixtures.browser",
+    "fixtures.notebooks",
 ]
 
 

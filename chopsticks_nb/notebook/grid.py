@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..outputlog import Line
-from ..render import format_seconds
+from ..render import MONOSPACE, STDERR_STYLE, format_seconds
 
 __all__ = ["STATES", "Row", "controls_html", "grid_html"]
 
@@ -78,10 +78,7 @@ def _style(view: str, rows: int) -> str:
         f"body:has(#cnb-{view}-c{i}:checked) .cnb-{view}-l{i}::before{{content:'▾ '}}"
         for i in range(rows)
     )
-    error = (
-        "background:var(--jp-rendermime-error-background,#fdd);"
-        "color:var(--jp-content-font-color1,inherit);"
-    )
+    error = STDERR_STYLE + "color:var(--jp-content-font-color1,inherit);"
     return (
         "<style>"
         f"{scope}{{color:var(--jp-content-font-color1,inherit);"
@@ -92,9 +89,9 @@ def _style(view: str, rows: int) -> str:
         "white-space:nowrap;border-bottom:1px solid var(--jp-border-color2,#e0e0e0)}"
         f"{scope} .cnb-grid td.cnb-last{{white-space:pre;overflow:hidden;max-width:60ch;"
         "text-overflow:ellipsis;width:100%}"
-        f"{scope} code,{scope} pre{{font-family:var(--jp-code-font-family,monospace);"
-        "font-size:var(--jp-code-font-size,12px)}"
-        f"{scope} pre{{margin:0;white-space:pre-wrap;word-break:break-word}}"
+        f"{scope} code,{scope} pre{{font-family:{MONOSPACE};"
+        "font-size:var(--jp-code-font-size,12px);background:transparent}"
+        f"{scope} pre{{margin:0;padding:0;white-space:pre-wrap;word-break:break-word}}"
         f"{scope} label.cnb-host{{cursor:pointer;white-space:nowrap}}"
         f"{scope} label.cnb-host code{{white-space:nowrap}}"
         f"{scope} label.cnb-host::before{{content:'▸ '}}"

@@ -1,17 +1,30 @@
-"""HostPicker: choose hosts in a notebook, check which answer, and use the choice as a Group."""
+"""HostPicker: choose hosts in a notebook, check which answer, and use the choice as a Group.
+
+Shown, the picker is two outputs: a static rendering of its state (which hosts are selected,
+what the check found: HTML and text, updated in place through its display id at each change),
+then the widget. A live frontend draws the widget and hides the static rendering (a CSS rule
+of the static output, matching only beside a drawn picker); where widgets do not render (a
+saved notebook without its kernel, nbconvert's HTML offline, GitHub), the static rendering is
+what shows, and it reads without styles too. The widget is a few models per host (rows share
+their layouts and styles), so a saved notebook's widget state stays small.
+"""
 
 from __future__ import annotations
 
 import fnmatch
 import html
 import os
+import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any, Union
 
 import ipywidgets as w
 import traitlets
+from ipywidgets.widgets.widget_bool import CheckboxStyle
+from ipywidgets.widgets.widget_string import HTMLStyle
 
 from ..group import Group
+from ..hosts import fold
 from ..inventory import read_inventory
 from ..result import ErrorResult, GroupResult, HostDone
 from ..tunnel import BaseTunnel
@@ -21,6 +34,15 @@ __all__ = ["HostPicker"]
 _GLOB_CHARS = ("*", "?", "[")
 #: the group selector's first choice: no group, every host
 _EVERY_HOST = ""
+#: The static rendering lists its hosts open up to this many; more are folded in a details.
+STATIC_OPEN_HOSTS = 20
+#: Hosts listed one a line in the static text rendering; the rest are counted.
+STATIC_TEXT_HOSTS = 50
+#: Hides the static rendering of a picker in an output area where its widget is drawn.
+_HIDE_BESIDE_WIDGET = (
+    "<style>.jp-OutputArea:has(.chopsticks-nb-picker) > "
+    ".jp-OutputArea-child:has(.chopsticks-nb-picker-static){display:none}</style>"
+)
 
 HostSpec = Union[str, BaseTunnel]
 
@@ -83,16 +105,29 @@ class HostPicker(w.VBox):  # type: ignore[misc]
             self._all = Group(hosts, ssh_config=config, **tunnel_options)
         self._groups = self._group_members(groups or {})
         self._syncing = False
+        self._display_id = f"chopsticks-nb-picker-{uuid.uuid4().hex}"
+        self._static_shown = False
+        #: per host: (True ok, False failed, None checking) and the check's text
+        self._checks: dict[str, tuple[bool | None, str]] = {}
+        # Shared by every row: a widget's own layout and style are models of their own,
+        # each saved in the notebook.
+        auto, plain = w.Layout(width="auto"), w.Layout()
+        box_style, html_style, button_style = CheckboxStyle(), HTMLStyle(), w.ButtonStyle()
+        self._shared = [auto, plain, box_style, html_style, button_style]
         self._boxes: dict[str, w.Checkbox] = {}
         self._status: dict[str, w.HTML] = {}
         self._rows: dict[str, w.HBox] = {}
         for name in self._all.hosts:
             box = w.Checkbox(
-                value=False, description=name, indent=False, layout=w.Layout(width="auto")
+                value=False,
+                description=name,
+                indent=False,
+                layout=auto,
+                style=box_style,
             )
             box.observe(self._on_box, "value")
-            status = w.HTML(value="")
-            row = w.HBox([box, status])
+            status = w.HTML(value="", layout=plain, style=html_style)
+            row = w.HBox([box, status], layout=plain)
             row.add_class("chopsticks-nb-picker-row")
             self._boxes[name], self._status[name], self._rows[name] = box, status, row
         self.filter_box = w.Text(
@@ -106,26 +141,29 @@ class HostPicker(w.VBox):  # type: ignore[misc]
             + [(f"{name} ({len(members)})", name) for name, members in self._groups.items()],
             value=_EVERY_HOST,
             description="group",
-            layout=w.Layout(width="auto", display=None if self._groups else "none"),
+            layout=auto if self._groups else w.Layout(display="none"),
         )
         self.group_selector.observe(self._on_filter, "value")
-        narrow = w.Layout(width="auto")
         self.all_button = w.Button(
-            description="all", tooltip="select every host shown", layout=narrow
+            description="all", tooltip="select every host shown", layout=auto, style=button_style
         )
         self.none_button = w.Button(
-            description="none", tooltip="unselect every host shown", layout=narrow
+            description="none",
+            tooltip="unselect every host shown",
+            layout=auto,
+            style=button_style,
         )
         self.check_button = w.Button(
             description="check",
             icon="plug",
-            layout=narrow,
+            layout=auto,
+            style=button_style,
             tooltip="connect to the hosts shown; show their Python",
         )
         self.all_button.on_click(lambda _: self._select_shown(True))
         self.none_button.on_click(lambda _: self._select_shown(False))
         self.check_button.on_click(lambda _: self._check_clicked())
-        self.summary = w.HTML(value="")
+        self.summary = w.HTML(value="", layout=plain, style=html_style)
         toolbar = w.HBox(
             [
                 self.group_selector,
@@ -133,12 +171,13 @@ class HostPicker(w.VBox):  # type: ignore[misc]
                 self.all_button,
                 self.none_button,
                 self.check_button,
-            ]
+            ],
+            layout=plain,
         )
-        rows = w.VBox(
+        self._list = w.VBox(
             list(self._rows.values()), layout=w.Layout(max_height="20em", overflow="auto")
         )
-        super().__init__([toolbar, rows, self.summary])
+        super().__init__([toolbar, self._list, self.summary], layout=plain)
         self._built = True
         self.add_class("chopsticks-nb-picker")
         self.check_timeout = check_timeout
@@ -255,10 +294,13 @@ class HostPicker(w.VBox):  # type: ignore[misc]
         shown = set(self.shown)
         targets = Group([tunnel for tunnel in self._all if tunnel.host in shown])
         for host in targets.hosts:
-            self._status[host].value = "<em>checking...</em>"
+            self._set_status(host, None, "checking...")
         limit = self.check_timeout if timeout is None else timeout
-        # quiet: the picker shows each host's state itself (and a click runs outside any cell)
-        return targets.connect(timeout=limit, progress=self._show_check, quiet=True)
+        try:
+            # quiet: the picker shows each host's state itself (a click runs outside any cell)
+            return targets.connect(timeout=limit, progress=self._show_check, quiet=True)
+        finally:
+            self._refresh_static()  # once, at the end: not once per host
 
     def close(self) -> None:
         """Close every tunnel and the widget (and the widgets inside it)."""
@@ -270,7 +312,7 @@ class HostPicker(w.VBox):  # type: ignore[misc]
         super().close()
 
     def _parts(self) -> list[w.Widget]:
-        parts: list[w.Widget] = []
+        parts: list[w.Widget] = list(self.__dict__.get("_shared", ()))
         for name in ("_boxes", "_status", "_rows"):
             parts += self.__dict__.get(name, {}).values()
         for name in (
@@ -280,6 +322,7 @@ class HostPicker(w.VBox):  # type: ignore[misc]
             "none_button",
             "check_button",
             "summary",
+            "_list",
         ):
             if name in self.__dict__:
                 parts.append(self.__dict__[name])
@@ -290,30 +333,93 @@ class HostPicker(w.VBox):  # type: ignore[misc]
     def __repr__(self) -> str:
         return f"HostPicker(hosts={self.hosts!r}, selected={list(self.selected)!r})"
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
-        """The widget, plus a static HTML list for where widgets do not render (GitHub)."""
-        bundle: dict[str, Any] | None = super()._repr_mimebundle_(**kwargs)
-        if bundle is not None:
-            chosen = set(self.selected)
-            items = "".join(
-                f"<li>{'☑' if host in chosen else '☐'} <code>{html.escape(host)}</code> "
-                f"{self._status[host].value}</li>"
-                for host in self.hosts
-            )
-            bundle["text/html"] = f"<div><small>HostPicker</small><ul>{items}</ul></div>"
-        return bundle
+    def _ipython_display_(self) -> None:
+        """Two outputs: the static rendering (kept up to date through its display id), then,
+        in a kernel, the widget (see the module's docstring)."""
+        from IPython import get_ipython
+        from IPython.display import display
+
+        show: Any = display
+        show(self._static_bundle(), raw=True, display_id=self._display_id)
+        self._static_shown = True
+        widget = super()._repr_mimebundle_()
+        if widget is not None and getattr(get_ipython(), "kernel", None) is not None:
+            # No text of its own: the static rendering stands for it where widgets do not
+            # render (nbconvert falls back to this when the notebook saved no widget state).
+            show({**widget, "text/plain": ""}, raw=True)
+
+    def static_html(self) -> str:
+        """The picker's state as HTML that needs no widgets, no script and no styles: the
+        selection, then every host with its check mark and what the check found."""
+        chosen = set(self.selected)
+        items = "".join(
+            f"<li>{'☑' if host in chosen else '☐'} <code>{html.escape(host)}</code>"
+            f"{self._status_of(host, html_form=True)}</li>"
+            for host in self.hosts
+        )
+        hosts = f"<ul>{items}</ul>"
+        if len(self.hosts) > STATIC_OPEN_HOSTS:
+            hosts = f"<details><summary>every host ({len(self.hosts)})</summary>{hosts}</details>"
+        return (
+            f'<div class="chopsticks-nb-picker-static">{_HIDE_BESIDE_WIDGET}'
+            f"<strong>HostPicker</strong>: {html.escape(self._selection_line())}{hosts}</div>"
+        )
+
+    def static_text(self) -> str:
+        """The same as text: the selection, then a host a line (``[x] web1  ✓ Python 3.12``)."""
+        chosen = set(self.selected)
+        lines = [f"HostPicker: {self._selection_line()}"]
+        for host in self.hosts[:STATIC_TEXT_HOSTS]:
+            mark = "[x]" if host in chosen else "[ ]"
+            lines.append(f"  {mark} {host}{self._status_of(host, html_form=False)}")
+        if len(self.hosts) > STATIC_TEXT_HOSTS:
+            lines.append(f"  ... {len(self.hosts) - STATIC_TEXT_HOSTS} more hosts")
+        return "\n".join(lines)
+
+    def _selection_line(self) -> str:
+        count = f"{len(self.selected)} of {len(self.hosts)} hosts selected"
+        return f"{count}: {fold(self.selected)}" if self.selected else count
+
+    def _status_of(self, host: str, *, html_form: bool) -> str:
+        check = self._checks.get(host)
+        if check is None:
+            return ""
+        ok, text = check
+        if html_form:
+            return " " + (f"<em>{html.escape(text)}</em>" if ok is None else _status_html(ok, text))
+        return "  " + (text if ok is None else f"{'✓' if ok else '✗'} {text}")
+
+    def _static_bundle(self) -> dict[str, str]:
+        return {"text/html": self.static_html(), "text/plain": self.static_text()}
+
+    def _refresh_static(self) -> None:
+        """Bring the static rendering, wherever it is shown, up to date."""
+        if not self._static_shown:
+            return
+        from IPython.display import update_display
+
+        update: Any = update_display
+        update(self._static_bundle(), raw=True, display_id=self._display_id)
+
+    def _set_status(self, host: str, ok: bool | None, text: str) -> None:
+        text = " ".join(text.split())  # one line, in every rendering
+        self._checks[host] = (ok, text)
+        self._status[host].value = (
+            f"<em>{html.escape(text)}</em>" if ok is None else _status_html(ok, text)
+        )
 
     # -- widget events -----------------------------------------------------------------------
 
     def _show_check(self, done: HostDone) -> None:
-        self._status[done.host].value = _check_html(done.value)
+        self._set_status(done.host, *_check_outcome(done.value))
 
     def _check_clicked(self) -> None:
         try:
             self.check()
         except Exception as exc:  # a button handler's exception would only reach a log
             for host in self.shown:
-                self._status[host].value = _status_html(False, f"check failed: {exc}")
+                self._set_status(host, False, f"check failed: {exc}")
+            self._refresh_static()
 
     def _select_shown(self, value: bool) -> None:
         shown = set(self.shown)
@@ -322,9 +428,8 @@ class HostPicker(w.VBox):  # type: ignore[misc]
         self.selected = [host for host in self.hosts if host in chosen]
 
     def _on_filter(self, change: dict[str, Any]) -> None:
-        shown = set(self.shown)
-        for host, row in self._rows.items():
-            row.layout.display = None if host in shown else "none"
+        # The rows shown are the list's children (rows share one layout: none hides alone).
+        self._list.children = [self._rows[host] for host in self.shown]
         self._update_summary()
 
     def _on_box(self, change: dict[str, Any]) -> None:
@@ -349,6 +454,7 @@ class HostPicker(w.VBox):  # type: ignore[misc]
         finally:
             self._syncing = False
         self._update_summary()
+        self._refresh_static()
 
     def _update_summary(self) -> None:
         shown = len(self.shown)
@@ -361,15 +467,19 @@ class HostPicker(w.VBox):  # type: ignore[misc]
 
 
 def _status_html(ok: bool, text: str) -> str:
-    mark, colour = ("✓", "#1b5e20") if ok else ("✗", "#b00020")
-    return f'<span style="color:{colour}">{mark} {html.escape(text)}</span>'
+    """The mark in the theme's colour for success or error (the text keeps the page's: the
+    themes' green is too light for text on white), then the text."""
+    mark, colour = (
+        ("✓", "--jp-success-color1,#2e7d32") if ok else ("✗", "--jp-error-color1,#c62828")
+    )
+    return f'<span><span style="color:var({colour})">{mark}</span> {html.escape(text)}</span>'
 
 
-def _check_html(value: Any) -> str:
+def _check_outcome(value: Any) -> tuple[bool, str]:
+    """What a check found: answered (with its Python), or why not."""
     if isinstance(value, ErrorResult):
-        return _status_html(False, f"{value.status}: {value.msg}")
+        return False, f"{value.status}: {value.msg}"
     info = value if isinstance(value, dict) else {}
     version = ".".join(str(part) for part in info.get("version", ()))
     where = info.get("hostname")
-    text = f"Python {version}" + (f" on {where}" if where else "")
-    return _status_html(True, text)
+    return True, f"Python {version}" + (f" on {where}" if where else "")

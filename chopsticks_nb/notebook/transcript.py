@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from ..hosts import fold
 from ..outputlog import Line, OutputLog, printable
+from ..render import STDERR_STYLE, output_html
 
 __all__ = ["Section", "sections", "transcript_html", "transcript_text"]
 
@@ -24,17 +25,8 @@ OPEN_SECTIONS = 4
 #: stderr lines shown under a collapsed section's title.
 STDERR_EXCERPT = 5
 
-#: Colours: the theme's own for errors and text, light fallbacks outside JupyterLab.
-STDERR_STYLE = (
-    "background:var(--jp-rendermime-error-background,#fdd);"
-    "color:var(--jp-content-font-color1,inherit);"
-)
 FLAG_STYLE = STDERR_STYLE + "padding:0 4px;border-radius:2px;"
-PRE_STYLE = (
-    "margin:0;white-space:pre-wrap;word-break:break-word;"
-    "font-family:var(--jp-code-font-family,monospace);font-size:var(--jp-code-font-size,inherit);"
-)
-EXCERPT_STYLE = PRE_STYLE + "margin:2px 0 6px 1.2em;"
+EXCERPT_STYLE = "margin:2px 0 6px 1.2em;"
 
 
 def _escape(text: str) -> str:
@@ -56,10 +48,6 @@ class Section:
         return [line for line in (*self.log.head, *self.log.tail) if line[0] == "stderr"]
 
 
-def _key(log: OutputLog) -> tuple[object, ...]:
-    return (tuple(log.head), log.hidden, tuple(log.tail), log.stderr_lines)
-
-
 def sections(logs: Mapping[str, OutputLog]) -> list[Section]:
     """The hosts that wrote something, those with the same output folded together, in the
     order of each section's first host."""
@@ -68,22 +56,10 @@ def sections(logs: Mapping[str, OutputLog]) -> list[Section]:
     for host, log in logs.items():
         if not log.lines:
             continue
-        key = _key(log)
+        key = log.key()
         found.setdefault(key, []).append(host)
         first.setdefault(key, log)
     return [Section(tuple(hosts), first[key]) for key, hosts in found.items()]
-
-
-def _lines_html(pieces: list[tuple[str, str]]) -> str:
-    spans = []
-    for stream, text in pieces:
-        if stream == "stderr":
-            spans.append(f'<span style="{STDERR_STYLE}">{_escape(text)}</span>')
-        elif stream == "notice":
-            spans.append(f"<em>{_escape(text)}</em>")
-        else:
-            spans.append(_escape(text))
-    return "".join(spans)
 
 
 def _title(section: Section) -> str:
@@ -105,7 +81,7 @@ def transcript_html(logs: Mapping[str, OutputLog]) -> str:
     opened = len(found) <= OPEN_SECTIONS
     parts = []
     for section in found:
-        body = f'<pre style="{PRE_STYLE}">{_lines_html(list(section.log.pieces()))}</pre>'
+        body = output_html(section.log.pieces())
         parts.append(
             f"<details{' open' if opened else ''}><summary>{_title(section)}</summary>"
             f"{body}</details>"
@@ -117,7 +93,7 @@ def transcript_html(logs: Mapping[str, OutputLog]) -> str:
             more = section.log.stderr_lines - len(shown)
             if more > 0:
                 shown.insert(0, ("notice", f"... {more:,} earlier on stderr\n"))
-            parts.append(f'<pre style="{EXCERPT_STYLE}">{_lines_html(shown)}</pre>')
+            parts.append(output_html(shown, EXCERPT_STYLE))
     if not parts:
         return ""
     return f'<div class="chopsticks-nb-output">{"".join(parts)}</div>'

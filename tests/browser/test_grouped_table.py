@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import Notebook
+from labpage import Notebook
 
 CELLS = [
     "from chopsticks_nb import Group, Local\n"

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import re
 
-from conftest import Notebook
+from labpage import Notebook
 from playwright.sync_api import expect
 
+from fixtures.browser import CONTRAST
 from fixtures.sshd import SSHHosts
 
 SETUP = (
@@ -18,7 +19,7 @@ SETUP = (
 LIVE = (
     "%%remote group\n"
     "import sys, time\n"
-    "for i in range(6):\n"
+    "for i in range(10):\n"  # 5 s: the live view shows for 4 (it missed 2 on a busy machine)
     "    print(f'<b>step {i}</b>', file=sys.stderr)\n"
     "    time.sleep(0.5)\n"
     "'<i>done</i>'"
@@ -60,8 +61,8 @@ def test_remote_cell_shows_live_stderr_then_the_result_table(notebook: Notebook)
     assert rows.first.locator("td").first.inner_text() == "3 hosts host[0-2]"
     assert "'<i>done</i>'" in rows.first.inner_text()
     transcript = outputs.locator(".chopsticks-nb-output")
-    assert "<b>step 5</b>" in transcript.inner_text()
-    assert "6 on stderr" in transcript.locator("summary").inner_text()
+    assert "<b>step 9</b>" in transcript.inner_text()
+    assert "10 on stderr" in transcript.locator("summary").inner_text()
     # Nothing remote became markup.
     assert outputs.locator(".chopsticks-nb-output b, .chopsticks-nb-result i").count() == 0
 
@@ -88,12 +89,18 @@ def test_host_picker_selects_checks_and_runs_on_the_selection(
             f"picker = HostPicker(ssh_config={config!r})\npicker",
             "%%remote picker\nimport getpass\ngetpass.getuser()",
             "picker.selected",
+            "picker.close()",
         ],
     )
-    picker = notebook.run(0).locator(".chopsticks-nb-picker")
+    shown = notebook.run(0)
+    picker = shown.locator(".chopsticks-nb-picker")
     picker.wait_for()
     rows = picker.locator(".chopsticks-nb-picker-row")
     assert rows.count() == 4
+    # Its static rendering (for saved notebooks and exports) is there, hidden beside it.
+    static = shown.locator(".chopsticks-nb-picker-static")
+    static.wait_for(state="attached")
+    assert not static.is_visible()
 
     # Filter with a glob, select what is shown, check it.
     picker.locator(".widget-text input").fill("web[12]")
@@ -118,6 +125,13 @@ def test_host_picker_selects_checks_and_runs_on_the_selection(
     assert sshd_hosts.user in table.first.inner_text()
     selected = notebook.run(2).inner_text()
     assert "['web1', 'web2', 'web4']" in selected
+    # Closed, the widget goes; the static rendering shows the last selection and checks.
+    notebook.run(3)
+    static.wait_for(state="visible")
+    assert picker.count() == 0
+    text = static.inner_text()
+    assert "HostPicker: 3 of 4 hosts selected: web[1-2,4]" in text
+    assert re.search(r"☑ web1 ✓ Python 3\.", text) and re.search(r"☐ web3\n", text)
 
 
 GRID_SETUP = (
@@ -184,48 +198,6 @@ def test_the_live_grid_of_64_hosts(notebook: Notebook) -> None:
     assert outputs.locator(".chopsticks-nb-result tbody tr").count() == 64
 
 
-CONTRAST = """
-(selectors) => {
-  const rgba = (text) => {
-    const m = text.match(/rgba?\\(([^)]+)\\)/);
-    if (!m) return [0, 0, 0, 0];
-    const p = m[1].split(',').map(Number);
-    return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1];
-  };
-  const over = (top, bottom) => {
-    const a = top[3];
-    return [0, 1, 2].map(i => top[i] * a + bottom[i] * (1 - a)).concat([1]);
-  };
-  const background = (el) => {
-    const layers = [];
-    for (let e = el; e; e = e.parentElement) {
-      const c = rgba(getComputedStyle(e).backgroundColor);
-      if (c[3] > 0) layers.push(c);
-      if (c[3] >= 1) break;
-    }
-    let color = [255, 255, 255, 1];
-    for (const layer of layers.reverse()) color = over(layer, color);
-    return color;
-  };
-  const luminance = (c) => {
-    const [r, g, b] = c.slice(0, 3).map(v => {
-      v /= 255;
-      return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
-    });
-    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
-  };
-  const found = {};
-  for (const selector of selectors) {
-    const el = document.querySelector(selector);
-    if (!el) { found[selector] = null; continue; }
-    const bg = background(el);
-    const fg = over(rgba(getComputedStyle(el).color), bg);
-    const [l1, l2] = [luminance(fg), luminance(bg)].sort((a, b) => b - a);
-    found[selector] = (l1 + 0.05) / (l2 + 0.05);
-  }
-  return found;
-}
-"""
 THEMES = "/lab/api/settings/@jupyterlab/apputils-extension:themes"
 
 
@@ -275,10 +247,18 @@ def test_stderr_and_states_are_readable_in_the_dark_theme(notebook: Notebook) ->
                 ".chopsticks-nb-output pre span[style*='error-background']",
                 ".chopsticks-nb-output summary span",
                 ".chopsticks-nb-output summary code",
+                # The table's second row is striped: its value has no box of its own.
+                ".chopsticks-nb-result > table > tbody > tr:nth-child(2) td pre",
+                ".chopsticks-nb-result > table > tbody > tr:nth-child(1) td:nth-child(2) span",
             ],
+        )
+        boxes = notebook.page.evaluate(
+            "() => [...document.querySelectorAll('.chopsticks-nb-result td pre')]"
+            ".map(pre => getComputedStyle(pre).backgroundColor)"
         )
     finally:
         _set_theme(notebook, "JupyterLab Light")
+    assert boxes and set(boxes) == {"rgba(0, 0, 0, 0)"}, boxes
     for selector, ratio in {**during, **after}.items():
         assert ratio is not None and ratio >= 4.5, (selector, ratio)
 

@@ -154,8 +154,26 @@ def test_remote_output_is_kept_and_still_reaches_the_handlers(tmp_path: Path) ->
     assert sum(text.count("\n") for host, _, text in routed if host == "loud") == 5000
     kept = many.output("loud")
     assert kept.startswith("line 0\n") and kept.endswith("line 4999\n")
-    assert "lines (" in kept and kept.count("\n") < 130
+    assert "... 4,900 more lines hidden; the last 20:\n" in kept and kept.count("\n") < 130
     assert "2 hosts loud,quiet printed the same 5000 lines" in repr(many)
+
+
+def test_a_remote_progress_bar_is_kept_as_its_last_state() -> None:
+    """A host redraws a line with \\r 200,000 times: the result keeps the line as a terminal
+    last showed it, beside the complete lines."""
+    group = Group([Local("bar", output=lambda *_: None)])
+    try:
+        result = group.exec(
+            "import sys\n"
+            "print('start')\n"
+            "for i in range(200_000):\n"
+            "    sys.stdout.write(f'\\r{i // 2000}% done')\n"
+            "sys.stdout.write('\\rfinished\\n')\n"
+            "sys.stdout.write('no newline at the end')\n"
+        )
+    finally:
+        group.close()
+    assert result.output("bar") == "start\nfinished\nno newline at the end\n"
 
 
 def test_unreachable_hosts_are_retried_until_they_answer(tmp_path: Path) -> None:

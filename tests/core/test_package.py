@@ -100,8 +100,8 @@ def test_imports_point_down() -> None:
     """The core never imports the notebook layer, the notebook layer imports no private module,
     tunnel.py never imports group.py (not even for typing), and errors.py and render.py name
     the result model only for type checkers (result.py imports them; render.py imports only
-    the host ranges, to fold host lists, and both import _bounded, which imports nothing of
-    the package)."""
+    the host ranges, to fold host lists, printable() and the count of tracebacks shown; both
+    import _bounded, which imports nothing of the package)."""
     for path in sorted(PACKAGE.rglob("*.py")):
         name = path.relative_to(PACKAGE).as_posix()
         imported = [module for module, _ in _imports(path)]
@@ -113,9 +113,15 @@ def test_imports_point_down() -> None:
             assert not notebook, f"{name} imports {notebook}"
     tunnel = [module for module, _ in _imports(PACKAGE / "tunnel.py")]
     assert not [m for m in tunnel if m.startswith("chopsticks_nb.group")]
+    render_uses = (
+        "chopsticks_nb.hosts",
+        "chopsticks_nb.outputlog",
+        "chopsticks_nb.errors",
+        "chopsticks_nb._bounded",
+    )
     for name, allowed in (
         ("errors.py", ("chopsticks_nb._bounded",)),
-        ("render.py", ("chopsticks_nb.hosts", "chopsticks_nb._bounded")),
+        ("render.py", render_uses),
         ("_bounded.py", ()),
     ):
         core = [m for m in _runtime_imports(PACKAGE / name) if m.startswith("chopsticks_nb.")]

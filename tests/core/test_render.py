@@ -104,3 +104,28 @@ def test_long_values_are_cut_with_a_notice() -> None:
 def test_text_repr_stays_the_terminal_view() -> None:
     result = GroupResult({"a": 1, "b": ErrorResult("ValueError: no")})
     assert repr(result) == "GroupResult({'a': 1, 'b': ErrorResult('ValueError: no')})"
+
+
+def test_every_pre_is_monospace_and_transparent() -> None:
+    """nbconvert's stylesheet makes an output's ``pre`` inherit the page's font and gives it
+    the page's background (white boxes in striped rows): each of ours says otherwise."""
+    tb = "Traceback (most recent call last):\nValueError: boom\n"
+    result = GroupResult(
+        {
+            "a": "one",
+            "b": "one",
+            "c": "other\n",
+            "d": ErrorResult.from_exception(RemoteException("boom", "d", "ValueError", tb)),
+        }
+    )
+    pages = [
+        result._repr_html_(),
+        result.to_html(grouped=False),
+        result.diff()._repr_html_(),
+        result["d"]._repr_html_(),
+    ]
+    pres = [attrs for page in pages for attrs in re.findall(r"<pre([^>]*)>", page)]
+    assert len(pres) >= 8
+    for attrs in pres:
+        assert "font-family:var(--jp-code-font-family," in attrs and "monospace)" in attrs
+        assert "background:transparent" in attrs

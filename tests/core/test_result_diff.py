@@ -7,6 +7,7 @@ import re
 
 from test_render import SAFE_TAGS, tags_of
 
+from chopsticks_nb.render import _DIFF_STYLES
 from chopsticks_nb.result import ErrorResult, GroupResult
 
 CONFIG = "user = app\nport = 8080\nworkers = 4\nlog = /var/log/app\n"
@@ -81,8 +82,9 @@ def test_html_diff_is_coloured_and_escaped() -> None:
     result = GroupResult({"a": "same\n", "b": "same\n", "c": f"same\n{hostile}\n"})
     page = result.diff()._repr_html_()
     assert tags_of(page) <= SAFE_TAGS | {"strong"}, page
-    assert f'<span style="background:#e6ffec;">+{html.escape(hostile)}\n</span>' in page
-    assert "<strong>--- a,b (2 hosts)\n</strong>" in page
+    added = _DIFF_STYLES["+"]
+    assert f'<span style="{added}">+{html.escape(hostile)}&#10;</span>' in page
+    assert "<strong>--- a,b (2 hosts)&#10;</strong>" in page
     # Without styles, the +/- marks still say which side a line is from.
     plain = html.unescape(re.sub(r"<[^>]+>", "", page))
     assert f"+{hostile}" in plain

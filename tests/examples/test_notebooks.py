@@ -2,86 +2,43 @@
 
 The SSH notebooks run against the test sshds (web1..web4): they read the ssh_config path from
 ``CHOPSTICKS_NB_SSH_CONFIG``. Widget state is saved in the notebook's metadata, as nbclient
-does by default, so a saved notebook shows its widgets. Set ``CHOPSTICKS_NB_SAVE_EXAMPLES=1``
-to write the executed notebooks back into examples/ (outputs included, for GitHub readers).
+does by default: a saved notebook holds only what its outputs show (no dead widget state), and
+a text form of every view. Set ``CHOPSTICKS_NB_SAVE_EXAMPLES=1`` to write the executed
+notebooks back into examples/ (outputs included, for GitHub readers). ``test_export`` exports
+them to HTML and Markdown and reads them in a browser.
 """
 
 from __future__ import annotations
 
-import asyncio
-import copy
-import json
 import os
 import re
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
 import pytest
-from jupyter_client.kernelspec import KernelSpecManager
-from nbclient import NotebookClient
+from example_runs import (
+    EXAMPLES,
+    NOTEBOOKS,
+    WIDGET_VIEW,
+    execute,
+    outputs_of,
+    run,
+    saved_models,
+    saved_size,
+    shown_models,
+)
 
 from fixtures.sshd import SSHHosts
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-NOTEBOOKS = sorted(EXAMPLES.glob("*.ipynb"))
-WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-#: the notebooks that reach the test sshds
-SSH_NOTEBOOKS = {"ssh_groups.ipynb", "inventories.ipynb"}
-
-
-@pytest.fixture
-def python3_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Make the kernel named "python3" this interpreter (the venv's), whatever else is installed.
-
-    A kernelspec found first on JUPYTER_PATH wins over user and system ones, so the notebooks
-    run with the package under test rather than some other installed copy.
-    """
-    spec_dir = tmp_path / "jupyter" / "kernels" / "python3"
-    spec_dir.mkdir(parents=True)
-    spec = {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (tests)",
-        "language": "python",
-    }
-    (spec_dir / "kernel.json").write_text(json.dumps(spec))
-    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
-    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
-    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
-    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    assert KernelSpecManager().get_kernel_spec("python3").argv[0] == sys.executable
-    return "python3"
-
-
-@pytest.fixture
-def notebook_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """What a notebook needs from outside: the SSH ones get the test sshds' ssh_config."""
-    notebook: Path = request.node.callspec.params["notebook"]
-    if notebook.name in SSH_NOTEBOOKS:
-        hosts: SSHHosts = request.getfixturevalue("sshd_hosts")
-        monkeypatch.setenv("CHOPSTICKS_NB_SSH_CONFIG", str(hosts.config_path))
-    yield
-
-
-_EXECUTED: dict[Path, nbformat.NotebookNode] = {}
-
-
-def execute(notebook: Path, kernel_name: str) -> nbformat.NotebookNode:
-    """The notebook executed (once per run: the tests below look at different parts of it)."""
-    if notebook in _EXECUTED:
-        return _EXECUTED[notebook]
-    nb = nbformat.read(notebook, as_version=4)
-    client = NotebookClient(
-        nb, kernel_name=kernel_name, timeout=90, resources={"metadata": {"path": str(EXAMPLES)}}
-    )
-    # asyncio.run closes its event loop; the sync execute() would keep one open for the
-    # process's lifetime (jupyter_core's run_sync), which the leak check rightly reports.
-    asyncio.run(client.async_execute())  # raises CellExecutionError on any error in a cell
-    _EXECUTED[notebook] = nb
-    return nb
+#: The most a saved example may weigh: its size follows what it shows (the outputs, a picker's
+#: few widget models a host), not how long its cells ran.
+MAX_SAVED_BYTES = {
+    "quickstart.ipynb": 48_000,
+    "files_and_facts.ipynb": 24_000,
+    "ssh_groups.ipynb": 56_000,
+    "inventories.ipynb": 56_000,
+}
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
@@ -95,63 +52,83 @@ def test_notebook_runs_without_errors(
     for cell in nb.cells:
         if cell.source.startswith("%%remote"):
             assert not any(WIDGET_VIEW in out.get("data", {}) for out in cell.outputs), cell.source
+    # No dead widget state: every model saved is one an output shows.
+    assert set(saved_models(nb)) == shown_models(nb)
+    assert saved_size(nb) <= MAX_SAVED_BYTES[notebook.name], saved_size(nb)
+    # Every view of ours has a text form (for viewers that show neither HTML nor widgets).
+    for out in outputs:
+        data = out.get("data", {})
+        if "chopsticks-nb-" in data.get("text/html", ""):
+            assert data.get("text/plain", "").strip(), data["text/html"][:200]
     if os.environ.get("CHOPSTICKS_NB_SAVE_EXAMPLES") == "1":
-        nbformat.write(_shown_widgets_only(nb), notebook)
+        nbformat.write(nb, notebook)
 
 
-def _shown_widgets_only(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """A copy keeping the saved state of the widgets an output shows (and the models they
-    refer to): nbclient also keeps every closed live view's, which nothing shows any more."""
-    nb = copy.deepcopy(nb)
-    saved = nb.metadata.get("widgets", {}).get(WIDGET_STATE)
-    if not saved:
-        return nb
-    state = saved["state"]
-    todo = [
-        out["data"][WIDGET_VIEW]["model_id"]
-        for cell in nb.cells
-        for out in cell.get("outputs", [])
-        if WIDGET_VIEW in out.get("data", {})
+def _progress_notebook(seconds: float) -> nbformat.NotebookNode:
+    """Three hosts redraw a progress line for ``seconds``: the live view shows and redraws,
+    then settles; what stays shown is the same however long it ran."""
+    cells = [
+        "%load_ext chopsticks_nb\nfrom chopsticks_nb import Group, Local\n"
+        "group = Group([Local(f'n{i}') for i in range(3)])",
+        "%%remote group\nimport sys, time\n"
+        f"end = time.monotonic() + {seconds}\n"
+        "while time.monotonic() < end:\n"
+        "    print(f'\\rworking {time.monotonic():.3f}', end='', flush=True)\n"
+        "    time.sleep(0.02)\n"
+        "print('\\rdone' + ' ' * 20)\n"
+        "'finished'",
+        "group.close()",
     ]
-    keep: set[str] = set()
-    while todo:
-        model = todo.pop()
-        if model in keep or model not in state:
-            continue
-        keep.add(model)
-        todo += re.findall(r"IPY_MODEL_([0-9a-f]+)", json.dumps(state[model]))
-    saved["state"] = {model: value for model, value in state.items() if model in keep}
-    if not saved["state"]:
-        del nb.metadata["widgets"]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     return nb
 
 
-def _outputs_of(nb: nbformat.NotebookNode, start: str) -> list[dict]:
-    cell = next(cell for cell in nb.cells if cell.source.startswith(start))
-    return list(cell.outputs)
+def test_a_saved_notebook_grows_with_what_it_shows_not_with_how_long_it_ran(
+    python3_kernel: str,
+) -> None:
+    sizes = []
+    for seconds in (1.5, 4.5):
+        nb = _progress_notebook(seconds)
+        run(nb, python3_kernel)
+        shown = outputs_of(nb, "%%remote group")
+        # The live view showed (its two displays, now its last state), then the table.
+        kinds = [out["output_type"] for out in shown]
+        assert kinds == ["display_data", "display_data", "execute_result"], shown
+        assert "done" in shown[-2]["data"]["text/plain"]  # the transcript, the line's last state
+        assert "finished" in shown[-1]["data"]["text/plain"]
+        assert "widgets" not in nb.metadata
+        sizes.append(saved_size(nb))
+    # Three times as long, hundreds more redraws: the same outputs (a few digits of the times
+    # differ).
+    assert abs(sizes[1] - sizes[0]) < 64, sizes
 
 
 def test_quickstart_shows_tables_live_output_and_a_collapsed_traceback(
     python3_kernel: str,
 ) -> None:
     nb = execute(EXAMPLES / "quickstart.ipynb", python3_kernel)
-    first = _outputs_of(nb, "%%remote group\nimport os")
+    first = outputs_of(nb, "%%remote group\nimport os")
     table = first[-1]["data"]["text/html"]
     assert "<table>" in table and "local1" in table and "hello from process" in table
     # The live view settled into its transcript: equal output folded, stderr flagged.
-    live = _outputs_of(nb, "%%remote group -o sizes")
+    live = outputs_of(nb, "%%remote group -o sizes")
     transcript = "".join(
         out["data"].get("text/html", "") for out in live if out["output_type"] == "display_data"
     )
     assert "step 3" in transcript and "modules loaded:" in transcript
     assert "<code>local[1-3]</code> · 3 hosts" in transcript and "on stderr" in transcript
     assert "chopsticks-nb-live" not in transcript  # no live grid left behind
-    summary = _outputs_of(nb, "%%remote group\nimport json")[-1]["data"]["text/plain"]
+    summary = outputs_of(nb, "%%remote group\nimport json")[-1]["data"]["text/plain"]
     assert re.fullmatch(r"3 hosts: 3 ok in \d+ ms", summary)
-    failed = _outputs_of(nb, "%%remote group --no-raise")[-1]["data"]["text/html"]
+    failed = outputs_of(nb, "%%remote group --no-raise")[-1]["data"]["text/html"]
     assert "<details><summary>remote traceback</summary>" in failed
     assert "RuntimeError: this host is broken" in failed
-    printed = "".join(out.get("text", "") for out in _outputs_of(nb, "def square_with_pid"))
+    printed = "".join(out.get("text", "") for out in outputs_of(nb, "def square_with_pid"))
     assert printed == "[local[1-3]] squaring 7\n"  # over in a moment: text, hosts folded
     # Live views leave no widget state in the notebook: they are displays, not widgets.
     assert "widgets" not in nb.metadata
@@ -159,7 +136,7 @@ def test_quickstart_shows_tables_live_output_and_a_collapsed_traceback(
 
 def test_files_notebook_puts_one_name_per_host(python3_kernel: str) -> None:
     nb = execute(EXAMPLES / "files_and_facts.ipynb", python3_kernel)
-    names = _outputs_of(nb, "named = group.put")[-1]["data"]["text/plain"]
+    names = outputs_of(nb, "named = group.put")[-1]["data"]["text/plain"]
     assert names == "['greeting-node1.txt', 'greeting-node2.txt', 'greeting-node3.txt']"
 
 
@@ -168,10 +145,18 @@ def test_ssh_notebook_saves_the_host_picker_state(
 ) -> None:
     monkeypatch.setenv("CHOPSTICKS_NB_SSH_CONFIG", str(sshd_hosts.config_path))
     nb = execute(EXAMPLES / "ssh_groups.ipynb", python3_kernel)
-    state = nb.metadata["widgets"][WIDGET_STATE]["state"]
-    # The picker's view refers to a model whose state was saved: a saved notebook renders it.
-    view = _outputs_of(nb, "picker = HostPicker")[0]["data"][WIDGET_VIEW]
-    picker = state[view["model_id"]]
+    static, widget = outputs_of(nb, "picker = HostPicker")
+    # The static rendering shows the picker's last state: picker.select(True) and the check
+    # of a later cell ran after it was shown.
+    page = static["data"]["text/html"]
+    assert "HostPicker</strong>: 4 of 4 hosts selected: web[1-4]" in page
+    for name in sshd_hosts.names:
+        assert re.search(f"☑ <code>{name}</code> <span><span[^>]*>✓</span> Python 3\\.", page)
+    assert static["data"]["text/plain"].startswith("HostPicker: 4 of 4 hosts selected: web[1-4]")
+    # The widget's view refers to a model whose state was saved: a saved notebook renders it
+    # where widgets render; a few models a host, not one per widget part.
+    state = saved_models(nb)
+    picker = state[widget["data"][WIDGET_VIEW]["model_id"]]
     assert picker["model_name"] == "VBoxModel"
     assert "chopsticks-nb-picker" in picker["state"]["_dom_classes"]
     boxes = {
@@ -180,7 +165,8 @@ def test_ssh_notebook_saves_the_host_picker_state(
         if m["model_name"] == "CheckboxModel"
     }
     assert boxes == dict.fromkeys(sshd_hosts.names, True)  # picker.select(True) ran
-    remote = _outputs_of(nb, "%%remote picker")[-1]["data"]["text/html"]
+    assert len(state) <= 3 * len(sshd_hosts.names) + 20
+    remote = outputs_of(nb, "%%remote picker")[-1]["data"]["text/html"]
     for name in sshd_hosts.names:
         assert f"<code>{name}</code>" in remote
 
@@ -190,15 +176,15 @@ def test_inventory_notebook_reaches_the_hosts_the_inventory_names(
 ) -> None:
     monkeypatch.setenv("CHOPSTICKS_NB_SSH_CONFIG", str(sshd_hosts.config_path))
     nb = execute(EXAMPLES / "inventories.ipynb", python3_kernel)
-    tunnels = _outputs_of(nb, "app = Group.from_inventory")[-1]["data"]["text/plain"]
+    tunnels = outputs_of(nb, "app = Group.from_inventory")[-1]["data"]["text/plain"]
     assert "SSHTunnel('web4', name='db1')" in tunnels
-    landed = _outputs_of(nb, "%%remote app")[-1]["data"]["text/plain"]
+    landed = outputs_of(nb, "%%remote app")[-1]["data"]["text/plain"]
     addresses = sshd_hosts.addresses
     for name, server in (("web1", "web1"), ("web3", "web3"), ("db1", "web4")):
         assert f"'{name}': '{addresses[server]}'" in landed
-    ranged = _outputs_of(nb, "%%remote web[2-3]")[-1]["data"]["text/plain"]
+    ranged = outputs_of(nb, "%%remote web[2-3]")[-1]["data"]["text/plain"]
     assert f"2 hosts web[2-3]: '{sshd_hosts.user}'" in ranged  # both alike: one group
-    picked = _outputs_of(nb, "%%remote picker")[-1]["data"]["text/html"]
+    picked = outputs_of(nb, "%%remote picker")[-1]["data"]["text/html"]
     assert "<code>db1</code>" in picked and "<code>notebook</code>" in picked
 
 

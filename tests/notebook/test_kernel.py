@@ -370,6 +370,34 @@ def test_a_lone_surrogate_in_a_remote_error_still_reaches_the_frontend(kernel: K
     assert "\udcff" not in cell.result_html
 
 
+def test_the_picker_is_a_static_rendering_kept_current_and_the_widget(kernel: Kernel) -> None:
+    """Shown, the picker is two outputs: its static rendering (with a display id) and the
+    widget; a later selection or check updates the static one in place (what a saved notebook
+    and an export show), never the widget."""
+    kernel.execute("from chopsticks_nb import HostPicker, Local")
+    shown = kernel.execute("picker = HostPicker([Local('a'), Local('b'), Local('c')])\npicker")
+    outputs = shown.of_type("display_data")
+    assert len(outputs) == 2 and not shown.of_type("execute_result")
+    static, widget = (m["content"] for m in outputs)
+    display_id = static["transient"]["display_id"]
+    assert "0 of 3 hosts selected" in static["data"]["text/html"]
+    assert static["data"]["text/plain"].startswith("HostPicker: 0 of 3 hosts selected\n")
+    assert set(widget["data"]) == {"application/vnd.jupyter.widget-view+json", "text/plain"}
+    assert widget["data"]["text/plain"] == ""
+    picked = kernel.execute("picker.select(['a', 'c'])")
+    updates = displays(picked)
+    assert [(kind, shown_id) for kind, shown_id, _ in updates] == [
+        ("update_display_data", display_id)
+    ]
+    assert "2 of 3 hosts selected: a,c" in updates[0][2]["text/html"]
+    assert "  [x] a\n  [ ] b\n  [x] c" in updates[0][2]["text/plain"]
+    checked = kernel.execute("picker.check(timeout=30).ok")
+    assert checked.data("text/plain", "execute_result") == ["True"]
+    last = displays(checked)[-1]
+    assert last[1] == display_id and last[2]["text/html"].count("✓</span> Python 3.") == 3
+    kernel.execute("picker.close()")
+
+
 def test_tab_completion_offers_every_tunnel_option(kernel: Kernel) -> None:
     """A tunnel's options are named in its signature (not hidden in ``**options``), so the
     notebook's completion offers them, inherited ones included."""

@@ -110,6 +110,12 @@ def test_many_sections_start_closed_but_stderr_is_still_shown() -> None:
     excerpt = page.split("</details>")[6]  # what follows h5's closed section
     assert "problem 8" in excerpt and "problem 3" not in excerpt
     assert "4 earlier on stderr" in excerpt
+    # Monospace and transparent in any viewer (nbconvert's pre inherits the page's font), and
+    # no line break: a blank line would end the HTML block in a notebook's Markdown export.
+    pres = re.findall(r"<pre([^>]*)>", page)
+    assert len(pres) == 9
+    assert all("monospace)" in pre and "background:transparent" in pre for pre in pres)
+    assert "\n" not in page
 
 
 def test_a_progress_bar_flood_of_96_mib_keeps_memory_and_the_grid_bounded(

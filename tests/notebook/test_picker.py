@@ -4,6 +4,7 @@ select all/none, the check, and use as a target."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,8 +92,10 @@ def test_filter_select_all_and_none_act_on_the_hosts_shown(picker: HostPicker) -
     picker.none_button.click()
     assert picker.selected == ["web2"]
     assert "1 of 4 hosts selected (2 hidden by the filter)" in picker.summary.value
-    hidden = {host for host, row in picker._rows.items() if row.layout.display == "none"}
-    assert hidden == {"web2", "db2"}
+    listed = [row.children[0].description for row in picker._list.children]
+    assert listed == ["web1", "db1"]  # the rows the filter hides are out of the list
+    picker.filter_box.value = ""
+    assert len(picker._list.children) == 4
 
 
 def test_checkboxes_and_selection_follow_each_other(picker: HostPicker) -> None:
@@ -125,8 +128,8 @@ def test_check_shows_reachability_and_python_version(picker: HostPicker, tmp_pat
     try:
         broken.check_button.click()
         status = {host: html.value for host, html in broken._status.items()}
-        assert "✓ Python 3." in status["ok"]
-        assert "✗ unreachable" in status["gone"]
+        assert "✓</span> Python 3." in status["ok"]
+        assert "✗</span> unreachable" in status["gone"]
         result = broken.check(timeout=30)
         assert result["ok"]["version"][0] == 3 and isinstance(result["gone"], ErrorResult)
     finally:
@@ -146,7 +149,7 @@ def test_a_malformed_handshake_fails_that_host_only() -> None:
         assert result["fine"]["version"][0] == 3
         assert isinstance(result["odd"], ErrorResult)
         assert "malformed HELLO field 'version'" in result["odd"].msg
-        assert "✓ Python 3." in picker._status["fine"].value
+        assert "✓</span> Python 3." in picker._status["fine"].value
         assert "✗" in picker._status["odd"].value
     finally:
         picker.close()
@@ -175,16 +178,56 @@ def test_picker_over_ssh_config_is_a_remote_target(
     assert list(run(shell, "%remote picker.group -q 1")) == ["web2", "web3"]
 
 
-def test_static_html_fallback_lists_hosts_escaped() -> None:
-    """Where widgets do not render (GitHub, offline HTML), the picker still reads as a list."""
-    picker = HostPicker([Local("<b>x</b>"), Local("plain")], selected=["plain"])
+def test_the_static_rendering_lists_the_selection_and_the_checks_escaped() -> None:
+    """Where widgets do not render (GitHub, offline HTML), the picker reads as a list."""
+    picker = HostPicker(
+        [Local("<b>x</b>"), Local("plain"), Local("gone", python3="/nonexistent/python3")],
+        selected=["plain"],
+    )
     try:
-        bundle = picker._repr_mimebundle_()
-        assert bundle is not None and "application/vnd.jupyter.widget-view+json" in bundle
-        page = bundle["text/html"]
-        assert "☐ <code>&lt;b&gt;x&lt;/b&gt;</code>" in page and "☑ <code>plain</code>" in page
+        assert picker.static_text() == (
+            "HostPicker: 1 of 3 hosts selected: plain\n  [ ] <b>x</b>\n  [x] plain\n  [ ] gone"
+        )
+        picker.select(["plain", "gone"])
+        picker.check(timeout=30)
+        page = picker.static_html()
+        assert "HostPicker</strong>: 2 of 3 hosts selected: gone,plain" in page
+        assert "<li>☐ <code>&lt;b&gt;x&lt;/b&gt;</code> <span" in page
+        assert "<li>☑ <code>plain</code> <span><span style=" in page
+        assert "✓</span> Python 3." in page and "✗</span> unreachable: " in page
+        assert "<li>☑ <code>gone</code> <span><span style=" in page
+        tags = set(re.findall(r"<(\w+)", page))
+        assert tags <= {"div", "style", "strong", "ul", "li", "code", "span"}
+        text = picker.static_text().splitlines()
+        assert text[2].startswith("  [x] plain  ✓ Python 3.")
+        assert text[3].startswith("  [x] gone  ✗ unreachable: ")
     finally:
         picker.close()
+
+
+def test_a_large_picker_folds_its_static_list() -> None:
+    picker = HostPicker([f"n{i:03d}" for i in range(60)], selected=["n001", "n002", "n007"])
+    try:
+        page = picker.static_html()
+        assert "3 of 60 hosts selected: n[001-002,007]" in page
+        assert "<details><summary>every host (60)</summary><ul>" in page
+        text = picker.static_text().splitlines()
+        assert len(text) == 1 + 50 + 1 and text[-1] == "  ... 10 more hosts"
+    finally:
+        picker.close()
+
+
+def test_outside_a_kernel_the_picker_shows_its_static_rendering_only(
+    shell: InteractiveShell,
+) -> None:
+    from IPython.utils.capture import capture_output
+
+    run(shell, "from chopsticks_nb import HostPicker, Local")
+    with capture_output() as shown:
+        run(shell, "picker = HostPicker([Local('a'), Local('b')], selected=True)\npicker")
+    assert [output.data["text/plain"] for output in shown.outputs] == [
+        "HostPicker: 2 of 2 hosts selected: a,b\n  [x] a\n  [x] b"
+    ]
 
 
 INVENTORY = """\
