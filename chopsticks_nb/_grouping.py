@@ -39,6 +39,8 @@ MAX_STEPS = 20_000
 #: Types whose instances are keyed as themselves beside their type: hashable, and equal to an
 #: instance of another of these types only through the numbers (1 == True == 1.0).
 _LEAVES = frozenset({str, bytes, int, bool, float, complex, type(None)})
+#: Leaf types without a NaN: containers of only these are not searched for one.
+_NAN_FREE = frozenset({str, bytes, int, bool, type(None)})
 #: What a host's own name becomes in a failure message, so that the hosts' messages group.
 HOST_PLACEHOLDER = "{host}"
 
@@ -86,13 +88,13 @@ def _container_key(value: Any, kind: type, steps: list[int]) -> Hashable:
         raise _TooLarge
     if kind is dict or (issubclass(kind, dict) and kind is not collections.OrderedDict):
         values = value.values()
-        if _plain(map(type, values)) and _plain(map(type, value)) and _no_nan(value, values):
+        if _plain_no_nan(values) and _plain_no_nan(value):
             return (kind, frozenset(zip(map(type, value), value, map(type, values), values)))
         steps[0] -= len(value)
         return (kind, frozenset((_key(k, steps), _key(v, steps)) for k, v in value.items()))
     if kind is list or issubclass(kind, tuple):  # namedtuples too: their type is in the key
         types = set(map(type, value))
-        if _plain(types) and _no_nan(value):
+        if _plain(types) and (_NAN_FREE.issuperset(types) or _no_nan(value)):
             if len(types) == 1:  # one type: the items compare as themselves
                 return (kind, types.pop(), tuple(value))
             return (kind, tuple(map(type, value)), tuple(value))
@@ -102,7 +104,7 @@ def _container_key(value: Any, kind: type, steps: list[int]) -> Hashable:
         steps[0] -= len(value)
         return (kind, tuple((_key(k, steps), _key(v, steps)) for k, v in value.items()))
     if kind is set or kind is frozenset:
-        if _plain(map(type, value)) and _no_nan(value):
+        if _plain_no_nan(value):
             return (kind, frozenset(zip(map(type, value), value)))
         steps[0] -= len(value)
         return (kind, frozenset([_key(item, steps) for item in value]))
@@ -124,11 +126,17 @@ def _plain(types: Iterable[type]) -> bool:
     return _LEAVES.issuperset(types)
 
 
-def _no_nan(*groups: Iterable[Any]) -> bool:
+def _no_nan(items: Iterable[Any]) -> bool:
     """Whether every item is equal to itself. A NaN is not: keyed as itself it would keep two
     otherwise identical values apart (tuples compare items by identity, then ``==``), so such
     a value is keyed item by item instead. ``operator.eq`` skips the identity shortcut, in C."""
-    return all(all(map(eq, items, items)) for items in groups)
+    return all(map(eq, items, items))
+
+
+def _plain_no_nan(items: Iterable[Any]) -> bool:
+    """Whether the items are :func:`_plain` and none is a NaN (looked for among floats only)."""
+    types = set(map(type, items))
+    return _LEAVES.issuperset(types) and (_NAN_FREE.issuperset(types) or _no_nan(items))
 
 
 def _other_key(value: Any) -> Hashable:
