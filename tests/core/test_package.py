@@ -100,8 +100,8 @@ def test_imports_point_down() -> None:
     """The core never imports the notebook layer, the notebook layer imports no private module,
     tunnel.py never imports group.py (not even for typing), and errors.py and render.py name
     the result model only for type checkers (result.py imports them; render.py imports only
-    the host ranges, to fold host lists, printable() and the count of tracebacks shown; both
-    import _bounded, which imports nothing of the package)."""
+    the host folding, printable() and the count of tracebacks shown; both import _bounded and
+    _hostfold, which import nothing of the package)."""
     for path in sorted(PACKAGE.rglob("*.py")):
         name = path.relative_to(PACKAGE).as_posix()
         imported = [module for module, _ in _imports(path)]
@@ -114,15 +114,16 @@ def test_imports_point_down() -> None:
     tunnel = [module for module, _ in _imports(PACKAGE / "tunnel.py")]
     assert not [m for m in tunnel if m.startswith("chopsticks_nb.group")]
     render_uses = (
-        "chopsticks_nb.hosts",
+        "chopsticks_nb._hostfold",
         "chopsticks_nb.outputlog",
         "chopsticks_nb.errors",
         "chopsticks_nb._bounded",
     )
     for name, allowed in (
-        ("errors.py", ("chopsticks_nb._bounded",)),
+        ("errors.py", ("chopsticks_nb._bounded", "chopsticks_nb._hostfold")),
         ("render.py", render_uses),
         ("_bounded.py", ()),
+        ("_hostfold.py", ()),
     ):
         core = [m for m in _runtime_imports(PACKAGE / name) if m.startswith("chopsticks_nb.")]
         assert not [m for m in core if not m.startswith(allowed)], f"{name} imports {core}"
