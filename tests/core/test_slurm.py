@@ -300,7 +300,7 @@ def test_releasing_ends_the_steps_still_running(slurm_cluster: SlurmCluster) -> 
         tunnel.connect()
         future = tunnel.submit(sf.sleep_then_write, os.devnull, 60)
         allocation.release()
-        with pytest.raises(ConnectionLost, match=f"job {allocation.job}: srun exited"):
+        with pytest.raises(ConnectionLost, match=f"job {allocation.job} was cancelled"):
             future.result(10)
     finally:
         tunnel.close()
