@@ -13,6 +13,7 @@ nothing): its operation must still complete, once, and the tunnel end with Proto
 from __future__ import annotations
 
 import os
+import re
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +31,8 @@ from chopsticks_nb.result import ErrorResult
 from chopsticks_nb.tunnel import Local
 from security.hostile import HostileTunnel
 
+#: A character that drives a terminal or that no display takes (tab and newline are text).
+RAW_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 #: What making a text of a huge value may allocate: a bounded text, not the value's size.
 TEXT_BUDGET = 2 * 2**20
 
@@ -121,20 +124,20 @@ def test_a_huge_path_in_a_transfer_result_makes_a_short_error(tmp_path: Path) ->
 
 def test_an_error_record_with_a_huge_hostile_message_is_shown_bounded() -> None:
     """Injects: ERROR records whose message fills the 1 MiB limit with control characters,
-    a lone surrogate and a long type name. Asserts: RemoteException keeps the message whole
-    (it is the remote's); a group's failure summary and the result's views are bounded."""
+    a lone surrogate and a long type name. Asserts: RemoteException keeps the message whole,
+    each control character and surrogate written as an escape; a group's failure summary and
+    the result's views are bounded and hold no raw control character either."""
     unit = "\x1b]0;title\x07\x1b[2J\ud800"
     record = {"type": "E" * 1000, "tb": None, "kind": "exception", "msg": ""}
     spec = encoded_with_last_str(record, MAX_ERROR - 2000, unit)
-    message = unit * spec["times"]
     group = Group(
         [HostileTunnel(f"evil{n}", "error_reply", record={"encoded": spec}) for n in range(3)]
     )
     try:
         with pytest.raises(errors.RemoteException) as caught:
             group["evil0"].call(os.getpid)
-        # kept whole (its lone surrogates written as escapes, for Jupyter: see errors.py)
-        assert caught.value.remote_message.replace("\\ud800", "\ud800") == message
+        assert caught.value.remote_message == "\\x1b]0;title\\x07\\x1b[2J\\ud800" * spec["times"]
+        assert not RAW_CONTROL.search(str(caught.value))
         result = group.call(os.getpid)
     finally:
         group.close()
@@ -142,6 +145,38 @@ def test_an_error_record_with_a_huge_hostile_message_is_shown_bounded() -> None:
     for view in (lambda: repr(result), result._repr_html_, lambda: str(_group_error(result))):
         text, allocated = allocated_while(view)
         assert allocated < TEXT_BUDGET and len(text) < 20_000
+        assert not RAW_CONTROL.search(text)
+
+
+def test_terminal_sequences_in_a_remote_error_reach_no_terminal_raw() -> None:
+    """Injects: remote code on a real Local host raising ValueError whose message sets the
+    window title and clears the screen. Asserts: the RemoteException's text, its remote
+    traceback, the GroupError that raise_failures() makes (what %%remote prints in a terminal)
+    and its IPython rendering hold no raw control character, and still read: the escapes stand
+    where the characters were, newlines, tabs and non-ASCII text kept."""
+    raising = 'raise ValueError("\\x1b]0;TITLE\\x07\\x1b[2J boom\\tüñ\\nnext line")'
+    shown = "ValueError: \\x1b]0;TITLE\\x07\\x1b[2J boom\tüñ\nnext line"
+    group = Group([Local("one"), Local("two")])
+    try:
+        with pytest.raises(errors.RemoteException) as caught:
+            group["one"].call(exec, raising)
+        result = group.call(exec, raising)
+    finally:
+        group.close()
+    group_error = _group_error(result)
+    texts = {
+        "str(RemoteException)": str(caught.value),
+        "remote traceback": caught.value.remote_traceback or "",
+        "RemoteException in IPython": "\n".join(caught.value._render_traceback_()),
+        "str(GroupError)": str(group_error),
+        "GroupError in IPython": "\n".join(group_error._render_traceback_()),
+    }
+    for name, text in texts.items():
+        assert not RAW_CONTROL.search(text), name
+        assert shown in text or shown.replace("ValueError: ", "ValueError on one: ") in text, name
+    assert texts["str(GroupError)"].count(shown) == 4  # each host's line and traceback
+    html = result._repr_html_()
+    assert "\\x1b]0;TITLE\\x07" in html and not RAW_CONTROL.search(html)
 
 
 def _group_error(result: Any) -> errors.GroupError:
