@@ -383,6 +383,15 @@ def fetch_reply(wire: Wire, args: Args) -> None:
         wire.send(Msg.RESULT, req_id, encoded(args.get("result", result)))
 
 
+def put_reply(wire: Wire, args: Args) -> None:
+    """Take each put whole (its data dropped), then answer it with the codec value
+    ``args["result"]`` (see encoded) as its transfer result."""
+    payload = encoded(args["result"])
+    while True:
+        _, req_id, _ = wire.expect(Msg.PUT_CLOSE)
+        wire.send(Msg.RESULT, req_id, payload)
+
+
 def encoded(value: Any) -> bytes:
     """The codec encoding of a JSON value, or of ``{"encoded": spec}``: payload_of(spec)."""
     if isinstance(value, dict) and set(value) == {"encoded"}:
@@ -585,6 +594,7 @@ SCENARIOS: dict[str, Callable[[Wire, Args], None]] = {
         wrong_hello,
         probe_requests,
         fetch_reply,
+        put_reply,
         import_flood,
         request_flood,
         replay,

@@ -277,3 +277,46 @@ def test_a_fetch_to_a_path_that_cannot_be_written_completes(tmp_path: Path) -> N
             future.result(30)
         assert tunnel.call(os.getpid) == pid
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dest", "fifo"]
+
+
+# -- issue 16's example: a huge int where a transfer result has a size ----------------------------
+
+#: An int of 6021 digits: more than repr() converts (4300), so any message showing it must not
+#: try; a transfer result's size must fit in 64 bits.
+HUGE_SIZE = 2**20_000
+
+
+@pytest.mark.parametrize("operation", ["fetch", "put"])
+def test_a_huge_int_in_a_transfer_result_fails_that_host_only(
+    tmp_path: Path, operation: str
+) -> None:
+    """Injects: beside an honest Local host, a remote that answers a group fetch (or put) with
+    a transfer result whose size is an int of 6021 digits. Asserts: that host fails with a
+    ProtocolError naming the transfer result (not a ValueError from making its text), at once
+    and after close() nothing waits; no .part or other temporary file is left; the honest
+    host's transfer arrives whole."""
+    spec = encode({"remote_path": "/hostile", "size": HUGE_SIZE, "sha1sum": "0" * 40}).hex()
+    if operation == "fetch":
+        hostile = HostileTunnel("liar", "fetch_reply", data="00", result={"encoded": spec})
+    else:
+        hostile = HostileTunnel("liar", "put_reply", result={"encoded": spec})
+    source = tmp_path / "source.txt"
+    source.write_bytes(b"honest data\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    group = Group([Local("honest"), hostile])
+    try:
+        if operation == "fetch":
+            result = group.fetch(str(source), str(out / "{host}.txt"), timeout=60)
+        else:
+            result = group.put(str(source), str(out / "{host}.txt"), timeout=60)
+    finally:
+        group.close()
+    error = result["liar"]
+    assert isinstance(error, ErrorResult)
+    assert isinstance(error.exception, errors.ProtocolError), error.exception
+    assert error.msg.startswith("malformed transfer result") and len(error.msg) < 2000
+    assert result["honest"]["size"] == len(b"honest data\n")
+    assert [path.name for path in out.iterdir()] == ["honest.txt"]  # no .part, no liar.txt
+    assert (out / "honest.txt").read_bytes() == b"honest data\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out", "source.txt"]
