@@ -175,6 +175,13 @@ def _colliding_ints(size: int) -> list[bytes]:
     return [encode(5 + k * MERSENNE)[1:] for k in range(1, size // 14)]
 
 
+def _late_colliding_ints(size: int) -> list[bytes]:
+    """As _colliding_ints, but only the last half collide: past the keys the decoder checks
+    before decoding the rest (HASH_CHUNK), so the whole message is decoded first."""
+    honest = [encode(2**64 + k)[1:] for k in range(size // 28)]  # big ints too: as costly
+    return honest + _colliding_ints(size - 14 * len(honest))
+
+
 def _colliding_pairs(size: int) -> list[bytes]:
     """Encoded 2-tuples of small ints that share one hash under CPython 3.8+'s tuple hash (an
     xxHash round per item: invertible, so a second item can be solved for any first one)."""
@@ -276,6 +283,7 @@ def _deep_tags(size: int) -> bytes:
 #: by name: see bad_reply.
 CRAFTED: dict[str, Callable[[int], bytes]] = {
     "colliding-ints-set": lambda size: _container(Op.SET, _colliding_ints(size)),
+    "late-colliding-ints-set": lambda size: _container(Op.SET, _late_colliding_ints(size)),
     "colliding-ints-dict": lambda size: _container(
         Op.DICT, [item + b"\x00" for item in _colliding_ints(size)]
     ),

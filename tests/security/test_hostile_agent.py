@@ -199,6 +199,9 @@ CASES: dict[str, tuple[str, dict[str, Any], int, str]] = {
     "1MB-set-of-colliding-ints": (
         "bad_reply", crafted("colliding-ints-set", 1_000_000), 1_070_000,
         "4096 set members share one hash in the container at offset 1 (the limit is 8)"),
+    "1MB-set-of-ints-colliding-past-its-first-keys": (
+        "bad_reply", crafted("late-colliding-ints-set", 1_000_000), 1_070_000,
+        "35713 set members share one hash"),
     "1MB-dict-of-colliding-int-keys": (
         "bad_reply", crafted("colliding-ints-dict", 1_000_000), 1_140_000,
         "4096 dict keys share one hash"),
