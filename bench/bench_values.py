@@ -6,7 +6,9 @@
     (1 MB each, in this process): CPU time, ns per byte, and the outcome
 (c) a hostile host sending a 1 MB message of ints sharing one hash, beside an honest host
     whose calls go on in a loop: the time to fail the hostile host, and the honest host's
-    round trips meanwhile against before
+    round trips meanwhile against before; once with every key colliding (refused after the
+    first keys are decoded), once with only the keys past the first half colliding (the whole
+    message decoded first: the worst case)
 
 Usage: python bench/bench_values.py [--quick]
 """
@@ -162,9 +164,10 @@ class CallLoop:
         self.thread.join()
 
 
-def hostile_host(size: int, rounds: int) -> dict[str, object]:
-    """The time to fail a host sending ``size`` bytes of ints sharing one hash, and an honest
-    host's round trips meanwhile (a loop of calls in another thread) against before."""
+def hostile_host(size: int, rounds: int, crafted: str = "colliding-ints-set") -> dict[str, object]:
+    """The time to fail a host sending ``size`` bytes of ints sharing one hash (the message
+    ``crafted`` of hostile_agent.CRAFTED), and an honest host's round trips meanwhile (a loop
+    of calls in another thread) against before."""
     from security.hostile import HostileTunnel
 
     fail_s = []
@@ -174,7 +177,7 @@ def hostile_host(size: int, rounds: int) -> dict[str, object]:
         for _ in range(rounds):
             hostile = HostileTunnel(
                 "evil", "bad_reply",
-                payload={"crafted": "colliding-ints-set", "size": size}, linger=True,
+                payload={"crafted": crafted, "size": size}, linger=True,
             )  # fmt: skip
             hostile.connect()
             calls = CallLoop(honest)
@@ -208,6 +211,9 @@ def main() -> None:
     print("(a)", figures["a_array_vs_bytes"])
     figures["c_hostile_host"] = hostile_host(10**6, 2 if quick else 7)
     print("(c)", figures["c_hostile_host"])
+    late = hostile_host(10**6, 2 if quick else 7, "late-colliding-ints-set")
+    figures["c_hostile_host_late"] = late
+    print("(c) colliding past the first keys:", late)
     print("written to", write_results("values-quick" if quick else "values", figures))
 
 

@@ -354,6 +354,9 @@ COST_SLACK = 1 << 20
 #: hash alike) took 25 s to build. Honest values almost never share a hash (hash(-1) ==
 #: hash(-2) is the classic pair).
 MAX_SHARED_HASH = 8
+#: The keys of a larger set or dict that are checked for shared hashes before the rest are
+#: decoded (see _Decoder.keyed_items).
+HASH_CHUNK = 4096
 #: Building the objects of tagged values may cost at most this much work (units of about a
 #: microsecond of CPU, measured: see _WORK_*) per KiB of the encoding, plus WORK_SLACK: a
 #: DataFrame costs far more to build than its bytes take to read. Honest values stay far
@@ -542,6 +545,23 @@ def _check_hashes(keys):
                 "time" % (shared, MAX_SHARED_HASH),
                 keys,
             )
+
+
+def _hashes(keys, at, what):
+    """The hashes of ``keys`` (of the container at offset ``at``), or DecodeError."""
+    try:
+        return list(map(hash, keys))
+    except TypeError as exc:
+        raise DecodeError("unhashable %s at offset %d: %s" % (what, at, exc)) from None
+
+
+def _refuse_shared(shared, at, what):
+    """DecodeError if ``shared`` keys of one hash are more than MAX_SHARED_HASH."""
+    if shared > MAX_SHARED_HASH:
+        raise DecodeError(
+            "%d %ss share one hash in the container at offset %d (the limit is %d): "
+            "a hash-collision attack?" % (shared, what, at, MAX_SHARED_HASH)
+        )
 
 
 def _most_shared(hashes):
@@ -1291,17 +1311,24 @@ class _Decoder(object):
     def check_hashes(self, keys, at, what):
         """Refuse ``keys`` (of the container at offset ``at``) if more than MAX_SHARED_HASH
         share a hash, before they are inserted; counting costs linear time."""
-        try:
-            hashes = list(map(hash, keys))
-        except TypeError as exc:
-            raise DecodeError("unhashable %s at offset %d: %s" % (what, at, exc)) from None
+        hashes = _hashes(keys, at, what)
         if len(hashes) - len(set(hashes)) >= MAX_SHARED_HASH:
-            shared = _most_shared(hashes)
-            if shared > MAX_SHARED_HASH:
-                raise DecodeError(
-                    "%d %ss share one hash in the container at offset %d (the limit is %d): "
-                    "a hash-collision attack?" % (shared, what, at, MAX_SHARED_HASH)
-                )
+            _refuse_shared(_most_shared(hashes), at, what)
+
+    def keyed_items(self, n, width, depth, at, what):
+        """The items of a set (``width`` 1) or of a dict (2: key, value, key...) of ``n``
+        keys, refused if more than MAX_SHARED_HASH keys share a hash. The first HASH_CHUNK
+        keys of a larger one are checked as soon as they are decoded: a message made of keys
+        that collide is refused after a few KB of it are decoded, not all of it."""
+        if n <= HASH_CHUNK:
+            items = self.items_at(width * n, depth)
+        else:
+            items = self.items_at(width * HASH_CHUNK, depth)
+            self.check_hashes(items[::width], at, what)
+            items += self.items_at(width * (n - HASH_CHUNK), depth)
+        if n > MAX_SHARED_HASH:
+            self.check_hashes(items[::width], at, what)
+        return items
 
     # One loader per opcode (see _LOADERS); ``depth`` is that of the items of a container.
 
@@ -1374,9 +1401,8 @@ class _Decoder(object):
 
     def load_set(self, depth, kind=set):
         at = self.pos - 1
-        items = self.items_at(self.count(_COST_SET, _COST_MEMBER), depth)
-        if len(items) > MAX_SHARED_HASH:
-            self.check_hashes(items, at, "set member")
+        n = self.count(_COST_SET, _COST_MEMBER)
+        items = self.keyed_items(n, 1, depth, at, "set member")
         try:
             return kind(items)
         except TypeError as exc:
@@ -1388,12 +1414,9 @@ class _Decoder(object):
     def load_dict(self, depth):
         at = self.pos - 1
         n = self.count(_COST_DICT, _COST_PAIR - _COST_REF)
-        flat = self.items_at(2 * n, depth)
-        keys = flat[0::2]
-        if n > MAX_SHARED_HASH:
-            self.check_hashes(keys, at, "dict key")
+        flat = self.keyed_items(n, 2, depth, at, "dict key")
         try:
-            return dict(zip(keys, flat[1::2]))
+            return dict(zip(flat[0::2], flat[1::2]))
         except TypeError as exc:
             raise DecodeError("unhashable dict key: %s" % exc) from None
 

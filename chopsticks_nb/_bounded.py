@@ -11,9 +11,17 @@ failing. Nothing here raises for a value it is given.
 from __future__ import annotations
 
 import math
+import re
 from typing import Callable
 
-__all__ = ["escape_controls", "exception_text", "short_repr", "short_text", "whole_repr"]
+__all__ = [
+    "escape_controls",
+    "exception_text",
+    "printable",
+    "short_repr",
+    "short_text",
+    "whole_repr",
+]
 
 _ELLIPSIS = "..."
 #: Containers nested deeper than this show as ``[...]``: a budget bounds the text, this bounds
@@ -26,6 +34,17 @@ _CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
 _CONTROLS[ord("\t")] = "\\t"
 _CONTROLS[ord("\n")] = "\\n"
 _CONTROLS[ord("\r")] = "\\r"
+# What printable() escapes: C0 and C1 controls but tab and newline (ESC starts every terminal
+# sequence), DEL, the Unicode line separators and bidirectional overrides (they reorder what a
+# reader sees), and lone surrogates (no terminal or JSON encoder takes them).
+_UNPRINTABLE_CODES = [
+    *range(0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0), 0x2028, 0x2029,
+    *range(0x202A, 0x202F), *range(0x2066, 0x206A), *range(0xD800, 0xE000),
+]  # fmt: skip
+_UNPRINTABLE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+_PRINTABLE = {c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}" for c in _UNPRINTABLE_CODES}
 
 
 def short_repr(value: object, limit: int = 200) -> str:
@@ -70,6 +89,18 @@ def escape_controls(text: str) -> str:
     """``text`` with control characters (escape sequences, carriage returns, bells) written
     as ``\\xNN``, so that text a remote sent can be shown on a terminal as it is."""
     return text.translate(_CONTROLS)
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character but tab and newline shown as an escape.
+
+    ``"\\x1b]0;title\\x07"`` becomes the 14 characters ``\\x1b]0;title\\x07``: remote text can
+    neither drive the terminal nor hide itself. Carriage returns are escaped too (printers
+    resolve them into lines first, as :class:`~chopsticks_nb.outputlog.OutputLog` does).
+    """
+    if _UNPRINTABLE.search(text) is None:  # the usual case, and a fast scan
+        return text
+    return text.translate(_PRINTABLE)  # linear, however many there are
 
 
 def exception_text(exc: BaseException, limit: int = 2000, *, with_type: bool = True) -> str:

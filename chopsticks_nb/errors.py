@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._bounded import short_text
+from ._bounded import printable, short_text
 from ._hostfold import hosts_text
 
 if TYPE_CHECKING:  # never at run time: the result model imports this module
@@ -71,13 +71,11 @@ MAX_FOLDED_CHARS = 200
 
 
 def showable(text: str) -> str:
-    """``text`` with each lone surrogate written as an escape (``\\udc80``): remote text may
-    hold them, and no display (nor Jupyter's JSON) accepts them."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text
+    """``text`` safe to show anywhere: control characters but newline and tab, and lone
+    surrogates, written as escapes (``\\x1b``, ``\\udc80``). Remote text is data: an error
+    message or traceback must not drive the terminal it is printed on (a window title, a
+    cleared screen), and no display (nor Jupyter's JSON) accepts a lone surrogate."""
+    return printable(text)
 
 
 class ChopsticksError(Exception):

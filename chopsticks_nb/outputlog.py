@@ -20,37 +20,15 @@ escapes, for a terminal (HTML views escape it their own way).
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from collections.abc import Iterator
+
+from ._bounded import printable
 
 __all__ = ["Line", "OutputLog", "printable"]
 
 #: One line of output: (stream, text without its newline); stream is "stdout" or "stderr".
 Line = tuple[str, str]
-
-
-# C0 and C1 controls but tab and newline (ESC starts every terminal sequence), DEL, the
-# Unicode line separators and bidirectional overrides (they reorder what a reader sees), and
-# lone surrogates (no terminal or JSON encoder takes them).
-_UNPRINTABLE = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
-)
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def printable(text: str) -> str:
-    """``text`` with every control character but tab and newline shown as an escape.
-
-    ``"\\x1b]0;title\\x07"`` becomes the 14 characters ``\\x1b]0;title\\x07``: remote text can
-    neither drive the terminal nor hide itself. Carriage returns are escaped too (printers
-    resolve them into lines first, as :class:`~chopsticks_nb.outputlog.OutputLog` does).
-    """
-    return _UNPRINTABLE.sub(_escape, text)
 
 
 class _Partial:

@@ -52,6 +52,13 @@ def sleep(seconds):
     return seconds
 
 
+def say_then_sleep(seconds):
+    """Print "started" (a test waits for it: the call is running), then sleep."""
+    print("started", flush=True)
+    time.sleep(seconds)
+    return seconds
+
+
 def sleep_then_report(seconds):
     try:
         time.sleep(seconds)

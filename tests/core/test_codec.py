@@ -17,10 +17,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chopsticks_nb._agent import (
+    CODEC_VERSION,
+    HASH_CHUNK,
     MAX_DEPTH,
     MAX_SHARED_HASH,
     DecodeError,
     EncodeError,
+    Op,
     ShapeError,
     check_shape,
     decode,
@@ -184,6 +187,60 @@ def test_a_few_shared_hashes_and_honest_keys_pass() -> None:
     honest = {i: float(i) for i in range(100_000)}
     assert decode(encode(honest)) == honest
     assert decode(encode({i * 0.5 for i in range(10_000)})) == {i * 0.5 for i in range(10_000)}
+
+
+def _keyed(op: int, items: list[bytes], count: int) -> bytes:
+    """A SET (or DICT: ``items`` then alternate keys and values) claiming ``count`` keys."""
+    return bytes([CODEC_VERSION, op]) + struct.pack(">I", count) + b"".join(items)
+
+
+def test_colliding_keys_among_the_first_of_a_large_container_are_refused_before_the_rest() -> None:
+    """Keys sharing a hash among the first HASH_CHUNK keys of a large set or dict (wherever
+    they sit among them) are refused before the rest is decoded: the rest here is garbage,
+    which decoding it would report instead. Further in, they are refused once all is decoded."""
+    colliding = [encode(5 + k * MERSENNE)[1:] for k in range(MAX_SHARED_HASH + 1)]
+    honest = [encode(n)[1:] for n in range(10**6, 10**6 + 2 * HASH_CHUNK)]
+    garbage = b"\xff" * 64  # not an opcode
+    count = 3 * HASH_CHUNK
+    first_keys = {
+        "first": colliding + honest[: HASH_CHUNK - 9],
+        "spread": [
+            *(c for pair in zip(colliding, honest) for c in pair),
+            *honest[9 : HASH_CHUNK - 9],
+        ],
+        "last": honest[: HASH_CHUNK - 9] + colliding,
+    }
+    none = encode(None)[1:]
+    for where, keys in first_keys.items():
+        assert len(keys) == HASH_CHUNK
+        with pytest.raises(DecodeError, match=r"9 set members share one hash") as caught:
+            decode(_keyed(Op.SET, [*keys, garbage], count))
+        assert "offset 1 " in str(caught.value), where
+        pairs = [item for key in keys for item in (key, none)]
+        with pytest.raises(DecodeError, match=r"9 dict keys share one hash"):
+            decode(_keyed(Op.DICT, [*pairs, garbage], count))
+    further = honest[:HASH_CHUNK] + colliding + honest[HASH_CHUNK:]
+    with pytest.raises(DecodeError, match=r"9 set members share one hash"):
+        decode(_keyed(Op.SET, further, len(further)))
+    pairs = [item for key in further for item in (key, none)]
+    with pytest.raises(DecodeError, match=r"9 dict keys share one hash"):
+        decode(_keyed(Op.DICT, pairs, len(further)))
+
+
+def test_a_large_container_with_a_few_shared_hashes_passes() -> None:
+    """Up to MAX_SHARED_HASH keys of one hash are allowed in a large set or dict, spread over
+    its first HASH_CHUNK keys and the rest (counted over the whole container), and one more
+    is refused."""
+    allowed = {5 + k * MERSENNE for k in range(MAX_SHARED_HASH)}
+    pairs = {-1, -2}  # hash(-1) == hash(-2)
+    value = set(range(3 * HASH_CHUNK)) | allowed | pairs
+    ordered = sorted(value, key=lambda n: n % (HASH_CHUNK + 7))  # spread over the chunks
+    encoded = _keyed(Op.SET, [encode(n)[1:] for n in ordered], len(ordered))
+    assert decode(encoded) == value
+    assert decode(encode(dict.fromkeys(value, 1))) == dict.fromkeys(value, 1)
+    one_more = [*ordered, 5 + MAX_SHARED_HASH * MERSENNE]
+    with pytest.raises(DecodeError, match=r"9 set members share one hash"):
+        decode(_keyed(Op.SET, [encode(n)[1:] for n in one_more], len(one_more)))
 
 
 def test_an_error_names_the_place_in_the_value() -> None:

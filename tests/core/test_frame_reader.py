@@ -16,7 +16,7 @@ from typing import Any, Callable
 import pytest
 
 from chopsticks_nb._agent import HEADER, MAGIC, Msg, encode, payload_loader
-from chopsticks_nb._reader import FrameReader
+from chopsticks_nb._reader import LARGE_FRAME, READ_SIZE, FrameReader
 
 
 def frames(*values: tuple[int, Any]) -> bytes:
@@ -28,12 +28,14 @@ def frames(*values: tuple[int, Any]) -> bytes:
     return b"".join(stream)
 
 
-def read_through_a_pipe(stream: bytes, after_each_read: Callable[[FrameReader], None]) -> list[Any]:
-    """Feed ``stream`` through a real pipe in 64 KiB writes to a FrameReader; the (request id,
-    value) pairs it handled."""
+def read_through_a_pipe(
+    stream: bytes, after_each_read: Callable[[FrameReader], None], buffer_size: int = READ_SIZE
+) -> list[Any]:
+    """Feed ``stream`` through a real pipe in 64 KiB writes to a FrameReader (whose input
+    buffer starts at ``buffer_size``); the (request id, value) pairs it handled."""
     received: list[tuple[int, Any]] = []
     handler = (Msg.RESULT, lambda i, v: received.append((i, v)), payload_loader(Msg.RESULT))
-    reader = FrameReader("big", {Msg.RESULT: handler}, lambda _: None)
+    reader = FrameReader("big", {Msg.RESULT: handler}, lambda _: None, buffer_size=buffer_size)
     read_fd, write_fd = os.pipe()
 
     def write() -> None:
@@ -54,18 +56,44 @@ def read_through_a_pipe(stream: bytes, after_each_read: Callable[[FrameReader], 
     return received
 
 
-def test_a_large_frame_grows_the_buffer_a_logarithmic_number_of_times() -> None:
-    value = "v" * (48 * 2**20)  # not bytes: see the next test
-    stream = frames((7, value), (8, 5))
-    capacities = [0]
+def test_frames_just_under_the_large_size_grow_the_buffer_a_bounded_number_of_times() -> None:
+    """Eight frames each a little under LARGE_FRAME, arriving in 64 KiB pieces into a reader
+    whose buffer starts at 64 KiB: they are read in the input buffer (never a LargeFrame),
+    which grows a bounded number of times in all (doubling from what was received, not once
+    per read, the quadratic copying of old) and never past about two such frames."""
+    value = "v" * (LARGE_FRAME - 64)
+    stream = frames(*[(n, value) for n in range(8)], (8, 5))
+    capacities = [64 * 1024]
+    larges = []
 
     def note(reader: FrameReader) -> None:
+        larges.append(reader.buffer.large)
         if len(reader.buffer.data) != capacities[-1]:
             capacities.append(len(reader.buffer.data))
 
+    received = read_through_a_pipe(stream, note, buffer_size=64 * 1024)
+    assert received == [*[(n, value) for n in range(8)], (8, 5)]
+    assert set(larges) == {None}
+    assert len(capacities) <= 4, str(capacities)
+    assert max(capacities) <= 2 * LARGE_FRAME, str(capacities)
+
+
+def test_a_large_frame_is_read_into_memory_of_its_own_not_the_buffer() -> None:
+    """A 48 MiB frame (a str: a bytes value has a faster path, below) then a small one: the
+    large one is read into a LargeFrame, the input buffer never grows, and both arrive."""
+    value = "v" * (48 * 2**20)
+    stream = frames((7, value), (8, 5))
+    capacities = set()
+    readers = set()
+
+    def note(reader: FrameReader) -> None:
+        capacities.add(len(reader.buffer.data))
+        if reader.buffer.large is not None:
+            readers.add(type(reader.buffer.large).__name__)
+
     assert read_through_a_pipe(stream, note) == [(7, value), (8, 5)]
-    assert len(capacities) <= 10, str(capacities)
-    assert max(capacities) <= len(stream) + 2**20  # never more than the frame needs
+    assert readers == {"LargeFrame"}
+    assert capacities == {READ_SIZE}
 
 
 @pytest.mark.speedup("bytes_in_place")

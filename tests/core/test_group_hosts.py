@@ -107,11 +107,11 @@ def test_interrupting_ssh_sleepers(web: Group) -> None:
     finally:
         timer.cancel()
         timer.join()
-    assert time.monotonic() - start < 2.0
+    # A hang bound, not a speed test: without the interrupt the call sleeps 60 s; it ends
+    # about 0.7 s in, and 20 s leaves room for a loaded machine.
+    assert time.monotonic() - start < 20
     assert {e.status for e in caught.value.result.values()} == {"interrupted"}
-    start = time.monotonic()
-    assert web.call(os.getpid) == pids
-    assert time.monotonic() - start < 2.0
+    assert web.call(os.getpid) == pids  # the same agents answer: no host reconnected
 
 
 def test_queue_over_ssh_hosts(web: Group) -> None:

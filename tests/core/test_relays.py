@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -90,9 +89,11 @@ def test_cancel_timeout_and_ctrl_c_reach_the_agent_behind_a_relay(relay: Local) 
     behind a relay. Asserts: each raises its error at once (CallCancelled, CallTimeout,
     KeyboardInterrupt), the remote call was interrupted (the agent answers the next call
     while a 60 s sleep would still run), and the tunnel stays usable."""
-    with Local("behind", via=relay, call_timeout=30) as tunnel:
-        future = tunnel.submit(rf.sleep, 60)
-        time.sleep(0.3)  # let it start: a call cancelled before it starts is only dropped
+    log = OutputLog()
+    with Local("behind", via=relay, call_timeout=30, output=log) as tunnel:
+        future = tunnel.submit(rf.say_then_sleep, 60)
+        # a call cancelled before it starts is only dropped: cancel this one while it runs
+        wait_until(lambda: "started" in log.text("stdout"), 30, "the call to start")
         future.cancel()
         with pytest.raises(errors.CallCancelled):
             future.result(timeout=10)

@@ -192,7 +192,9 @@ def test_interrupt_cancels_remote_work_and_keeps_the_hosts(kernel: Kernel) -> No
     kernel.manager.interrupt_kernel()
     run = kernel.collect(msg_id, timeout=30)
     took = time.perf_counter() - interrupted_at
-    assert took < 2.0, f"the reply took {took:.1f} s"
+    # A hang bound, not a speed test: without the interrupt the cell sleeps 60 s; an answer
+    # usually comes within a second, and 20 s leaves room for a loaded machine.
+    assert took < 20, f"the reply took {took:.1f} s"
     assert run.reply["status"] == "error" and run.reply["ename"] == "GroupInterrupted"
     assert run.error["traceback"] == [
         "GroupInterrupted: interrupted with 4 of 4 hosts unfinished",
@@ -203,8 +205,8 @@ def test_interrupt_cancels_remote_work_and_keeps_the_hosts(kernel: Kernel) -> No
     # The same agents answer the next cell at once: the tunnels stayed up.
     again = kernel.execute("%%remote group -q\nos.getpid()")
     same = kernel.execute(f"_ == Out[{pids.reply['execution_count']}]")
-    assert same.data("text/plain", "execute_result") == ["True"]
-    assert again.seconds < 2.0
+    assert again.status == "ok"
+    assert same.data("text/plain", "execute_result") == ["True"]  # same pids: no new agents
 
 
 def test_interrupting_a_group_call_can_return_the_partial_result(kernel: Kernel) -> None:

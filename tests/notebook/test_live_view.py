@@ -21,6 +21,7 @@ from chopsticks_nb.outputlog import OutputLog
 from chopsticks_nb.progress import Operation
 from chopsticks_nb.result import ErrorResult, HostDone
 from chopsticks_nb.tunnel import Local
+from fixtures.system import wait_until
 
 HOSTILE = "<script>alert('x')</script><img src=x onerror=alert(1)>&amp;"
 
@@ -42,8 +43,15 @@ def test_text_mode_prints_prefixed_lines(capfd: pytest.CaptureFixture[str]) -> N
     with view:
         view.output("a", "stdout", "one\ntw")
         view.output("b", "stderr", "oops \x1b[2J\n")
-        time.sleep(0.3)  # passed on by a broker timer, not by finish()
-        out, err = capfd.readouterr()
+        out = err = ""
+
+        def printed_both() -> bool:  # passed on by a broker timer, not by finish()
+            nonlocal out, err
+            more_out, more_err = capfd.readouterr()
+            out, err = out + more_out, err + more_err
+            return bool(out and err)
+
+        wait_until(printed_both, 10, "the lines printed before the view finishes")
         assert out == "[a] one\n" and err == "[b] oops \\x1b[2J\n"
         view.output("a", "stdout", "o\n")
     out, _ = capfd.readouterr()
@@ -60,10 +68,16 @@ def test_html_mode_shows_a_row_per_host_and_settles_into_the_transcript(
         view.output("b", "stdout", "same\n")
         view.output("c", "stderr", "<b>bad</b>\nworse\n")
         view.done(HostDone("c", ErrorResult("no", status="error"), 0.1, 1, 3))
-        time.sleep(0.2)
-        with view._lock:
-            page = view._grid_bundle()["text/html"]
-    printed = capsys.readouterr().out
+        printed = page = ""
+
+        def redrawn() -> bool:  # by a broker timer, with every piece of output and the failure
+            nonlocal printed, page
+            printed += capsys.readouterr().out
+            with view._lock:
+                page = view._grid_bundle()["text/html"]
+            return "1 failed" in printed and 'data-find="a,b running"' in page
+
+        wait_until(redrawn, 10, "the grid redrawn")
     assert "call on a,b,c: 2 running · 0 done · 1 failed" in printed  # the counts, as text
     rows = re.findall(r'<tr class="cnb-row" data-find="([^"]*)">', page)
     assert rows == ["a,b running", "c failed"]  # a and b printed the same: one row

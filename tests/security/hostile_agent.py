@@ -175,6 +175,13 @@ def _colliding_ints(size: int) -> list[bytes]:
     return [encode(5 + k * MERSENNE)[1:] for k in range(1, size // 14)]
 
 
+def _late_colliding_ints(size: int) -> list[bytes]:
+    """As _colliding_ints, but only the last half collide: past the keys the decoder checks
+    before decoding the rest (HASH_CHUNK), so the whole message is decoded first."""
+    honest = [encode(2**64 + k)[1:] for k in range(size // 28)]  # big ints too: as costly
+    return honest + _colliding_ints(size - 14 * len(honest))
+
+
 def _colliding_pairs(size: int) -> list[bytes]:
     """Encoded 2-tuples of small ints that share one hash under CPython 3.8+'s tuple hash (an
     xxHash round per item: invertible, so a second item can be solved for any first one)."""
@@ -276,6 +283,7 @@ def _deep_tags(size: int) -> bytes:
 #: by name: see bad_reply.
 CRAFTED: dict[str, Callable[[int], bytes]] = {
     "colliding-ints-set": lambda size: _container(Op.SET, _colliding_ints(size)),
+    "late-colliding-ints-set": lambda size: _container(Op.SET, _late_colliding_ints(size)),
     "colliding-ints-dict": lambda size: _container(
         Op.DICT, [item + b"\x00" for item in _colliding_ints(size)]
     ),
@@ -381,6 +389,15 @@ def fetch_reply(wire: Wire, args: Args) -> None:
             "sha1sum": args.get("sha1", hashlib.sha1(data).hexdigest()),
         }
         wire.send(Msg.RESULT, req_id, encoded(args.get("result", result)))
+
+
+def put_reply(wire: Wire, args: Args) -> None:
+    """Take each put whole (its data dropped), then answer it with the codec value
+    ``args["result"]`` (see encoded) as its transfer result."""
+    payload = encoded(args["result"])
+    while True:
+        _, req_id, _ = wire.expect(Msg.PUT_CLOSE)
+        wire.send(Msg.RESULT, req_id, payload)
 
 
 def encoded(value: Any) -> bytes:
@@ -585,6 +602,7 @@ SCENARIOS: dict[str, Callable[[Wire, Args], None]] = {
         wrong_hello,
         probe_requests,
         fetch_reply,
+        put_reply,
         import_flood,
         request_flood,
         replay,

@@ -13,6 +13,7 @@ nothing): its operation must still complete, once, and the tunnel end with Proto
 from __future__ import annotations
 
 import os
+import re
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +31,8 @@ from chopsticks_nb.result import ErrorResult
 from chopsticks_nb.tunnel import Local
 from security.hostile import HostileTunnel
 
+#: A character that drives a terminal or that no display takes (tab and newline are text).
+RAW_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 #: What making a text of a huge value may allocate: a bounded text, not the value's size.
 TEXT_BUDGET = 2 * 2**20
 
@@ -121,20 +124,20 @@ def test_a_huge_path_in_a_transfer_result_makes_a_short_error(tmp_path: Path) ->
 
 def test_an_error_record_with_a_huge_hostile_message_is_shown_bounded() -> None:
     """Injects: ERROR records whose message fills the 1 MiB limit with control characters,
-    a lone surrogate and a long type name. Asserts: RemoteException keeps the message whole
-    (it is the remote's); a group's failure summary and the result's views are bounded."""
+    a lone surrogate and a long type name. Asserts: RemoteException keeps the message whole,
+    each control character and surrogate written as an escape; a group's failure summary and
+    the result's views are bounded and hold no raw control character either."""
     unit = "\x1b]0;title\x07\x1b[2J\ud800"
     record = {"type": "E" * 1000, "tb": None, "kind": "exception", "msg": ""}
     spec = encoded_with_last_str(record, MAX_ERROR - 2000, unit)
-    message = unit * spec["times"]
     group = Group(
         [HostileTunnel(f"evil{n}", "error_reply", record={"encoded": spec}) for n in range(3)]
     )
     try:
         with pytest.raises(errors.RemoteException) as caught:
             group["evil0"].call(os.getpid)
-        # kept whole (its lone surrogates written as escapes, for Jupyter: see errors.py)
-        assert caught.value.remote_message.replace("\\ud800", "\ud800") == message
+        assert caught.value.remote_message == "\\x1b]0;title\\x07\\x1b[2J\\ud800" * spec["times"]
+        assert not RAW_CONTROL.search(str(caught.value))
         result = group.call(os.getpid)
     finally:
         group.close()
@@ -142,6 +145,38 @@ def test_an_error_record_with_a_huge_hostile_message_is_shown_bounded() -> None:
     for view in (lambda: repr(result), result._repr_html_, lambda: str(_group_error(result))):
         text, allocated = allocated_while(view)
         assert allocated < TEXT_BUDGET and len(text) < 20_000
+        assert not RAW_CONTROL.search(text)
+
+
+def test_terminal_sequences_in_a_remote_error_reach_no_terminal_raw() -> None:
+    """Injects: remote code on a real Local host raising ValueError whose message sets the
+    window title and clears the screen. Asserts: the RemoteException's text, its remote
+    traceback, the GroupError that raise_failures() makes (what %%remote prints in a terminal)
+    and its IPython rendering hold no raw control character, and still read: the escapes stand
+    where the characters were, newlines, tabs and non-ASCII text kept."""
+    raising = 'raise ValueError("\\x1b]0;TITLE\\x07\\x1b[2J boom\\tüñ\\nnext line")'
+    shown = "ValueError: \\x1b]0;TITLE\\x07\\x1b[2J boom\tüñ\nnext line"
+    group = Group([Local("one"), Local("two")])
+    try:
+        with pytest.raises(errors.RemoteException) as caught:
+            group["one"].call(exec, raising)
+        result = group.call(exec, raising)
+    finally:
+        group.close()
+    group_error = _group_error(result)
+    texts = {
+        "str(RemoteException)": str(caught.value),
+        "remote traceback": caught.value.remote_traceback or "",
+        "RemoteException in IPython": "\n".join(caught.value._render_traceback_()),
+        "str(GroupError)": str(group_error),
+        "GroupError in IPython": "\n".join(group_error._render_traceback_()),
+    }
+    for name, text in texts.items():
+        assert not RAW_CONTROL.search(text), name
+        assert shown in text or shown.replace("ValueError: ", "ValueError on one: ") in text, name
+    assert texts["str(GroupError)"].count(shown) == 4  # each host's line and traceback
+    html = result._repr_html_()
+    assert "\\x1b]0;TITLE\\x07" in html and not RAW_CONTROL.search(html)
 
 
 def _group_error(result: Any) -> errors.GroupError:
@@ -242,3 +277,46 @@ def test_a_fetch_to_a_path_that_cannot_be_written_completes(tmp_path: Path) -> N
             future.result(30)
         assert tunnel.call(os.getpid) == pid
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dest", "fifo"]
+
+
+# -- issue 16's example: a huge int where a transfer result has a size ----------------------------
+
+#: An int of 6021 digits: more than repr() converts (4300), so any message showing it must not
+#: try; a transfer result's size must fit in 64 bits.
+HUGE_SIZE = 2**20_000
+
+
+@pytest.mark.parametrize("operation", ["fetch", "put"])
+def test_a_huge_int_in_a_transfer_result_fails_that_host_only(
+    tmp_path: Path, operation: str
+) -> None:
+    """Injects: beside an honest Local host, a remote that answers a group fetch (or put) with
+    a transfer result whose size is an int of 6021 digits. Asserts: that host fails with a
+    ProtocolError naming the transfer result (not a ValueError from making its text), at once
+    and after close() nothing waits; no .part or other temporary file is left; the honest
+    host's transfer arrives whole."""
+    spec = encode({"remote_path": "/hostile", "size": HUGE_SIZE, "sha1sum": "0" * 40}).hex()
+    if operation == "fetch":
+        hostile = HostileTunnel("liar", "fetch_reply", data="00", result={"encoded": spec})
+    else:
+        hostile = HostileTunnel("liar", "put_reply", result={"encoded": spec})
+    source = tmp_path / "source.txt"
+    source.write_bytes(b"honest data\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    group = Group([Local("honest"), hostile])
+    try:
+        if operation == "fetch":
+            result = group.fetch(str(source), str(out / "{host}.txt"), timeout=60)
+        else:
+            result = group.put(str(source), str(out / "{host}.txt"), timeout=60)
+    finally:
+        group.close()
+    error = result["liar"]
+    assert isinstance(error, ErrorResult)
+    assert isinstance(error.exception, errors.ProtocolError), error.exception
+    assert error.msg.startswith("malformed transfer result") and len(error.msg) < 2000
+    assert result["honest"]["size"] == len(b"honest data\n")
+    assert [path.name for path in out.iterdir()] == ["honest.txt"]  # no .part, no liar.txt
+    assert (out / "honest.txt").read_bytes() == b"honest data\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out", "source.txt"]
