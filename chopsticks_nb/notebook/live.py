@@ -50,9 +50,6 @@ ViewMode = Literal["auto", "widgets", "html", "text"]
 TICK = 1.0
 #: Bytes per second the redraws of one view may send, at most (a large grid redraws less often).
 BYTES_PER_SECOND = 250_000
-#: Lines of a host shown in its row's panel while the work runs.
-PANEL_LINES = 8
-
 _VIEW_IDS = itertools.count(1)
 
 
@@ -340,20 +337,20 @@ class LiveView:
         log = host.log
         ended = host.ended if host.ended is not None else now
         last = log.last_line
-        recent = list(log.tail if log.hidden else log.head)[-PANEL_LINES:]
-        if last is not None and (not recent or recent[-1] is not last):
-            recent = [*recent, last][-PANEL_LINES:]
+        output = list(log.pieces())
+        kept = log.tail[-1] if log.hidden and log.tail else (log.head[-1] if log.head else None)
+        if last is not None and last is not kept:  # a line not ended yet
+            output.append((last[0], last[1] + "\n"))
         return Row(
             index=index,
             label=names[0] if len(names) == 1 else _fold(names),
-            hosts=len(names),
+            names=tuple(names),
             state=host.state(),
             elapsed=ended - self._started,
             lines=log.lines,
             stderr_lines=log.stderr_lines,
             last=last,
-            recent=tuple(recent),
-            hidden=log.hidden,
+            output=tuple(output),
             error=host.outcome.msg if isinstance(host.outcome, ErrorResult) else None,
         )
 

@@ -65,12 +65,42 @@ def test_html_mode_shows_a_row_per_host_and_settles_into_the_transcript(
     printed = capsys.readouterr().out
     assert "call on a,b,c: 2 running · 0 done · 1 failed" in printed  # the counts, as text
     rows = re.findall(r'<tr class="cnb-row" data-find="([^"]*)">', page)
-    assert rows == ["a,b running", "c failed"]  # a and b printed the same: one row
+    assert rows == ["a b a,b running", "c failed"]  # a and b printed the same: one row
     assert "a,b (2 hosts)" in page and "2 err" in page
     assert "&lt;b&gt;bad&lt;/b&gt;" in page and "<b>bad" not in page
     final = view.transcript_html()
     assert "<code>a,b</code> · 2 hosts · 1 line" in final
     assert "2 on stderr" in final and "&lt;b&gt;bad&lt;/b&gt;" in final
+
+
+def test_a_folded_row_is_found_by_each_host_and_opens_the_kept_output(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    names = [f"n{i:02d}" for i in range(21)]
+    view = LiveView(names, mode="html", interval=0.01, max_lines=40, tail_lines=5)
+    long_line = "x" * 500
+    with view:
+        for name in names:  # 60 lines each, the same: one folded row
+            view.output(name, "stdout", "".join(f"line {i}\n" for i in range(30)))
+            view.output(name, "stderr", long_line + "\n")
+            view.output(name, "stdout", "".join(f"line {i}\n" for i in range(31, 60)))
+            view.output(name, "stdout", "still writing")
+        time.sleep(0.2)  # passed on by a broker timer
+        with view._lock:
+            page = view._grid_bundle()["text/html"]
+    capsys.readouterr()
+    (find,) = re.findall(r'<tr class="cnb-row" data-find="([^"]*)">', page)
+    assert set(find.split()) >= {*names, "n[00-20]", "running"}  # the filter "n10" finds it
+    (panel,) = re.findall(r'<tr class="cnb-panel[^>]*><td colspan="5"><pre>(.*?)</pre>', page, re.S)
+    # The kept output, as the host's OutputLog keeps it: the first 40 lines (the long one
+    # whole), how many were hidden, the last 5, and the line being written.
+    assert f'<span class="cnb-err">{long_line}\n</span>' in panel
+    assert "<em>... 20 more lines hidden; the last 5:\n</em>" in panel
+    lines = re.sub("<[^>]*>", "", panel).split("\n")
+    assert lines[:30] == [f"line {i}" for i in range(30)] and lines[30] == long_line
+    assert lines[31:40] == [f"line {i}" for i in range(31, 40)]
+    assert lines[40] == "... 20 more lines hidden; the last 5:"
+    assert lines[41:47] == [*(f"line {i}" for i in range(55, 60)), "still writing"]
 
 
 def test_a_host_still_connecting_says_so(shell: InteractiveShell) -> None:
