@@ -578,7 +578,7 @@ class Group:
                 if capture is None:
                     return submit(tunnel, None)
                 watched = watching.handler(tunnel.host) or tunnel.output
-                return submit(tunnel, capture.handler(tunnel.host, None, watched))
+                return submit(tunnel, capture.handler(tunnel.host, watched))
 
             return gather(
                 self._tunnels,
