@@ -10,9 +10,9 @@ less often when it is large (its bytes per second are bounded). When the work en
 settles into the static transcript (:mod:`.transcript`); work that ends before the view was
 shown leaves its output as the cell's text, like any other.
 
-The notebook layer registers :meth:`LiveView.for_operation` with
-:func:`chopsticks_nb.progress.set_presenter` when it is loaded, so every group operation and
-queue run in a kernel shows one once it has run about a second.
+:meth:`LiveView.for_operation` is registered with :func:`chopsticks_nb.progress.set_presenter`
+(by the package when it is imported in a kernel, by the magics while they are loaded), so every
+group operation and queue run in a kernel shows one once it has run about a second.
 """
 
 from __future__ import annotations
