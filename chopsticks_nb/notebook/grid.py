@@ -3,8 +3,8 @@
 Two displays make the view. The *controls* are drawn once: a filter box, a hidden checkbox per
 row and the stylesheet. The *grid* is redrawn as the work goes on: the counts of hosts in each
 state, then a row per host in the group's order with its full name, state, elapsed time,
-number of stderr lines and last line of output, each followed by a panel with its output (as
-its OutputLog keeps it).
+number of stderr lines and last line of output, each followed by a panel with its output as its
+OutputLog keeps it (only the latest of it when many rows share the redraw's budget).
 
 What the reader does happens in the browser, never in the kernel (which is busy running the
 cell and reads no widget messages until it ends), and survives the grid's redraws because it
@@ -39,6 +39,11 @@ _MARKS = {
 _FAILED = ("failed", "interrupted", "timed out")
 #: Characters of a line shown in the grid (last line; a row's panel shows it whole).
 LAST_LINE_CHARS = 120
+#: Characters of output the panels of one redraw show together, and the least one panel shows:
+#: a panel holds its host's whole kept output unless the grid's rows share this out (at 256
+#: hosts each shows its latest 800 characters), so a redraw stays about 250 kB at most.
+PANELS_CHARS = 200_000
+PANEL_MIN_CHARS = 800
 
 
 def _escape(text: str) -> str:
@@ -146,7 +151,23 @@ def _counts_html(title: str, states: Sequence[str], elapsed: float) -> str:
     )
 
 
-def _row_html(view: str, row: Row) -> str:
+def _panel_pieces(output: Sequence[tuple[str, str]], share: int) -> list[tuple[str, str]]:
+    """``output``, or its latest lines within ``share`` characters after a notice of the rest."""
+    if sum(len(text) for _, text in output) <= share:
+        return list(output)
+    latest: list[tuple[str, str]] = []
+    size = 0
+    for stream, text in reversed(output):
+        if stream == "notice" or (latest and size + len(text) > share):
+            break
+        latest.append((stream, text if latest else _cut(text, share)))
+        size += len(latest[-1][1])
+    earlier = sum(1 for stream, _ in output if stream != "notice") - len(latest)
+    notice = f"... {earlier:,} earlier lines (the transcript shows them when the work ends)\n"
+    return [("notice", notice), *reversed(latest)]
+
+
+def _row_html(view: str, row: Row, share: int = PANELS_CHARS) -> str:
     hosts = len(row.names)
     find = _escape(" ".join([*row.names, row.label] if hosts > 1 else [row.label]).lower())
     find += f" {row.state}"
@@ -168,7 +189,7 @@ def _row_html(view: str, row: Row) -> str:
         f'<td class="cnb-last">{last}</td>'
     )
     panel_lines = []
-    for stream, text in row.output:
+    for stream, text in _panel_pieces(row.output, share):
         if stream == "notice":
             panel_lines.append(f"<em>{_escape(text)}</em>")
         elif stream == "stderr":
@@ -188,7 +209,8 @@ def grid_html(
     view: str, title: str, rows: Sequence[Row], states: Sequence[str], elapsed: float
 ) -> str:
     """The part redrawn: the counts of hosts in each state, then the rows."""
-    body = "".join(_row_html(view, row) for row in rows)
+    share = max(PANEL_MIN_CHARS, PANELS_CHARS // max(1, len(rows)))
+    body = "".join(_row_html(view, row, share) for row in rows)
     return (
         f'<div class="chopsticks-nb-live cnb-live-{view}">{_counts_html(title, states, elapsed)}'
         f'<table class="cnb-grid"><tbody>{body}</tbody></table></div>'
