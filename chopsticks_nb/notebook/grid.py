@@ -41,9 +41,9 @@ _FAILED = ("failed", "interrupted", "timed out")
 LAST_LINE_CHARS = 120
 #: Characters of output the panels of one redraw show together, and the least one panel shows:
 #: a panel holds its host's whole kept output unless the grid's rows share this out (at 256
-#: hosts each shows its latest 800 characters), so a redraw stays about 250 kB at most.
-PANELS_CHARS = 200_000
-PANEL_MIN_CHARS = 800
+#: hosts each shows its latest 390 characters), so a redraw of 256 rows stays under 200 kB.
+PANELS_CHARS = 100_000
+PANEL_MIN_CHARS = 300
 
 
 def _escape(text: str) -> str:
