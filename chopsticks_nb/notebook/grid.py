@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from ..outputlog import Line
 from ..render import MONOSPACE, STDERR_STYLE, format_seconds
 
-__all__ = ["STATES", "Row", "controls_html", "grid_html"]
+__all__ = ["STATES", "Row", "controls_html", "grid_html", "panel_share"]
 
 #: The states of a host, in the order the counts list them.
 STATES = ("connecting", "running", "done", "failed", "interrupted", "timed out")
@@ -67,7 +67,8 @@ class Row:
     stderr_lines: int
     last: Line | None
     #: the host's output as its OutputLog keeps it: (stream, text) pieces (see
-    #: OutputLog.pieces: the first lines, a "notice" of the hidden ones, the last lines)
+    #: OutputLog.pieces: the first lines, a "notice" of the hidden ones, the last lines), or
+    #: a notice and the latest lines within :func:`panel_share`
     output: tuple[tuple[str, str], ...]
     error: str | None = None  # why the host failed, shown in place of its last line
 
@@ -151,23 +152,12 @@ def _counts_html(title: str, states: Sequence[str], elapsed: float) -> str:
     )
 
 
-def _panel_pieces(output: Sequence[tuple[str, str]], share: int) -> list[tuple[str, str]]:
-    """``output``, or its latest lines within ``share`` characters after a notice of the rest."""
-    if sum(len(text) for _, text in output) <= share:
-        return list(output)
-    latest: list[tuple[str, str]] = []
-    size = 0
-    for stream, text in reversed(output):
-        if stream == "notice" or (latest and size + len(text) > share):
-            break
-        latest.append((stream, text if latest else _cut(text, share)))
-        size += len(latest[-1][1])
-    earlier = sum(1 for stream, _ in output if stream != "notice") - len(latest)
-    notice = f"... {earlier:,} earlier lines (the transcript shows them when the work ends)\n"
-    return [("notice", notice), *reversed(latest)]
+def panel_share(rows: int) -> int:
+    """Characters of output the panel of each of ``rows`` rows shows at most."""
+    return max(PANEL_MIN_CHARS, PANELS_CHARS // max(1, rows))
 
 
-def _row_html(view: str, row: Row, share: int = PANELS_CHARS) -> str:
+def _row_html(view: str, row: Row) -> str:
     hosts = len(row.names)
     find = _escape(" ".join([*row.names, row.label] if hosts > 1 else [row.label]).lower())
     find += f" {row.state}"
@@ -189,7 +179,7 @@ def _row_html(view: str, row: Row, share: int = PANELS_CHARS) -> str:
         f'<td class="cnb-last">{last}</td>'
     )
     panel_lines = []
-    for stream, text in _panel_pieces(row.output, share):
+    for stream, text in row.output:
         if stream == "notice":
             panel_lines.append(f"<em>{_escape(text)}</em>")
         elif stream == "stderr":
@@ -209,8 +199,7 @@ def grid_html(
     view: str, title: str, rows: Sequence[Row], states: Sequence[str], elapsed: float
 ) -> str:
     """The part redrawn: the counts of hosts in each state, then the rows."""
-    share = max(PANEL_MIN_CHARS, PANELS_CHARS // max(1, len(rows)))
-    body = "".join(_row_html(view, row, share) for row in rows)
+    body = "".join(_row_html(view, row) for row in rows)
     return (
         f'<div class="chopsticks-nb-live cnb-live-{view}">{_counts_html(title, states, elapsed)}'
         f'<table class="cnb-grid"><tbody>{body}</tbody></table></div>'

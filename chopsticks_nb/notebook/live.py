@@ -30,7 +30,7 @@ from ..outputlog import OutputLog
 from ..progress import SHOW_AFTER, Operation
 from ..result import ErrorResult
 from ..tunnel import BaseTunnel
-from .grid import Row, controls_html, counts_text, grid_html
+from .grid import Row, controls_html, counts_text, grid_html, panel_share
 from .transcript import sections, transcript_html, transcript_text
 
 if TYPE_CHECKING:
@@ -330,17 +330,14 @@ class LiveView:
             if log.chars:
                 folded[key] = groups[-1]
         index = {name: i for i, name in enumerate(self._hosts)}
-        return [self._row(index[names[0]], names, now) for names in groups], states
+        share = panel_share(len(groups))
+        return [self._row(index[names[0]], names, now, share) for names in groups], states
 
-    def _row(self, index: int, names: list[str], now: float) -> Row:
+    def _row(self, index: int, names: list[str], now: float, share: int) -> Row:
         host = self._hosts[names[0]]
         log = host.log
         ended = host.ended if host.ended is not None else now
         last = log.last_line
-        output = list(log.pieces())
-        kept = log.tail[-1] if log.hidden and log.tail else (log.head[-1] if log.head else None)
-        if last is not None and last is not kept:  # a line not ended yet
-            output.append((last[0], last[1] + "\n"))
         return Row(
             index=index,
             label=names[0] if len(names) == 1 else _fold(names),
@@ -350,7 +347,7 @@ class LiveView:
             lines=log.lines,
             stderr_lines=log.stderr_lines,
             last=last,
-            output=tuple(output),
+            output=_panel_output(log, share),
             error=host.outcome.msg if isinstance(host.outcome, ErrorResult) else None,
         )
 
@@ -398,6 +395,30 @@ class LiveView:
         """The output so far as ``[host] line`` text."""
         with self._lock:
             return transcript_text(self._logs())
+
+
+def _panel_output(log: OutputLog, share: int) -> tuple[tuple[str, str], ...]:
+    """What a row's panel shows: the host's kept output (:meth:`OutputLog.pieces`, then the
+    line being written), or, past ``share`` characters, a notice and the latest lines within
+    it. Walked from the end, so a long log costs only what is shown."""
+    last = log.last_line
+    kept = log.tail[-1] if log.hidden and log.tail else (log.head[-1] if log.head else None)
+    ending = [] if last is None or last is kept else [last]  # a line not ended yet
+    latest: list[tuple[str, str]] = []
+    size = 0
+    notice = log.hidden_notice()
+    parts = (ending, reversed(log.tail), [("notice", notice)] if notice else [], reversed(log.head))
+    for stream, text in itertools.chain.from_iterable(parts):
+        text += "\n"
+        if latest and size + len(text) > share:
+            lines = len(log.head) + len(log.tail) + len(ending)
+            earlier = lines - sum(1 for stream, _ in latest if stream != "notice")
+            cut = f"... {earlier:,} earlier lines (the transcript shows them when the work ends)\n"
+            latest.append(("notice", cut))
+            break
+        latest.append((stream, text if len(text) <= share else text[: share - 2] + "…\n"))
+        size += len(latest[-1][1])
+    return tuple(reversed(latest))
 
 
 def _fold(hosts: list[str]) -> str:
