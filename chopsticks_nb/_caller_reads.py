@@ -14,7 +14,7 @@ Two switches (see _speedups): ``callers_read`` (off: the broker reads everything
 
 from __future__ import annotations
 
-import _signal  # type: ignore[import-not-found]  # signal without its enum wrappers: faster
+import _signal  # type: ignore[import-not-found]  # signal without its enum wrappers (bench/README.md)
 import select
 import signal
 import threading
@@ -41,8 +41,11 @@ class Pipe(Protocol):
 
     writer: FrameWriter
     requests: RequestTable
-    #: Complete frames wait to be handled, read already (the broker leaves a flood's for later).
-    backlog: bool
+
+    @property
+    def backlog(self) -> bool:
+        """Complete frames wait to be handled, read already (the broker leaves a flood's for
+        later)."""
 
     def read_stdout(self, on_broker: bool = False) -> None:
         """Read what stdout holds and handle the frames (by whoever holds the read lock; the

@@ -1,8 +1,10 @@
 """One live agent: the coordinator of its process, its pipes and the operations in flight.
 
 The parts, each in a module of its own: the agent's process (_process), the frames going out
-(_writer) and coming in (_reader), the operations awaiting answers (_requests), and whose turn
-it is to read the answers: the broker thread's or a waiting caller's (_caller_reads). This
+(_writer) and coming in (_reader), the operations awaiting answers (_requests), whose turn
+it is to read the answers: the broker thread's or a waiting caller's (_caller_reads), the
+agent's requests answered a fair share per turn (_request_turns), and its early stderr and
+the explanation of its end (_exit_report). This
 class starts and ends them together, handles the agent's messages (the protocol table in
 _agent names a method here for each), and waits for answers: :meth:`Connection.wait` is the
 one way to wait, used by synchronous calls and by futures alike. The controller never
@@ -14,30 +16,29 @@ from __future__ import annotations
 import codecs
 import concurrent.futures
 import contextlib
-import math
 import signal
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any, Callable, NoReturn, Optional, Protocol
+from typing import Any, NoReturn, Protocol
 
 from . import _agent, _bootstrap, _call_frames
 from ._agent import AGENT, Msg
-from ._bounded import exception_text, short_repr
+from ._bounded import exception_text
 from ._broker import BROKER, TimerHandle, log
 from ._call_frames import PickledCall
 from ._caller_reads import POLL, DeferredInterrupt, StdoutTurns
+from ._exit_report import ExitExplainer, ExitReport
 from ._modserver import ModuleServer
 from ._process import AgentProcess
 from ._reader import READ_SIZE, FrameReader
+from ._request_turns import REQUESTS, RequestTurns
 from ._requests import Operation, RemoteFuture, RequestTable
 from ._writer import ErrorFactory, FrameWriter
 from .errors import (
     CallCancelled,
     CallTimeout,
     ChopsticksError,
-    ConnectError,
-    ConnectionLost,
     ConnectTimeout,
     ProtocolError,
     TunnelClosed,
@@ -46,27 +47,8 @@ from .output import OutputHandler
 
 __all__ = ["ChildHandlers", "Connection", "ExitExplainer", "close_connections"]
 
-#: Explains why the agent's command exited: (status, stderr tail, after the handshake) -> text.
-ExitExplainer = Callable[[Optional[int], str, bool], str]
-
-#: After stdout's EOF, how long to wait for the exit status and the rest of stderr (25 ms polls).
-EOF_POLLS = 40
 #: How long close() waits for an agent to exit once told to, before signalling it.
 CLOSE_TIMEOUT = 5.0
-#: Bytes of what the command printed before the handshake that an error message shows.
-PRINTED_SHOWN = 300
-#: stderr held back until the handshake (bytes): if the agent does not start, the error says
-#: what the command printed (ssh's "Connection refused"), and it is not shown twice.
-EARLY_STDERR = 64 * 1024
-
-#: The agent's requests for work here (a module, a resource file) that the broker thread
-#: answers per turn for one connection: the rest wait in its buffer, unread frames behind them
-#: in the pipe, while the broker serves the other connections. An answer costs one request
-#: more per REQUEST_BYTES it holds. An honest agent has one request out per thread importing.
-REQUESTS_PER_TURN = 8
-REQUEST_BYTES = 1024 * 1024
-#: The frames that are such requests.
-REQUESTS = (Msg.IMPORT, Msg.GET_DATA)
 
 
 class ChildHandlers(Protocol):
@@ -122,9 +104,15 @@ class Connection:
         )
         #: The tunnels this agent relays, once it relays any (see _relays).
         self.relay: ChildHandlers | None = None
-        #: Complete frames wait in the reader for a later turn (see REQUESTS_PER_TURN).
-        self.backlog = False
-        self._backlog_armed = False
+        self.request_turns = RequestTurns(
+            self.reader, self.turns.read_lock, lambda: self.read_stdout(on_broker=True)
+        )
+        self.exit_report = ExitReport(
+            self,
+            show_stderr=lambda data: self._deliver_output("stderr", data, None),
+            die=self._die,
+            later=lambda delay, then: self._timers.append(BROKER.call_later(delay, then)),
+        )
         self._ended: ErrorFactory | None = None
         self._first_call = True
         self._stdout_eof = False
@@ -132,8 +120,9 @@ class Connection:
         self._decoders = {
             k: codecs.getincrementaldecoder("utf-8")("replace") for k in ("stdout", "stderr")
         }
-        self._early_stderr: list[bytes] | None = []  # broker thread only
-        self.hello.add_done_callback(lambda _: BROKER.call_soon(self._release_early_stderr))
+        self.hello.add_done_callback(
+            lambda _: BROKER.call_soon(self.exit_report.release_early_stderr)
+        )
 
     @property
     def proc(self) -> Any:
@@ -143,6 +132,11 @@ class Connection:
     @property
     def alive(self) -> bool:
         return self._ended is None
+
+    @property
+    def backlog(self) -> bool:
+        """Complete frames wait in the reader for a later turn (see _request_turns)."""
+        return self.request_turns.backlog
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -198,7 +192,7 @@ class Connection:
             return  # ended already
         self._ended = error
         self.reader.stopped = True
-        self.backlog = False
+        self.request_turns.stop()
         self.turns.close()
         BROKER.run_and_wait(self._unwatch_all)
         for operation in self.requests.end(error):
@@ -345,13 +339,13 @@ class Connection:
 
     def read_stdout(self, on_broker: bool = False) -> None:
         """Read what stdout holds and handle the frames; end the connection on anything
-        outside the protocol. The broker thread handles only REQUESTS_PER_TURN requests a
+        outside the protocol. The broker thread handles only a share of the agent's requests a
         call: frames left (``backlog``) are handled before anything more is read."""
         fd = self.process.stdout
         if fd < 0 or self._stdout_eof:
             return
-        if self.backlog and self._backlog_armed and on_broker:
-            return  # the pipe is readable, but this connection's next turn is _handle_backlog
+        if on_broker and self.request_turns.waiting():
+            return  # the pipe is readable, but this connection's next turn is lined up
         reader = self.reader
         if not self.backlog:
             try:
@@ -370,13 +364,9 @@ class Connection:
 
     def _handle_frames(self, on_broker: bool) -> None:
         """Handle the frames read (see read_stdout); end the connection on a bad one."""
-        reader = self.reader
-        reader.budget = REQUESTS_PER_TURN if on_broker else math.inf
+        self.request_turns.begin(on_broker)
         try:
-            self.backlog = reader.handle_frames()
-            if self.backlog and on_broker and not self._backlog_armed:
-                self._backlog_armed = True
-                BROKER.call_soon(self._handle_backlog)
+            self.request_turns.end(self.reader.handle_frames(), on_broker)
         except ChopsticksError as exc:
             self._die_of_protocol_error(exc.message)
         except _agent.ShapeError as exc:
@@ -480,24 +470,8 @@ class Connection:
         return self.relay
 
     def _reply(self, req_id: int, answer: bytes) -> None:
-        self.reader.budget -= len(answer) // REQUEST_BYTES
+        self.request_turns.charge(answer)
         self.writer.send_reply(req_id, answer)
-
-    def _handle_backlog(self) -> None:
-        """Broker thread: this connection's next turn at the frames a flood of requests left."""
-        self._backlog_armed = False
-        if not self.backlog or self._ended is not None:
-            return
-        if not self.turns.read_lock.acquire(blocking=False):
-            # A caller reads the pipe: it handles them (read_until). Look again shortly, in
-            # case it stops before it has.
-            self._backlog_armed = True
-            BROKER.call_later(0.001, self._handle_backlog)
-            return
-        try:
-            self.read_stdout(on_broker=True)
-        finally:
-            self.turns.read_lock.release()
 
     # -- output -----------------------------------------------------------------------------------
 
@@ -522,23 +496,7 @@ class Connection:
         if self.process.stderr_eof:
             BROKER.unwatch(self.process.stderr)
         elif data:
-            self._stderr_arrived(data)
-
-    def _stderr_arrived(self, data: bytes) -> None:
-        """Broker thread: what the command wrote to stderr, held back until the handshake."""
-        early = self._early_stderr
-        if early is not None and sum(map(len, early)) + len(data) <= EARLY_STDERR:
-            early.append(data)
-        else:  # too much to hold: show it all as it comes
-            self._early_stderr = None
-            self._deliver_output("stderr", b"".join(early or ()) + data, None)
-
-    def _release_early_stderr(self) -> None:
-        """The handshake is over: show what stderr held before, if the agent started (if not,
-        the connection's error quotes it)."""
-        early, self._early_stderr = self._early_stderr, None
-        if early and self.hello.done() and self.hello.exception() is None:
-            self._deliver_output("stderr", b"".join(early), None)
+            self.exit_report.stderr_arrived(data)
 
     # -- timers and the end of the stream (broker thread) ----------------------------------------
 
@@ -550,25 +508,8 @@ class Connection:
 
     def _on_connect_timeout(self) -> None:
         if not self.hello.done():
-            tail = self.process.stderr_tail()
-            message = f"no answer from the agent within {self.connect_timeout:g} s"
-            message += self._printed() + (f"; stderr: {tail}" if tail else "")
+            message = self.exit_report.no_handshake(self.connect_timeout)
             self._die(lambda: ConnectTimeout(message, self.host))
-
-    def _printed(self) -> str:
-        """What the command wrote on stdout before any handshake (a login banner, a wrapper's
-        message), escaped and cut, for a message saying why the agent did not start."""
-        noise = self.reader.noise(PRINTED_SHOWN)
-        if not noise:
-            return ""
-        return f"; it printed {short_repr(noise.decode('utf-8', 'backslashreplace'), 400)}"
-
-    def _explain(self, status: int | None, tail: str, started: bool) -> str:
-        try:
-            return self.explain_exit(status, tail, started)
-        except Exception as exc:  # a tunnel's own explanation failed: a plain one
-            log.exception("chopsticks_nb: explaining the exit of %s failed", self.host)
-            return f"the agent's command ended (status {status}; {exception_text(exc)})"
 
     def _on_eof(self) -> None:
         """The agent's stdout closed: wait briefly for its exit status and stderr, then report."""
@@ -576,26 +517,7 @@ class Connection:
         self.turns.close()
         BROKER.unwatch(self.process.stdout)
         if self._ended is None:
-            self._report_exit(EOF_POLLS)
-
-    def _report_exit(self, polls: int) -> None:
-        status = self.process.poll()
-        if (status is None or not self.process.stderr_eof) and polls > 0:
-            self._timers.append(BROKER.call_later(0.025, lambda: self._report_exit(polls - 1)))
-            return
-        tail = self.process.stderr_tail()
-        if not self.hello.done():
-            message = self._explain(status, tail, False) + self._printed()
-            self._die(lambda: ConnectError(message, self.host))
-            return
-        message = self._explain(status, tail, True)
-        if self.reader.unparsed:
-            # The stream stopped inside a frame: a truncated message is outside the protocol,
-            # whatever the reason the sender stopped.
-            message = f"the stream ended inside a message ({self.reader.unparsed} bytes); {message}"
-            self._die(lambda: ProtocolError(message, self.host))
-        else:
-            self._die(lambda: ConnectionLost(message, self.host))
+            self.exit_report.report()
 
 
 def close_connections(connections: Sequence[Connection], timeout: float = CLOSE_TIMEOUT) -> None:

@@ -7,13 +7,20 @@ values get equal keys exactly when they are identical, whatever the order of a d
 Flat containers of plain values (the usual answers: a dict of strings and numbers, a list of
 lines) get their key in C, without a Python step per item; nesting costs a Python step per
 container, up to :data:`MAX_STEPS` per value, past which a value stands alone (it is never
-merged with another by mistake). Failures are grouped by status, remote type and message, a
+merged with another by mistake). NaN is one answer wherever it sits (``[1.0, nan]`` on two hosts
+is one group), as is any value unequal to itself (``numpy.float64('nan')``, ``NaT``). numpy
+arrays are keyed by dtype, shape and bytes; pandas frames, series and indexes by a hash of their
+values, two frames with equal hashes then compared in full (types, dtypes, index, columns,
+names, values, NaN equal to NaN). Failures are grouped by status, remote type and message, a
 host's own name in its message counting as the same text as another's.
 """
 
 from __future__ import annotations
 
+import collections
+import sys
 from collections.abc import Hashable, Iterable, Mapping
+from operator import eq
 from typing import Any, Callable, cast
 
 __all__ = [
@@ -32,6 +39,8 @@ MAX_STEPS = 20_000
 #: Types whose instances are keyed as themselves beside their type: hashable, and equal to an
 #: instance of another of these types only through the numbers (1 == True == 1.0).
 _LEAVES = frozenset({str, bytes, int, bool, float, complex, type(None)})
+#: Leaf types without a NaN: containers of only these are not searched for one.
+_NAN_FREE = frozenset({str, bytes, int, bool, type(None)})
 #: What a host's own name becomes in a failure message, so that the hosts' messages group.
 HOST_PLACEHOLDER = "{host}"
 
@@ -63,8 +72,8 @@ def value_key(value: Any, steps: list[int] | None = None) -> Hashable:
     """A hashable key equal for two values exactly when they are identical (equal, same types)."""
     kind = type(value)
     if kind in _LEAVES:
-        if kind is float and value != value:
-            return (float, "nan")  # NaN is not equal to itself, yet two NaNs are the same answer
+        if value != value:  # NaN is not equal to itself, yet two NaNs are the same answer
+            return (kind, "nan", repr(value))
         return (kind, value)
     budget = [MAX_STEPS] if steps is None else steps
     try:
@@ -77,22 +86,25 @@ def _container_key(value: Any, kind: type, steps: list[int]) -> Hashable:
     steps[0] -= 1
     if steps[0] < 0:
         raise _TooLarge
-    if kind is dict:
+    if kind is dict or (issubclass(kind, dict) and kind is not collections.OrderedDict):
         values = value.values()
-        if _plain(map(type, values)) and _plain(map(type, value)):
-            return (dict, frozenset(zip(map(type, value), value, map(type, values), values)))
+        if _plain_no_nan(values) and _plain_no_nan(value):
+            return (kind, frozenset(zip(map(type, value), value, map(type, values), values)))
         steps[0] -= len(value)
-        return (dict, frozenset((_key(k, steps), _key(v, steps)) for k, v in value.items()))
-    if kind is list or kind is tuple:
+        return (kind, frozenset((_key(k, steps), _key(v, steps)) for k, v in value.items()))
+    if kind is list or issubclass(kind, tuple):  # namedtuples too: their type is in the key
         types = set(map(type, value))
-        if _plain(types):
+        if _plain(types) and (_NAN_FREE.issuperset(types) or _no_nan(value)):
             if len(types) == 1:  # one type: the items compare as themselves
                 return (kind, types.pop(), tuple(value))
             return (kind, tuple(map(type, value)), tuple(value))
         steps[0] -= len(value)
         return (kind, tuple([_key(item, steps) for item in value]))
+    if kind is collections.OrderedDict:  # its order is part of what it is
+        steps[0] -= len(value)
+        return (kind, tuple((_key(k, steps), _key(v, steps)) for k, v in value.items()))
     if kind is set or kind is frozenset:
-        if _plain(map(type, value)):
+        if _plain_no_nan(value):
             return (kind, frozenset(zip(map(type, value), value)))
         steps[0] -= len(value)
         return (kind, frozenset([_key(item, steps) for item in value]))
@@ -102,26 +114,50 @@ def _container_key(value: Any, kind: type, steps: list[int]) -> Hashable:
 def _key(value: Any, steps: list[int]) -> Hashable:
     kind = type(value)
     if kind in _LEAVES:
-        if kind is float and value != value:
-            return (float, "nan")
+        if value != value:
+            return (kind, "nan", repr(value))
         return (kind, value)
     return _container_key(value, kind, steps)
 
 
 def _plain(types: Iterable[type]) -> bool:
     """Items of these types can be keyed as themselves, beside their types (which tell 1, True
-    and 1.0 apart). A NaN among them keeps two otherwise equal values apart, as ``==`` does."""
+    and 1.0 apart), unless one is a NaN (see :func:`_no_nan`)."""
     return _LEAVES.issuperset(types)
 
 
+def _no_nan(items: Iterable[Any]) -> bool:
+    """Whether every item is equal to itself. A NaN is not: keyed as itself it would keep two
+    otherwise identical values apart (tuples compare items by identity, then ``==``), so such
+    a value is keyed item by item instead. ``operator.eq`` skips the identity shortcut, in C."""
+    return all(map(eq, items, items))
+
+
+def _plain_no_nan(items: Iterable[Any]) -> bool:
+    """Whether the items are :func:`_plain` and none is a NaN (looked for among floats only)."""
+    types = set(map(type, items))
+    return _LEAVES.issuperset(types) and (_NAN_FREE.issuperset(types) or _no_nan(items))
+
+
 def _other_key(value: Any) -> Hashable:
-    """Anything else: itself when hashable; an array by its type, shape and bytes; else alone."""
+    """Anything else: itself when hashable (by its repr if unequal to itself, as NaN-like
+    scalars are); an array by its type, shape and bytes; a pandas object by :class:`_PandasKey`;
+    else alone."""
     try:
         hash(value)
     except TypeError:
         pass
     else:
+        try:
+            if value != value:
+                return ("unequal to itself", repr(value))
+        except Exception:  # a comparison that fails: the value is keyed as itself
+            pass
         return cast(Hashable, value)
+    if type(value).__module__.partition(".")[0] == "pandas":
+        pandas_key = _PandasKey.of(value)
+        if pandas_key is not None:
+            return pandas_key
     tobytes = getattr(value, "tobytes", None)
     if callable(tobytes) and hasattr(value, "dtype") and hasattr(value, "shape"):
         try:
@@ -129,6 +165,75 @@ def _other_key(value: Any) -> Hashable:
         except Exception:  # an array-like that will not give its bytes: it stands alone
             pass
     return ("alone", id(value))
+
+
+class _PandasKey:
+    """Stands for a DataFrame, Series or Index in a dict of keys: hashed by a hash of its values
+    (cheap, vectorised), equal to another exactly when the two are identical."""
+
+    __slots__ = ("_hash", "value")
+
+    def __init__(self, value: Any, digest: int) -> None:
+        self.value = value
+        self._hash = digest
+
+    @classmethod
+    def of(cls, value: Any) -> _PandasKey | None:
+        # pandas is loaded: such a value arrived. Never imported otherwise.
+        pandas = sys.modules.get("pandas")
+        if pandas is None or not isinstance(value, _pandas_types(pandas)):
+            return None
+        try:
+            hashable = value
+            if isinstance(value, pandas.api.extensions.ExtensionArray):  # a Categorical...
+                hashable = pandas.Series(value, copy=False)
+            rows = pandas.util.hash_pandas_object(hashable, index=True).to_numpy()
+            values = hash(rows.tobytes())
+        except Exception:  # values pandas cannot hash: compared in full, grouped still
+            values = 0
+        return cls(value, hash((type(value), value.shape, values)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _PandasKey):
+            return NotImplemented
+        return other._hash == self._hash and _same_pandas(self.value, other.value)
+
+
+def _pandas_types(pandas: Any) -> tuple[type, ...]:
+    extension_array = pandas.api.extensions.ExtensionArray
+    return (pandas.DataFrame, pandas.Series, pandas.Index, extension_array)
+
+
+def _same_pandas(a: Any, b: Any) -> bool:
+    """Whether two pandas objects are identical: same type, dtypes, index, columns, names and
+    values, NaN (and NaT, None) in the same places counting as equal."""
+    pandas = sys.modules["pandas"]
+    if type(a) is not type(b) or a.shape != b.shape:
+        return False
+    try:
+        if isinstance(a, pandas.DataFrame):
+            return bool(a.columns.identical(b.columns) and a.index.identical(b.index)) and bool(
+                (a.dtypes == b.dtypes).all() and a.equals(b)
+            )
+        if isinstance(a, pandas.Series):
+            return bool(
+                _same_name(a.name, b.name)
+                and a.dtype == b.dtype
+                and a.index.identical(b.index)
+                and a.equals(b)
+            )
+        if isinstance(a, pandas.Index):
+            return bool(a.identical(b))  # names, dtype and values
+        return bool(a.dtype == b.dtype and a.equals(b))  # an array: a Categorical...
+    except Exception:  # a comparison pandas refuses: not the same answer
+        return False
+
+
+def _same_name(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and value_key(a) == value_key(b)
 
 
 def failure_message(host: str, message: str) -> str:

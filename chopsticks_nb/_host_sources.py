@@ -134,6 +134,8 @@ def _ssh_tunnel(host: InventoryHost, options: Mapping[str, Any]) -> SSHTunnel:
     if host.become:
         settings["sudo"] = True
         settings["sudo_user"] = host.become_user  # None: sudo's default, root
+    if host.ssh_args:
+        settings["ssh_options"] = [*settings.get("ssh_options", ()), *host.ssh_args]
     return SSHTunnel(host.address, name=host.name, **settings)
 
 

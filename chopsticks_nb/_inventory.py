@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -25,6 +26,14 @@ _TRUE = frozenset({"y", "yes", "on", "1", "true", "t"})
 _FALSE = frozenset({"n", "no", "off", "0", "false", "f"})
 _SSH_CONNECTIONS = frozenset({"ssh", "paramiko", "paramiko_ssh", "smart"})
 _AUTO_PYTHON = frozenset({"auto", "auto_silent", "auto_legacy", "auto_legacy_silent"})
+#: Passwords: ssh runs in batch mode (keys, an agent) and sudo with -n, so none can be used.
+_PASSWORDS = (
+    "ansible_password",
+    "ansible_ssh_pass",
+    "ansible_ssh_password",
+    "ansible_become_password",
+    "ansible_become_pass",
+)
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,8 @@ class InventoryHost:
     ``name`` is the inventory's name for it (the label results are keyed by); ``address`` is
     where to connect. ``groups`` are every group holding the host, directly or through
     children, but ``all``. ``vars`` are all its variables after precedence (read-only).
+    ``ssh_args`` are extra ssh arguments: the private key and the common and extra arguments
+    the inventory gives.
     """
 
     name: str
@@ -44,6 +55,7 @@ class InventoryHost:
     become: bool = False
     become_user: str | None = None
     connection: str = "ssh"
+    ssh_args: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
     vars: Mapping[str, Any] = field(default_factory=dict, hash=False, repr=False)
 
@@ -96,6 +108,7 @@ class Inventory:
         variables = self._graph.host_vars(name)
         read = _Reader(name, variables)
         connection = read.connection()
+        read.refuse_passwords()
         become = read.boolean("ansible_become")
         method = read.text("ansible_become_method")
         if become and method not in (None, "sudo"):
@@ -111,6 +124,7 @@ class Inventory:
             become=become,
             become_user=read.text("ansible_become_user"),
             connection=connection,
+            ssh_args=read.ssh_args(),
             groups=tuple(self._graph.host_groups(name)),
             vars=MappingProxyType({key: variable.value for key, variable in variables.items()}),
         )
@@ -231,6 +245,30 @@ class _Reader:
     def python(self) -> str | None:
         python = self.text("ansible_python_interpreter")
         return None if python is None or python in _AUTO_PYTHON else python
+
+    def ssh_args(self) -> tuple[str, ...]:
+        key = self.text("ansible_ssh_private_key_file", "ansible_private_key_file")
+        args = [] if key is None else ["-i", os.path.expanduser(key)]
+        for name in ("ansible_ssh_common_args", "ansible_ssh_extra_args"):
+            text = self.text(name)
+            if text is None:
+                continue
+            try:
+                args += shlex.split(text)
+            except ValueError as exc:
+                raise self.origin(name).error(
+                    f"{name} of host {self.host!r} cannot be split as a shell would: {exc}"
+                ) from None
+        return tuple(args)
+
+    def refuse_passwords(self) -> None:
+        for name in _PASSWORDS:
+            if name in self.variables:
+                raise self.origin(name).error(
+                    f"host {self.host!r} sets {name}: chopsticks_nb never types a password "
+                    "(ssh runs in batch mode, with keys or an agent; sudo with -n); "
+                    "use a key (ansible_ssh_private_key_file) or a NOPASSWD sudo rule"
+                )
 
     def connection(self) -> str:
         connection = self.text("ansible_connection") or "ssh"

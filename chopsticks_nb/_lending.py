@@ -8,9 +8,10 @@ Two speed-ups (see _speedups), both measured in bench/README.md:
   until the agent has read it, so the writer keeps the object alive until :func:`unread` says
   the pipe holds less than what followed it (:class:`Lender`); only ``bytes``, which cannot
   change, are lent.
-- ``align``: where pieces are copied instead, the kernel copies a page into a pipe up to 4x
-  slower when it lands 1-15 bytes past where it lies in memory, modulo 4096: a PING frame of
-  padding goes first and lines the large piece up modulo 64 (:func:`frame_pieces`).
+- ``align``: where pieces are copied instead, the kernel copies a page into a pipe slower when
+  it lands 1-15 bytes past where it lies in memory, modulo 4096 (the figure: bench/README.md,
+  "Why the code looks this way"): a PING frame of padding goes first and lines the large piece
+  up modulo 64 (:func:`frame_pieces`).
 """
 
 from __future__ import annotations

@@ -398,10 +398,10 @@ class RelayedConnection(Connection):
             if data:
                 self.process.note_stderr(data)
                 if BROKER.in_broker_thread():
-                    self._stderr_arrived(bytes(data))
+                    self.exit_report.stderr_arrived(bytes(data))
                 else:  # a caller reads the relay: what stderr holds is the I/O thread's
                     copy = bytes(data)
-                    BROKER.call_soon(lambda: self._stderr_arrived(copy))
+                    BROKER.call_soon(lambda: self.exit_report.stderr_arrived(copy))
             else:
                 self.process.stderr_eof = True
             if not self.backlog:
@@ -429,7 +429,7 @@ class RelayedConnection(Connection):
     def read_stdout(self, on_broker: bool = False) -> None:
         """Handle the frames fed so far, a fair share of requests at a time (the relay's
         reader serves every child), acknowledging what was taken once no frame waits."""
-        if self._stdout_eof or (self.backlog and self._backlog_armed):
+        if self._stdout_eof or self.request_turns.waiting():
             return
         self._handle_frames(on_broker=True)
         if self.backlog or self._ended is not None:

@@ -22,11 +22,6 @@ from ._requests import Operation
 from .errors import ChopsticksError, TransferError
 
 
-def _checked_result(value: object) -> dict[str, Any]:
-    result: dict[str, Any] = _agent.check_shape(value, TRANSFER_RESULT, "transfer result")
-    return result
-
-
 def check_max_size(max_size: int | None) -> None:
     """Refuse a fetch's ``max_size`` that is not None or a number of bytes (ValueError)."""
     if max_size is not None and (type(max_size) is not int or max_size < 0):
@@ -78,7 +73,7 @@ class Upload(Operation):
         return False
 
     def on_result(self, value: object) -> None:
-        result = _checked_result(value)
+        result: dict[str, Any] = _agent.check_shape(value, TRANSFER_RESULT, "transfer result")
         if result["sha1sum"] != self.sha1.hexdigest() or result["size"] != self.size:
             remote = _remote_text(result["remote_path"])
             self.fail(TransferError(f"{remote}: the remote checksum does not match", self.host))
@@ -155,7 +150,7 @@ class Download(Operation):
         self.conn.abandon(self, error)
 
     def on_result(self, value: object) -> None:
-        result = _checked_result(value)
+        result: dict[str, Any] = _agent.check_shape(value, TRANSFER_RESULT, "transfer result")
         if result["size"] != self.size or result["sha1sum"] != self.sha1.hexdigest():
             remote = _remote_text(result["remote_path"])
             self.fail(

@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._bounded import short_text
+from ._hostfold import hosts_text
 
 if TYPE_CHECKING:  # never at run time: the result model imports this module
     from .result import ErrorResult, GroupResult
@@ -64,6 +65,9 @@ __all__ = [
 MAX_TRACEBACKS = 3
 #: Characters of each host's error message a GroupError's message shows.
 MAX_MESSAGE_CHARS = 2000
+#: Characters of folded host names a summary's first line shows whole when the hosts given a
+#: line of their own are fewer (``max_hosts``); past it, those hosts and a count of the rest.
+MAX_FOLDED_CHARS = 200
 
 
 def showable(text: str) -> str:
@@ -179,16 +183,21 @@ def failure_summary(
 ) -> str:
     """The report of a group operation's failed hosts, as a :class:`GroupError` says it.
 
-    A first line naming the failed hosts (``2 of 5 hosts failed: a, b``), one line per host
+    A first line naming the failed hosts, folded into ranges (``2 of 5 hosts failed: web[1-2]``;
+    names no range can hold are listed: ``a b, c``), one line per host
     with its error, then up to ``max_tracebacks`` remote tracebacks. ``max_hosts`` bounds the
-    hosts named (the rest are counted: ``and 40 more``); when tracebacks are left out, a last
-    line counts them and says where to find them (``hint``).
+    hosts given a line of their own, and those on the first line when folding all of them
+    takes more than ``MAX_FOLDED_CHARS`` characters (the rest are counted: ``and 40 more``);
+    when tracebacks are left out, a last line counts them and says where to find them
+    (``hint``).
     """
     hosts = list(failures)
     named = hosts if max_hosts is None else hosts[: max(0, max_hosts)]
-    more = f" and {len(hosts) - len(named)} more" if len(named) < len(hosts) else ""
+    who = hosts_text(hosts)
+    if len(named) < len(hosts) and len(who) > MAX_FOLDED_CHARS:
+        who = f"{hosts_text(named)} and {len(hosts) - len(named)} more"
     noun = "host" if total == 1 else "hosts"
-    lines = [f"{len(hosts)} of {total} {noun} failed: {', '.join(named)}{more}"]
+    lines = [f"{len(hosts)} of {total} {noun} failed: {who}"]
     lines += [f"  {host}: {short_text(failures[host].msg, MAX_MESSAGE_CHARS)}" for host in named]
     with_tb = [(host, error.tb) for host, error in failures.items() if error.tb]
     shown = with_tb[: max(0, max_tracebacks)]
@@ -344,8 +353,8 @@ class GroupInterrupted(KeyboardInterrupt):
     def _render_traceback_(self) -> list[str]:
         """IPython shows this short text instead of a local stack that would not help."""
         hosts = [host for host, error in self.result.failures() if error.status == "interrupted"]
-        shown = ", ".join(hosts[:10]) + (f" and {len(hosts) - 10} more" if len(hosts) > 10 else "")
         lines = [f"GroupInterrupted: {self}"]
         if hosts:
-            lines.append(f"  interrupted: {shown}")
+            shown = hosts_text(hosts)  # the first line counts them: a long list is cut
+            lines.append(f"  interrupted: {shown if len(shown) <= 300 else shown[:297] + '...'}")
         return lines

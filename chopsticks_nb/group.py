@@ -35,6 +35,7 @@ from .errors import SerializationError
 from .hosts import expand, is_expression
 from .output import HostOutput, OutputHandler
 from .progress import Operation, Watching
+from .render import fold_hosts
 from .result import ErrorResult, GroupResult, OnInterrupt, ProgressCallback
 from .tunnel import BaseTunnel, SSHTunnel, close_together
 
@@ -42,6 +43,11 @@ if TYPE_CHECKING:
     from .slurm import Progress
 
 __all__ = ["ErrorResult", "Group", "GroupResult"]
+
+#: A group of at most this many tunnels shows them in its repr; a larger one, its folded names.
+REPR_TUNNELS = 4
+#: Longest folded host list in a large group's repr.
+REPR_HOSTS_CHARS = 200
 
 
 def _host_names(text: str) -> list[str]:
@@ -209,7 +215,11 @@ class Group:
         raise KeyError(host)
 
     def __repr__(self) -> str:
-        return f"Group([{', '.join(repr(tunnel) for tunnel in self._tunnels)}])"
+        """Its tunnels (``Group([Local('a'), Local('b')])``) while few; past
+        :data:`REPR_TUNNELS`, a count and the host names folded: ``<Group of 8: web[01-08]>``."""
+        if len(self._tunnels) <= REPR_TUNNELS:
+            return f"Group([{', '.join(repr(tunnel) for tunnel in self._tunnels)}])"
+        return f"<Group of {len(self._tunnels)}: {fold_hosts(self.hosts, REPR_HOSTS_CHARS)}>"
 
     @staticmethod
     def _operand(other: object) -> list[BaseTunnel] | None:

@@ -27,9 +27,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 from ._broker import BROKER, TimerHandle
-from .hosts import fold
 from .output import HostOutput, OutputHandler, status_line
-from .render import format_seconds
+from .render import fold_hosts, format_seconds
 
 if TYPE_CHECKING:
     from .result import HostDone, ProgressCallback
@@ -192,7 +191,7 @@ class TerminalLine:
 
     def __init__(self, operation: Operation, *, show_after: float | None = None) -> None:
         self.operation = operation
-        self._label = f"{operation.what} on {fold(operation.hosts)}"
+        self._label = f"{operation.what} on {fold_hosts(operation.hosts)}"
         self._started = time.monotonic()
         self._lock = threading.Lock()
         self._done = 0

@@ -26,8 +26,8 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._bounded import short_repr, short_text, whole_repr
+from ._hostfold import hosts_text
 from .errors import MAX_TRACEBACKS
-from .hosts import HostRangeError, fold
 from .outputlog import printable
 
 if TYPE_CHECKING:  # the result model imports this module, not the other way round
@@ -166,7 +166,8 @@ def time_summary(seconds: Iterable[float]) -> str:
 
 def fold_hosts(hosts: Sequence[str], limit: int | None = None) -> str:
     """The hosts as one range expression (``web[01-05,07]``), or as a comma-separated list
-    when some name cannot be written in one; cut at ``limit`` characters."""
+    when some name cannot be written in one; cut at ``limit`` characters. Every display of a
+    list of hosts writes it this way."""
     text = hosts[0] if len(hosts) == 1 else _fold(tuple(hosts))
     if limit is not None and len(text) > limit:
         return text[: limit - 3] + "..."
@@ -177,10 +178,7 @@ def fold_hosts(hosts: Sequence[str], limit: int | None = None) -> str:
 def _fold(hosts: tuple[str, ...]) -> str:
     # Cached: a result's text, HTML and diff fold the same lists, and folding 10,000 names
     # takes tens of milliseconds.
-    try:
-        return fold(hosts)
-    except (HostRangeError, TypeError):
-        return ", ".join(hosts)
+    return hosts_text(hosts)
 
 
 def _hosts_count(count: int) -> str:

@@ -248,20 +248,32 @@ class Srun(SubprocessTunnel):
     def explain_exit(self, returncode: int | None, stderr_tail: str) -> str:
         """Why srun ended, in words naming the job (and the node, where it is the cause)."""
         detail = stderr_tail
-        lowered = detail.lower()
-        for needle, meaning in _SRUN_FAILURES:
-            if needle in lowered:
-                return f"{meaning.format(job=self.job, node=self.node)} ({detail})"
-        if "execve()" in lowered:
+        known = self._known_failure(detail)
+        if known is not None:
+            return known
+        if "execve()" in detail.lower():
             return f"cannot run {self.python3} on node {self.node} ({detail})"
         if returncode == _bootstrap.EXIT_TOO_OLD:
             return super().explain_exit(returncode, detail)
         return f"srun exited with status {returncode} (job {self.job}): {detail or 'no message'}"
 
     def explain_loss(self, returncode: int | None, stderr_tail: str) -> str:
-        """The step ended under a running agent: the job ended or was cancelled, mostly."""
+        """The step ended under a running agent: the job ended, was cancelled or reached its
+        time limit, mostly; in words naming the job, as :meth:`explain_exit` says them."""
+        known = self._known_failure(stderr_tail)
+        if known is not None:
+            return known
         detail = f"; stderr: {stderr_tail}" if stderr_tail else ""
         return f"job {self.job}: srun exited with status {returncode}{detail}"
+
+    def _known_failure(self, detail: str) -> str | None:
+        """The reason srun's stderr gives (_SRUN_FAILURES) in words naming the job, followed by
+        the stderr itself; None if it gives none of them."""
+        lowered = detail.lower()
+        for needle, meaning in _SRUN_FAILURES:
+            if needle in lowered:
+                return f"{meaning.format(job=self.job, node=self.node)} ({detail})"
+        return None
 
 
 # -- allocations --------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..output import HostPrefixPrinter, OutputBatch, OutputBatcher, default_output
 from ..outputlog import OutputLog
 from ..progress import SHOW_AFTER, Operation
+from ..render import fold_hosts
 from ..result import ErrorResult
 from ..tunnel import BaseTunnel
 from .grid import Row, controls_html, counts_text, grid_html, panel_share
@@ -422,6 +423,4 @@ def _panel_output(log: OutputLog, share: int) -> tuple[tuple[str, str], ...]:
 
 
 def _fold(hosts: list[str]) -> str:
-    from ..hosts import fold
-
-    return fold(hosts) if len(hosts) > 1 else (hosts[0] if hosts else "no hosts")
+    return fold_hosts(hosts) if hosts else "no hosts"

@@ -32,7 +32,7 @@ from ..errors import ChopsticksError, GroupError, GroupInterrupted, HostRangeErr
 from ..group import Group
 from ..hosts import expand, is_expression
 from ..progress import Operation, Presenter, Watch, set_presenter
-from ..render import summary
+from ..render import fold_hosts, summary
 from ..result import GroupResult
 from ..tunnel import BaseTunnel, SSHTunnel
 from .live import LiveView, in_kernel
@@ -346,7 +346,7 @@ class RemoteMagics(Magics):
             if before is not None and before != agent:
                 notes.append(tunnel.host)
         if notes:
-            hosts = ", ".join(notes)
+            hosts = fold_hosts(notes)
             print(
                 f"Note: {hosts} reconnected since the last %%remote cell there (a new agent, "
                 "with a fresh namespace): the names earlier cells defined on "

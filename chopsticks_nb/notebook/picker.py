@@ -24,8 +24,8 @@ from ipywidgets.widgets.widget_bool import CheckboxStyle
 from ipywidgets.widgets.widget_string import HTMLStyle
 
 from ..group import Group
-from ..hosts import fold
 from ..inventory import read_inventory
+from ..render import fold_hosts
 from ..result import ErrorResult, GroupResult, HostDone
 from ..tunnel import BaseTunnel
 
@@ -378,7 +378,7 @@ class HostPicker(w.VBox):  # type: ignore[misc]
 
     def _selection_line(self) -> str:
         count = f"{len(self.selected)} of {len(self.hosts)} hosts selected"
-        return f"{count}: {fold(self.selected)}" if self.selected else count
+        return f"{count}: {fold_hosts(self.selected)}" if self.selected else count
 
     def _status_of(self, host: str, *, html_form: bool) -> str:
         check = self._checks.get(host)

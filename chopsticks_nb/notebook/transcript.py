@@ -14,9 +14,8 @@ import html
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..hosts import fold
 from ..outputlog import Line, OutputLog, printable
-from ..render import STDERR_STYLE, output_html
+from ..render import STDERR_STYLE, fold_hosts, output_html
 
 __all__ = ["Section", "sections", "transcript_html", "transcript_text"]
 
@@ -42,7 +41,7 @@ class Section:
 
     @property
     def label(self) -> str:
-        return self.hosts[0] if len(self.hosts) == 1 else fold(self.hosts)
+        return fold_hosts(self.hosts)
 
     def stderr(self) -> list[Line]:
         return [line for line in (*self.log.head, *self.log.tail) if line[0] == "stderr"]

@@ -19,8 +19,8 @@ HERE = Path(__file__).parent
 Captured = OutputLog
 
 
-class Relayed(SubprocessTunnel):
-    """A local agent whose stdin arrives through relay.py in chunks of ``chunk`` bytes."""
+class SlowLink(SubprocessTunnel):
+    """A local agent whose stdin arrives through slow_link.py in chunks of ``chunk`` bytes."""
 
     python3 = sys.executable
 
@@ -33,7 +33,7 @@ class Relayed(SubprocessTunnel):
         return _bootstrap.compiled_agent() if self.compiled else None
 
     def cmd_args(self) -> list[str]:
-        return [sys.executable, str(HERE / "relay.py"), str(self.chunk), *self.python_args()]
+        return [sys.executable, str(HERE / "slow_link.py"), str(self.chunk), *self.python_args()]
 
 
 @pytest.fixture

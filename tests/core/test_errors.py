@@ -62,7 +62,7 @@ def _failures() -> dict[str, ErrorResult]:
 
 def test_the_summary_names_hosts_and_shows_tracebacks_as_asked() -> None:
     full = failure_summary(_failures(), 6).splitlines()
-    assert full[0] == "5 of 6 hosts failed: h0, h1, h2, h3, down"
+    assert full[0] == "5 of 6 hosts failed: down,h[0-3]"
     assert full[1:6] == [
         "  h0: ValueError: 0",
         "  h1: ValueError: 1",
@@ -76,12 +76,40 @@ def test_the_summary_names_hosts_and_shows_tracebacks_as_asked() -> None:
 
     short = failure_summary(_failures(), 6, max_hosts=2, max_tracebacks=0, hint="in the table")
     assert short.splitlines() == [
-        "5 of 6 hosts failed: h0, h1 and 3 more",
+        "5 of 6 hosts failed: down,h[0-3]",
         "  h0: ValueError: 0",
         "  h1: ValueError: 1",
         "(4 remote tracebacks not shown: in the table)",
     ]
     assert failure_summary({"a": ErrorResult("broke")}, 1) == "1 of 1 host failed: a\n  a: broke"
+
+
+def test_the_summary_folds_the_failed_hosts_and_lists_names_no_range_holds() -> None:
+    eight = {f"web{i:02}": ErrorResult("broke") for i in range(1, 9)}
+    assert (
+        failure_summary(eight, 8, max_hosts=3).splitlines()[0] == "8 of 8 hosts failed: web[01-08]"
+    )
+    odd = {"web 1": ErrorResult("broke"), "root@[::1]": ErrorResult("broke")}
+    assert failure_summary(odd, 2).splitlines()[0] == "2 of 2 hosts failed: web 1, root@[::1]"
+    odd["web2"] = odd["web3"] = ErrorResult("broke")
+    assert (
+        failure_summary(odd, 4).splitlines()[0]
+        == "4 of 4 hosts failed: web[2-3], web 1, root@[::1]"
+    )
+    # Too many names to fold into a short line: the hosts shown one by one, and a count.
+    many = {f"{word}{i}.example": ErrorResult("broke") for i, word in enumerate(["a", "b"] * 40)}
+    first = failure_summary(many, 80, max_hosts=2).splitlines()[0]
+    assert first == "80 of 80 hosts failed: a0.example,b1.example and 78 more"
+
+
+def test_an_interrupted_group_folds_its_unfinished_hosts() -> None:
+    outcomes: dict[str, object] = {
+        f"n{i:03}": ErrorResult("x", status="interrupted") for i in range(500)
+    }
+    outcomes["web 1"] = ErrorResult("x", status="interrupted")
+    outcomes["done"] = 1
+    lines = GroupInterrupted(GroupResult(outcomes))._render_traceback_()
+    assert lines[1] == "  interrupted: n[000-499], web 1"
 
 
 def test_group_error_and_the_cell_error_share_the_summary() -> None:

@@ -1,4 +1,5 @@
-"""The core behaviour over every transport: Local, SSHTunnel, Sudo and Podman (``any_tunnel``)."""
+"""The core behaviour over every transport: Local, SSHTunnel, Sudo, Podman and a Local behind a
+relay (``any_tunnel``)."""
 
 from __future__ import annotations
 

@@ -78,6 +78,15 @@ def test_group_from_tunnels_and_names_is_lazy() -> None:
     assert repr(Group([Local("a"), Local("b")])) == "Group([Local('a'), Local('b')])"
 
 
+def test_a_large_groups_repr_is_its_count_and_folded_names() -> None:
+    assert repr(Group([f"web{i:02}" for i in range(1, 9)])) == "<Group of 8: web[01-08]>"
+    odd = Group([Local("web 1"), Local("web 2"), Local("n1"), Local("n2"), Local("n3")])
+    assert repr(odd) == "<Group of 5: n[1-3], web 1, web 2>"
+    many = repr(Group([Local(f"{word}{i}") for i, word in enumerate(["a", "b"] * 500)]))
+    assert many.startswith("<Group of 1000: a[0,2,4,") and many.endswith("...>")
+    assert len(many) < 240
+
+
 def test_duplicate_names_and_bad_members_are_refused() -> None:
     with pytest.raises(ValueError, match="duplicate host name 'a'"):
         Group([Local("a"), Local("a")])
@@ -302,7 +311,7 @@ def test_raise_failures_names_every_host_and_bounds_tracebacks() -> None:
     assert isinstance(error, ChopsticksError) and not isinstance(error, RemoteException)
     message = str(error)
     first = message.splitlines()[0]
-    assert first == "6 of 6 hosts failed: h0, h1, h2, h3, h4, gone"
+    assert first == "6 of 6 hosts failed: gone,h[0-4]"
     assert "  gone: cannot run '/nonexistent/x'" in message
     assert message.count("RuntimeError: it broke") == 5 + 3  # one line each, 3 tracebacks
     assert message.count("--- remote traceback from") == 3

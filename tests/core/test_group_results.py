@@ -277,3 +277,59 @@ def test_bad_retry_options_are_refused_before_anything_starts(
     with pytest.raises(ValueError, match="retr"):
         group.call(os.getpid, retries=retries, retry_delay=retry_delay)
     assert not group["never"].connected
+
+
+@pytest.fixture
+def numpy_fleet() -> Iterator[Group]:
+    """6 Local hosts d0..d5 running this Python (which has numpy and pandas), each knowing its
+    name (HOST)."""
+    group = Group([Local(f"d{i}", python3=sys.executable) for i in range(6)])
+    try:
+        for tunnel in group:
+            tunnel.exec(f"HOST = {tunnel.host!r}")
+        yield group
+    finally:
+        group.close()
+
+
+FRAME = (
+    "import numpy as np, pandas as pd\n"
+    "df = pd.DataFrame({'load': [0.5, np.nan, 2.0], 'name': ['a', None, 'c'],\n"
+    "                   'when': pd.to_datetime(['2020-01-01', None, '2021-01-01'])},\n"
+    "                  index=pd.Index([1, 2, 3], name='id'))\n"
+    "if HOST == 'd4': df.loc[3, 'load'] = 3.0\n"
+    "if HOST == 'd5': df.index.name = 'other'\n"
+)
+
+
+def test_equal_pandas_results_from_real_hosts_group_and_diff_only_the_others(
+    numpy_fleet: Group,
+) -> None:
+    import pandas as pd
+
+    result = numpy_fleet.exec(FRAME + "df.describe()")
+    assert [hosts for _, hosts in result.groups()] == [["d4"], ["d0", "d1", "d2", "d3", "d5"]]
+    assert isinstance(result.groups()[0][0], pd.DataFrame)
+    assert "5 hosts d[0-3,5]:" in repr(result)
+    diff = result.diff()
+    assert diff.majority_hosts == ["d0", "d1", "d2", "d3", "d5"]
+    assert [group.hosts for group in diff.groups] == [["d4"]]
+
+    frames = numpy_fleet.exec(FRAME + "df")  # d4's values and d5's index name differ
+    assert [hosts for _, hosts in frames.groups()] == [["d4"], ["d5"], ["d0", "d1", "d2", "d3"]]
+    series = numpy_fleet.exec(FRAME + "df['load'] if HOST != 'd1' else df['load'].astype('f4')")
+    assert [hosts for _, hosts in series.groups()] == [["d1"], ["d4"], ["d5"], ["d0", "d2", "d3"]]
+    index = numpy_fleet.exec(FRAME + "df.index")
+    assert [hosts for _, hosts in index.groups()] == [["d5"], ["d0", "d1", "d2", "d3", "d4"]]
+
+
+def test_arrays_and_nan_inside_values_from_real_hosts_are_one_answer(numpy_fleet: Group) -> None:
+    arrays = numpy_fleet.exec(
+        "import numpy as np\n"
+        "a = np.asfortranarray(np.arange(6.0).reshape(2, 3)); a[0, 1] = np.nan\n"
+        "a if HOST != 'd2' else a.astype('f4')"
+    )
+    assert [hosts for _, hosts in arrays.groups()] == [["d2"], ["d0", "d1", "d3", "d4", "d5"]]
+    for expression in ("{'t': float('nan')}", "[1.0, float('nan')]", "np.float64('nan')"):
+        nans = numpy_fleet.exec(f"import numpy as np\n{expression}")
+        assert [hosts for _, hosts in nans.groups()] == [numpy_fleet.hosts], expression

@@ -283,6 +283,29 @@ def test_inventory_hosts_are_reached_as_written(
         assert executables["controller"] == os.path.realpath(sys.executable)
 
 
+def test_the_inventorys_key_and_ssh_arguments_are_what_reach_the_host(
+    sshd_hosts: SSHHosts, tmp_path: Path
+) -> None:
+    """No ssh config at all (``-F /dev/null``): the key and the host key options come from the
+    inventory alone, and without the key the login is refused."""
+    web1 = sshd_hosts.hosts["web1"]
+    common = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
+    line = (
+        f"web1 ansible_host={web1.address} ansible_port={sshd_hosts.port} "
+        f"ansible_user={sshd_hosts.user} ansible_python_interpreter={PYTHON} "
+        f'ansible_ssh_common_args="{common}"'
+    )
+    keyed = write(
+        tmp_path / "keyed.ini", f"{line} ansible_ssh_private_key_file={sshd_hosts.key_path}\n"
+    )
+    keyless = write(tmp_path / "keyless.ini", line + "\n")
+    with Group.from_inventory(keyed, ssh_config="/dev/null", connect_timeout=20) as group:
+        assert group.call(getpass.getuser).raise_failures() == {"web1": sshd_hosts.user}
+    with Group.from_inventory(keyless, ssh_config="/dev/null", connect_timeout=20) as group:
+        refused = group.call(getpass.getuser, quiet=True)["web1"]
+    assert "Permission denied" in str(refused), refused
+
+
 def test_group_options_fill_in_what_the_inventory_does_not_say(tmp_path: Path) -> None:
     path = write(
         tmp_path / "hosts",

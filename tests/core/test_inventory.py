@@ -99,6 +99,7 @@ def web(name: str, **changes: Any) -> dict[str, Any]:
         "become": False,
         "become_user": None,
         "connection": "ssh",
+        "ssh_args": (),
         "groups": ("prod", "web"),
     }
     return record | changes
@@ -411,6 +412,12 @@ def test_connection_kinds(tmp_path: Path) -> None:
             "h ansible_become=yes ansible_become_method=su",
             "host 'h' becomes another user with 'su': only sudo is supported",
         ),
+        ("h ansible_password=secret", "host 'h' sets ansible_password: chopsticks_nb never"),
+        ("h ansible_become_pass=secret", "host 'h' sets ansible_become_pass: chopsticks_nb"),
+        (
+            """h ansible_ssh_common_args="-o 'unclosed" """,
+            "ansible_ssh_common_args of host 'h' cannot be split as a shell would",
+        ),
     ],
 )
 def test_bad_connection_variables_name_the_host_and_line(
@@ -442,6 +449,24 @@ def test_other_connection_values(tmp_path: Path) -> None:
     a, b = inventory_hosts(path)
     assert (a.python, a.address, a.port) == (None, "10.1.1.1", 2)
     assert (b.user, b.become) == ("new", False)  # a become method only matters with become
+
+
+def test_ssh_arguments_from_the_inventory(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "hosts.ini",
+        """
+        a ansible_ssh_private_key_file=~/keys/a ansible_ssh_extra_args=-v
+        b ansible_private_key_file=/k ansible_ssh_common_args='-o "ProxyJump=j 1"'
+        c
+        [all:vars]
+        ansible_ssh_common_args="-o ProxyJump=bastion"
+        """,
+    )
+    a, b, c = inventory_hosts(path)
+    home = os.path.expanduser("~")
+    assert a.ssh_args == ("-i", f"{home}/keys/a", "-o", "ProxyJump=bastion", "-v")
+    assert b.ssh_args == ("-i", "/k", "-o", "ProxyJump=j 1")
+    assert c.ssh_args == ("-o", "ProxyJump=bastion")
 
 
 def test_an_unknown_group_lists_the_groups(tmp_path: Path) -> None:

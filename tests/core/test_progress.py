@@ -198,3 +198,24 @@ def _read_all(fd: int) -> str:
             break
         chunks.append(chunk)
     return b"".join(chunks).decode()
+
+
+def test_a_terminal_line_lists_host_names_no_range_can_hold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    master, slave = os.openpty()
+    terminal = os.fdopen(slave, "w", buffering=1, encoding="utf-8")
+    try:
+        monkeypatch.setattr("sys.stderr", terminal)
+        monkeypatch.setattr(progress, "SHOW_AFTER", 0.05)
+        monkeypatch.setattr(progress, "REDRAW", 0.05)
+        with Group([Local("web 1"), Local("web 2"), Local("root@[::1]")]) as group:
+            group.connect()
+            result = group.call(remote_funcs.sleep, 0.4)
+        terminal.flush()
+        drawn = _read_all(master)
+    finally:
+        terminal.close()
+        os.close(master)
+    assert result.ok and len(result) == 3
+    assert "\rcall on web 1, web 2, root@[::1]: " in drawn

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import remote_funcs as rf
+import result_funcs
 
 import chopsticks_nb
 from chopsticks_nb import errors
@@ -170,6 +171,38 @@ def test_a_killed_agent_behind_a_relay_fails_only_itself(relay: Local) -> None:
     finally:
         victim.close()
         survivor.close()
+
+
+def test_retries_go_through_a_new_relay_agent_after_the_relay_was_killed(tmp_path: Path) -> None:
+    """Injects: the relay's agent killed (SIGKILL, by a call on one of the two agents behind
+    it) while the group's call runs. Asserts (docs/scale.md, "Faults"): with ``retries=1``
+    every host answers, from agents a new relay agent started, its one retry noted where its
+    first attempt was lost; without retries the same loss is each host's outcome, a
+    ConnectionLost naming the relay."""
+    relay = Local("relay-r")
+    group = Group([Local(name, via=relay) for name in ("r1", "r2")])
+    try:
+        group.connect().raise_failures()
+        first_relay = relay.remote_info["pid"]
+        marker = str(tmp_path / "killed")
+        result = group.call(result_funcs.kill_parent_once, marker, retries=1, retry_delay=0)
+        assert result.ok, result
+        new_relay = relay.remote_info["pid"]
+        assert new_relay != first_relay
+        retried = {host for host, attempts in result.attempts.items() if attempts == 2}
+        assert retried and set(result.attempts.values()) <= {1, 2}
+        # A host may have answered through the old relay before it died (the race is real).
+        assert {host: result[host] for host in retried} == dict.fromkeys(retried, new_relay)
+        assert set(result.values()) <= {first_relay, new_relay}
+        once = group.call(result_funcs.kill_parent_once, str(tmp_path / "again"))
+    finally:
+        group.close()
+        relay.close()
+    lost = [host for host in once if once[host].status == "lost"]
+    assert lost, once
+    for host in lost:
+        assert isinstance(once[host].exception, errors.ConnectionLost)
+        assert "lost its relay relay-r" in str(once[host].exception)
 
 
 def test_a_relay_that_cannot_run_the_command_says_so(relay: Local) -> None:

@@ -6,6 +6,7 @@ import html
 import math
 import re
 import tracemalloc
+from collections.abc import Callable
 
 import pytest
 from test_render import SAFE_TAGS, tags_of
@@ -378,3 +379,40 @@ def test_a_result_built_by_hand_cannot_make_groups() -> None:
         result.failed  # noqa: B018
     with pytest.raises(ValueError, match="hosts that succeeded"):
         result.succeeded  # noqa: B018
+
+
+def test_a_nan_inside_a_value_or_a_nan_like_scalar_is_one_answer() -> None:
+    import collections
+
+    import numpy as np
+
+    nan = float("nan")
+    made: list[Callable[[], object]] = [
+        lambda: {"t": float("nan")},
+        lambda: [1.0, float("nan")],
+        lambda: ("x", float("nan")),
+        lambda: {float("nan"), 1},
+        lambda: {"nested": [{"t": float("nan")}]},
+        lambda: complex(float("nan"), 1),
+        lambda: np.float64("nan"),
+        lambda: {"t": np.float64("nan")},
+        lambda: np.datetime64("NaT"),
+        lambda: collections.Counter(a=1),
+    ]
+    for make in made:
+        result = GroupResult({host: make() for host in "abcd"})
+        assert [hosts for _, hosts in result.groups()] == [["a", "b", "c", "d"]], make()
+    point = collections.namedtuple("point", "x y")  # one type, as the codec makes it
+    points = GroupResult({host: point(1.0, float("nan")) for host in "abcd"})
+    assert len(points.groups()) == 1
+    # NaN is still told apart from other values, and equal-looking values of other types.
+    apart = GroupResult({"a": [1.0, nan], "b": [1.0, 2.0], "c": [1.0, np.float64("nan")]})
+    assert [hosts for _, hosts in apart.groups()] == [["a"], ["b"], ["c"]]
+    ordered = GroupResult(
+        {
+            "a": collections.OrderedDict(x=1, y=2),
+            "b": collections.OrderedDict(y=2, x=1),
+            "c": collections.OrderedDict(x=1, y=2),
+        }
+    )
+    assert [hosts for _, hosts in ordered.groups()] == [["b"], ["a", "c"]]

@@ -221,3 +221,50 @@ def test_rich_values_through_a_nested_tunnel(numpy_remote: Local) -> None:
                     rich_funcs.stdlib_value(name))  # fmt: skip
     got = numpy_remote.call(rich_funcs.array_through_nested)
     assert np.array_equal(got, rich_funcs.array("f8", (300, 400), "F")) and got.flags.f_contiguous
+
+
+def test_a_time_zone_this_controller_lacks_says_what_to_install(tmp_path: Path) -> None:
+    """The remote has the zone; this controller's tz database (an empty directory here) does
+    not: one clear error naming the zone and what to install, and the tunnel carries on."""
+    import zoneinfo
+
+    zoneinfo.reset_tzpath([str(tmp_path)])
+    try:
+        with Local("tz", python3=sys.executable) as tunnel:
+            with pytest.raises(errors.SerializationError) as info:
+                tunnel.call(rich_funcs.zone, "America/Argentina/Ushuaia")
+            message = str(info.value)
+            assert "'America/Argentina/Ushuaia' is not in this machine's time zone database" in (
+                message
+            )
+            assert "install the system's tzdata package" in message
+            assert tunnel.call(rich_funcs.python_version) == tuple(sys.version_info[:2])
+    finally:
+        zoneinfo.reset_tzpath()
+    assert zoneinfo.TZPATH and "/usr/share/zoneinfo" in zoneinfo.TZPATH
+
+
+def test_a_group_with_plain_results_imports_neither_numpy_nor_pandas() -> None:
+    """Group operations, their grouping, views, diff and failures on plain and rich stdlib
+    results: numpy and pandas (and the builders of arrays and frames) stay unimported."""
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(HERE)!r})
+        import rich_funcs
+        from chopsticks_nb.group import Group
+        from chopsticks_nb.tunnel import Local
+        with Group([Local(f"n{{i}}", python3=sys.executable) for i in range(4)]) as group:
+            result = group.call(rich_funcs.stdlib_values)
+            result.groups(), repr(result), result._repr_html_(), str(result.diff())
+            mixed = group.exec("import os\\n1 / 0 if os.getpid() % 2 else {{'a': [float('nan')]}}")
+            mixed.groups(), repr(mixed), mixed._repr_html_(), str(mixed.diff())
+        print(sorted(m for m in ("numpy", "pandas", "chopsticks_nb._arrays",
+                                 "chopsticks_nb._frames") if m in sys.modules))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "[]\n"

@@ -170,11 +170,30 @@ def test_scancel_fails_the_calls_in_flight_naming_the_job(
     slurm_cluster.command("scancel", job)
     for future in futures:
         # Within a few seconds (else CallTimeout, not ConnectionLost, is raised).
-        with pytest.raises(ConnectionLost, match=f"job {job}: srun exited with status 143"):
+        with pytest.raises(ConnectionLost, match=f"job {job} was cancelled"):
             future.result(10)
     # A new step in the ended job is refused with a reason naming it.
     with pytest.raises(ConnectError, match=f"job {job} has ended"):
         group["node1"].connect()
+
+
+def test_a_job_reaching_its_time_limit_fails_the_calls_saying_so(
+    slurm_cluster: SlurmCluster,
+) -> None:
+    """A one-minute allocation (the shortest --time Slurm takes: limits are in minutes) whose
+    end is then brought forward to now (``scontrol update EndTime=now``), so that Slurm ends it
+    for its time limit at its next check (every 30 s) rather than after the minute: the call in
+    flight fails naming the job and the reason."""
+    with slurm_cluster.job(1, "--time=1") as job:
+        tunnel = Srun("node1", job=job, python3=PYTHON)
+        try:
+            tunnel.connect()
+            future = tunnel.submit(sf.sleep_then_write, os.devnull, 300)
+            slurm_cluster.command("scontrol", "update", f"JobId={job}", "EndTime=now")
+            with pytest.raises(ConnectionLost, match=f"job {job} reached its time limit"):
+                future.result(120)
+        finally:
+            tunnel.close()
 
 
 # -- job ids and nodes that cannot work ------------------------------------------------------------
@@ -281,7 +300,7 @@ def test_releasing_ends_the_steps_still_running(slurm_cluster: SlurmCluster) -> 
         tunnel.connect()
         future = tunnel.submit(sf.sleep_then_write, os.devnull, 60)
         allocation.release()
-        with pytest.raises(ConnectionLost, match=f"job {allocation.job}: srun exited"):
+        with pytest.raises(ConnectionLost, match=f"job {allocation.job} was cancelled"):
             future.result(10)
     finally:
         tunnel.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import remote_funcs as rf
-from conftest import Captured, Relayed
+from conftest import Captured, SlowLink
 
 from chopsticks_nb import errors
 from chopsticks_nb.tunnel import Local
@@ -260,7 +260,7 @@ def test_missing_interpreter_gives_one_readable_error() -> None:
 
 
 def test_missing_remote_interpreter_through_a_shell_is_explained() -> None:
-    tunnel = Relayed("shell", 65536, python3="no-such-python3")
+    tunnel = SlowLink("shell", 65536, python3="no-such-python3")
     with pytest.raises(errors.ConnectError, match="shell: the agent did not start"):
         tunnel.call(rf.getpid)
 
@@ -268,7 +268,7 @@ def test_missing_remote_interpreter_through_a_shell_is_explained() -> None:
 @pytest.mark.parametrize("compiled", [False, True], ids=["source", "compiled"])
 @pytest.mark.parametrize("chunk", [1, 1024, 16384])
 def test_bootstrap_survives_any_fragmentation(chunk: int, compiled: bool) -> None:
-    with Relayed(f"relay-{chunk}", chunk, compiled) as tunnel:
+    with SlowLink(f"slow-link-{chunk}", chunk, compiled) as tunnel:
         assert tunnel.call(rf.echo, b"x" * 100_000)[0][0] == b"x" * 100_000
         assert tunnel.call(rf.agent_module_state)["argv"] == ["-c"]
 

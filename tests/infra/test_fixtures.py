@@ -351,6 +351,10 @@ def test_each_transport_reaches_the_agent_it_names(
         assert any_tunnel.call(os.getenv, "SSH_CONNECTION").split()[2] == "127.0.0.2"
     elif transport.kind == "sudo":  # started by the test user, so through the sudoers rule
         assert any_tunnel.call(os.getenv, "SUDO_UID") == str(sudo_user.user_uid)
+    elif transport.kind == "relayed":  # started by the relay's agent, not by this process
+        relay = any_tunnel.via
+        assert relay is not None and relay.connected
+        assert any_tunnel.call(os.getppid) == relay.remote_info["pid"] != os.getpid()
     else:
         assert transport.kind == "podman"
         assert any_tunnel.call(os.path.exists, "/run/.containerenv")
@@ -370,5 +374,5 @@ def test_transport_starts_only_the_component_it_needs(
         "import os\n\ndef test_uid(any_tunnel):\n    assert any_tunnel.call(os.getuid) == 0\n"
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-k", "local")
-    result.assert_outcomes(passed=1, deselected=3)
+    result.assert_outcomes(passed=1, deselected=4)
     result.stdout.no_fnmatch_line("*fixture startup*")

@@ -19,6 +19,7 @@ from chopsticks_nb.notebook.grid import PANEL_MIN_CHARS, PANELS_CHARS
 from chopsticks_nb.notebook.live import LiveView
 from chopsticks_nb.notebook.transcript import transcript_html, transcript_text
 from chopsticks_nb.outputlog import OutputLog
+from chopsticks_nb.progress import Operation
 from chopsticks_nb.result import ErrorResult, HostDone
 from chopsticks_nb.tunnel import Local
 
@@ -237,3 +238,25 @@ def test_notebook_package_all_lists_its_public_names() -> None:
     }
     for name in notebook.__all__:
         assert getattr(notebook, name) is not None
+
+
+def test_hosts_no_range_can_hold_are_listed_in_the_grid_and_title(
+    shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = ["web 1", "web 2", "root@[::1]", "n1", "n2"]
+    view = LiveView(names, mode="html", show_after=3600)
+    for name in names:
+        view.output(name, "stdout", "same\n")
+    view.finish()
+    with view._lock:
+        rows, _ = view._rows(time.monotonic())
+    assert [row.label for row in rows] == ["n[1-2], web 1, web 2, root@[::1]"]
+    monkeypatch.setattr("chopsticks_nb.notebook.live.in_kernel", lambda: True)
+    group = Group([Local(name) for name in names])
+    try:
+        live = LiveView.for_operation(Operation("call", group.tunnels, len(names)))
+        assert live is not None
+        live.finish()
+    finally:
+        group.close()
+    assert live.title == "call on n[1-2], web 1, web 2, root@[::1]"

@@ -46,7 +46,7 @@ def test_terminal_ipython_shows_text_and_remote_tracebacks(tmp_path: Path) -> No
     assert "2 hosts a,b printed the same 1 line" in out.stdout
     assert "[a] from the host" in out.stderr and "[b] from the host" in out.stderr
     # A failed host fails the cell; in a terminal, with the remote tracebacks.
-    assert "GroupError: 2 of 2 hosts failed: a, b" in out.stdout
+    assert "GroupError: 2 of 2 hosts failed: a,b" in out.stdout
     assert "--- remote traceback from a ---" in out.stdout
     assert "ZeroDivisionError: division by zero" in out.stdout
     assert "<table" not in out.stdout and "<div" not in out.stdout  # no HTML in a terminal

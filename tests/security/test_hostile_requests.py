@@ -24,8 +24,8 @@ import pytest
 
 from chopsticks_nb._agent import encode
 from chopsticks_nb._broker import BROKER
-from chopsticks_nb._connection import REQUESTS_PER_TURN
 from chopsticks_nb._modserver import MAX_RESOURCE_BYTES, RECORDS
+from chopsticks_nb._request_turns import REQUESTS_PER_TURN
 from chopsticks_nb.group import Group
 from chopsticks_nb.tunnel import Local
 from security.hostile import HostileTunnel

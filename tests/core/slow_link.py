@@ -1,6 +1,6 @@
 """A slow link for bootstrap tests: forwards its stdin to a child in chunks of CHUNK bytes.
 
-Usage: relay.py CHUNK COMMAND...   (stdout and stderr of the child pass straight through)
+Usage: slow_link.py CHUNK COMMAND...   (stdout and stderr of the child pass straight through)
 """
 
 import os
