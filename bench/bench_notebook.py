@@ -11,9 +11,15 @@ and the kernel idle again, with every display message received):
           table;
 * quiet:  ``%%remote group --quiet`` (no live view).
 
-The figure of merit is median(remote) - median(call); the target is <= 30 ms. Run::
+The figure of merit is median(remote) - median(call); the target is <= 30 ms.
 
-    python bench/bench_notebook.py [--hosts 16] [--repeats 30]
+Then the live grid at ``--grid-hosts`` (256) hosts, in this process (no hosts: the view is fed
+output as a group operation feeds it, never shown): the bytes of one redraw and the time to
+build it, and so the redraws a second it makes (at most 10, fewer when a redraw is large: it
+sends at most ``BYTES_PER_SECOND``), for hosts that print the same 20 lines (one folded row),
+their own 20 lines, and their own 500 lines (the most a host's log keeps at the head). Run::
+
+    python bench/bench_notebook.py [--hosts 16] [--repeats 30] [--grid-hosts 256]
 
 It prints a table and writes the raw timings as JSON to bench/results/.
 """
@@ -78,11 +84,58 @@ def execute(client: Any, code: str, timeout: float = 60) -> float:
     return time.perf_counter() - start
 
 
+#: The grid's cases: name -> lines each host prints, whether every host prints the same.
+GRID_CASES = {
+    "same 20 lines": (20, True),
+    "own 20 lines": (20, False),
+    "own 500 lines": (500, False),
+}
+
+
+def bench_grid(hosts: int, repeats: int = 20) -> dict[str, dict[str, float]]:
+    """Per case: HTML bytes of one redraw, ms to build it (median), redraws a second."""
+    from chopsticks_nb.notebook import live
+
+    found = {}
+    for case, (lines, same) in GRID_CASES.items():
+        names = [f"n{i:03d}" for i in range(hosts)]
+        view = live.LiveView(names, mode="html", show_after=3600)
+        batch = [
+            (name, "stdout", f"{'all' if same else name} step {step}: some progress text\n")
+            for step in range(lines)
+            for name in names
+        ]
+        view._show_batch(batch)  # recorded, not shown: the view has not started
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            with view._lock:
+                bundle = view._grid_bundle()
+            times.append(time.perf_counter() - start)
+        size = len(bundle["text/html"]) + len(bundle["text/plain"])
+        build = statistics.median(times)
+        interval = max(view.interval, size / live.BYTES_PER_SECOND, build)
+        found[case] = {"bytes": size, "build_ms": build * 1000, "redraws_per_s": 1 / interval}
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--hosts", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--grid-hosts", type=int, default=256)
+    parser.add_argument("--grid-only", action="store_true", help="skip the kernel's cells")
     args = parser.parse_args()
+
+    grid = bench_grid(args.grid_hosts)
+    print(f"live grid, {args.grid_hosts} hosts: bytes per redraw, ms to build one, redraws/s:")
+    for case, figures in grid.items():
+        print(
+            f"  {case:<14} {figures['bytes']:>9,} B  {figures['build_ms']:6.1f} ms"
+            f"  {figures['redraws_per_s']:5.1f}/s"
+        )
+    if args.grid_only:
+        return
 
     with tempfile.TemporaryDirectory(prefix="chopsticks-bench-") as tmp:
         spec = Path(tmp, "kernels", "python3")
@@ -134,6 +187,8 @@ def main() -> None:
             "quiet_overhead_ms": quiet,
             "target_ms": TARGET_MS,
             "samples_s": samples,
+            "grid_hosts": args.grid_hosts,
+            "grid": grid,
         },
     )
     print(f"raw timings: {path}")

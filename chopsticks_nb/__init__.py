@@ -1,7 +1,8 @@
 """chopsticks_nb: run Python on many machines at once, from a notebook or a script.
 
 Nothing needs installing on the far side but a Python interpreter (3.6 or newer): the agent is
-sent over the tunnel's pipe when it connects. ``%load_ext chopsticks_nb`` adds the notebook magics.
+sent over the tunnel's pipe when it connects. ``%load_ext chopsticks_nb`` adds the notebook magics;
+in a Jupyter kernel, group operations show their live view without it.
 
 This file must stay valid, and cheap, on every remote Python: a remote that imports
 ``chopsticks_nb.facts`` from the controller runs it first. So the public names are imported on
@@ -134,3 +135,21 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> "list[str]":
     return sorted(set(globals()) | set(_EXPORTS))
+
+
+def _notebook_progress(operation: Any) -> Any:
+    """The live view of a group operation in a kernel where the magics are not loaded (a
+    presenter for :mod:`chopsticks_nb.progress`): the notebook layer is imported when the first
+    operation starts, not before; None outside a kernel's shell."""
+    from .notebook.live import LiveView
+
+    return LiveView.for_operation(operation)
+
+
+# This package sits above the core and the notebook layer: in a Jupyter kernel (and only there:
+# a script's import stays as light as ever), it hands the core a presenter, so progress shows
+# as ipyparallel's or tqdm's does, without %load_ext (which replaces it while loaded).
+if "ipykernel" in sys.modules:
+    from .progress import set_presenter as _set_presenter
+
+    _set_presenter(_notebook_progress)

@@ -26,8 +26,6 @@ LINE_CHARS = 1000
 
 #: (stream, text) -> None: the tunnel-level output handler type (see chopsticks_nb.output)
 _Handler = Callable[[str, str], None]
-#: (host, stream, text) -> None: the group-level output handler type
-_HostHandler = Callable[[str, str, str], None]
 _STREAMS = ("stdout", "stderr")
 
 
@@ -39,10 +37,9 @@ def result_log() -> OutputLog:
 class OutputCapture:
     """The output logs of one group operation, and the handlers that feed them.
 
-    :meth:`handler` makes a tunnel-level handler that records each piece and passes it on
-    (to the user's group-level handler, else to the tunnel's own). :meth:`close` ends the
-    logs' unterminated lines and freezes them: output that still arrives is passed on but no
-    longer recorded.
+    :meth:`handler` makes a tunnel-level handler that records each piece and passes it on.
+    :meth:`close` ends the logs' unterminated lines and freezes them: output that still
+    arrives is passed on but no longer recorded.
     """
 
     def __init__(self) -> None:
@@ -50,8 +47,8 @@ class OutputCapture:
         self._logs: dict[str, OutputLog] = {}
         self._open = True
 
-    def handler(self, host: str, user: _HostHandler | None, tunnel: _Handler) -> _Handler:
-        """The handler for ``host``'s output: kept here, then given to ``user`` or ``tunnel``."""
+    def handler(self, host: str, then: _Handler) -> _Handler:
+        """The handler for ``host``'s output: kept here, then given to ``then``."""
 
         def record(stream: str, text: str) -> None:
             with self._lock:
@@ -60,10 +57,7 @@ class OutputCapture:
                     if log is None:
                         log = self._logs[host] = result_log()
                     log.add(stream, text)
-            if user is not None:
-                user(host, stream, text)
-            else:
-                tunnel(stream, text)
+            then(stream, text)
 
         return record
 

@@ -413,9 +413,9 @@ class Group:
         protocol error is never retried. ``result.attempts[host]`` counts the attempts.
 
         Progress is shown once the operation has run about a second: one updating line in a
-        terminal, a live view of every host in a notebook (once ``%load_ext chopsticks_nb`` has
-        run; it shows the remote output too); ``quiet=True`` shows nothing (the output still
-        goes to ``output`` or the tunnels' handlers).
+        terminal, a live view of every host in a Jupyter kernel (it shows the remote output
+        too); ``quiet=True`` shows nothing (the output still goes to ``output`` or the
+        tunnels' handlers).
 
         On KeyboardInterrupt every unfinished remote call is cancelled (the agent interrupts it),
         then :class:`~chopsticks_nb.errors.GroupInterrupted` (a KeyboardInterrupt carrying the
@@ -588,7 +588,7 @@ class Group:
                 if capture is None:
                     return submit(tunnel, None)
                 watched = watching.handler(tunnel.host) or tunnel.output
-                return submit(tunnel, capture.handler(tunnel.host, None, watched))
+                return submit(tunnel, capture.handler(tunnel.host, watched))
 
             return gather(
                 self._tunnels,

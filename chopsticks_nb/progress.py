@@ -6,9 +6,10 @@ finishes and of the remote output, and finishes it at the end. What the watch sh
 decided once, at the start:
 
 - nothing with ``quiet=True``, or when no one watches (output to a file or a pipe);
-- in a Jupyter kernel where the notebook layer is loaded (``%load_ext chopsticks_nb``), its
-  live view: the notebook layer registers it with :func:`set_presenter` (the core never imports
-  the notebook layer); it appears once the operation has run about a second;
+- in a Jupyter kernel, the notebook layer's live view, registered with :func:`set_presenter`
+  (the core never imports the notebook layer): by the package itself when it is imported in a
+  kernel, and by the magics while ``%load_ext chopsticks_nb`` has them loaded; it appears once
+  the operation has run about a second;
 - in a terminal (stderr is a tty), one line, drawn once the operation has run
   :data:`SHOW_AFTER` seconds, redrawn a few times a second and erased at the end::
 

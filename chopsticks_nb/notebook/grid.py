@@ -3,7 +3,8 @@
 Two displays make the view. The *controls* are drawn once: a filter box, a hidden checkbox per
 row and the stylesheet. The *grid* is redrawn as the work goes on: the counts of hosts in each
 state, then a row per host in the group's order with its full name, state, elapsed time,
-number of stderr lines and last line of output, each followed by a panel with its latest lines.
+number of stderr lines and last line of output, each followed by a panel with its output as its
+OutputLog keeps it (only the latest of it when many rows share the redraw's budget).
 
 What the reader does happens in the browser, never in the kernel (which is busy running the
 cell and reads no widget messages until it ends), and survives the grid's redraws because it
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from ..outputlog import Line
 from ..render import MONOSPACE, STDERR_STYLE, format_seconds
 
-__all__ = ["STATES", "Row", "controls_html", "grid_html"]
+__all__ = ["STATES", "Row", "controls_html", "grid_html", "panel_share"]
 
 #: The states of a host, in the order the counts list them.
 STATES = ("connecting", "running", "done", "failed", "interrupted", "timed out")
@@ -36,9 +37,13 @@ _MARKS = {
     "timed out": "⏱",
 }
 _FAILED = ("failed", "interrupted", "timed out")
-#: Characters of a line shown in the grid (last line) and in a row's panel.
+#: Characters of a line shown in the grid (last line; a row's panel shows it whole).
 LAST_LINE_CHARS = 120
-PANEL_LINE_CHARS = 200
+#: Characters of output the panels of one redraw show together, and the least one panel shows:
+#: a panel holds its host's whole kept output unless the grid's rows share this out (at 256
+#: hosts each shows its latest 390 characters), so a redraw of 256 rows stays under 200 kB.
+PANELS_CHARS = 100_000
+PANEL_MIN_CHARS = 300
 
 
 def _escape(text: str) -> str:
@@ -55,14 +60,16 @@ class Row:
 
     index: int  # the first host's place in the group: names the row's checkbox
     label: str  # the host, or the folded names of the hosts
-    hosts: int
+    names: tuple[str, ...]  # every host of the row: what the filter finds
     state: str
     elapsed: float
     lines: int
     stderr_lines: int
     last: Line | None
-    recent: tuple[Line, ...]
-    hidden: int = 0
+    #: the host's output as its OutputLog keeps it: (stream, text) pieces (see
+    #: OutputLog.pieces: the first lines, a "notice" of the hidden ones, the last lines), or
+    #: a notice and the latest lines within :func:`panel_share`
+    output: tuple[tuple[str, str], ...]
     error: str | None = None  # why the host failed, shown in place of its last line
 
 
@@ -145,9 +152,16 @@ def _counts_html(title: str, states: Sequence[str], elapsed: float) -> str:
     )
 
 
+def panel_share(rows: int) -> int:
+    """Characters of output the panel of each of ``rows`` rows shows at most."""
+    return max(PANEL_MIN_CHARS, PANELS_CHARS // max(1, rows))
+
+
 def _row_html(view: str, row: Row) -> str:
-    find = _escape(f"{row.label} {row.state}".lower())
-    label = _escape(row.label) + (f" ({row.hosts} hosts)" if row.hosts > 1 else "")
+    hosts = len(row.names)
+    find = _escape(" ".join([*row.names, row.label] if hosts > 1 else [row.label]).lower())
+    find += f" {row.state}"
+    label = _escape(row.label) + (f" ({hosts} hosts)" if hosts > 1 else "")
     stderr = f'<span class="cnb-err">{row.stderr_lines:,} err</span>' if row.stderr_lines else ""
     last = ""
     if row.error is not None:
@@ -165,11 +179,13 @@ def _row_html(view: str, row: Row) -> str:
         f'<td class="cnb-last">{last}</td>'
     )
     panel_lines = []
-    if row.hidden:
-        panel_lines.append(f"<em>... {row.hidden:,} lines hidden; the latest:</em>\n")
-    for stream, text in row.recent:
-        text = _escape(_cut(text, PANEL_LINE_CHARS)) + "\n"
-        panel_lines.append(f'<span class="cnb-err">{text}</span>' if stream == "stderr" else text)
+    for stream, text in row.output:
+        if stream == "notice":
+            panel_lines.append(f"<em>{_escape(text)}</em>")
+        elif stream == "stderr":
+            panel_lines.append(f'<span class="cnb-err">{_escape(text)}</span>')
+        else:
+            panel_lines.append(_escape(text))
     if not panel_lines:
         panel_lines.append("<em>no output yet</em>")
     panel = (

@@ -10,9 +10,9 @@ less often when it is large (its bytes per second are bounded). When the work en
 settles into the static transcript (:mod:`.transcript`); work that ends before the view was
 shown leaves its output as the cell's text, like any other.
 
-The notebook layer registers :meth:`LiveView.for_operation` with
-:func:`chopsticks_nb.progress.set_presenter` when it is loaded, so every group operation and
-queue run in a kernel shows one once it has run about a second.
+:meth:`LiveView.for_operation` is registered with :func:`chopsticks_nb.progress.set_presenter`
+(by the package when it is imported in a kernel, by the magics while they are loaded), so every
+group operation and queue run in a kernel shows one once it has run about a second.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from ..progress import SHOW_AFTER, Operation
 from ..render import fold_hosts
 from ..result import ErrorResult
 from ..tunnel import BaseTunnel
-from .grid import Row, controls_html, counts_text, grid_html
+from .grid import Row, controls_html, counts_text, grid_html, panel_share
 from .transcript import sections, transcript_html, transcript_text
 
 if TYPE_CHECKING:
@@ -51,9 +51,6 @@ ViewMode = Literal["auto", "widgets", "html", "text"]
 TICK = 1.0
 #: Bytes per second the redraws of one view may send, at most (a large grid redraws less often).
 BYTES_PER_SECOND = 250_000
-#: Lines of a host shown in its row's panel while the work runs.
-PANEL_LINES = 8
-
 _VIEW_IDS = itertools.count(1)
 
 
@@ -334,27 +331,24 @@ class LiveView:
             if log.chars:
                 folded[key] = groups[-1]
         index = {name: i for i, name in enumerate(self._hosts)}
-        return [self._row(index[names[0]], names, now) for names in groups], states
+        share = panel_share(len(groups))
+        return [self._row(index[names[0]], names, now, share) for names in groups], states
 
-    def _row(self, index: int, names: list[str], now: float) -> Row:
+    def _row(self, index: int, names: list[str], now: float, share: int) -> Row:
         host = self._hosts[names[0]]
         log = host.log
         ended = host.ended if host.ended is not None else now
         last = log.last_line
-        recent = list(log.tail if log.hidden else log.head)[-PANEL_LINES:]
-        if last is not None and (not recent or recent[-1] is not last):
-            recent = [*recent, last][-PANEL_LINES:]
         return Row(
             index=index,
             label=names[0] if len(names) == 1 else _fold(names),
-            hosts=len(names),
+            names=tuple(names),
             state=host.state(),
             elapsed=ended - self._started,
             lines=log.lines,
             stderr_lines=log.stderr_lines,
             last=last,
-            recent=tuple(recent),
-            hidden=log.hidden,
+            output=_panel_output(log, share),
             error=host.outcome.msg if isinstance(host.outcome, ErrorResult) else None,
         )
 
@@ -402,6 +396,30 @@ class LiveView:
         """The output so far as ``[host] line`` text."""
         with self._lock:
             return transcript_text(self._logs())
+
+
+def _panel_output(log: OutputLog, share: int) -> tuple[tuple[str, str], ...]:
+    """What a row's panel shows: the host's kept output (:meth:`OutputLog.pieces`, then the
+    line being written), or, past ``share`` characters, a notice and the latest lines within
+    it. Walked from the end, so a long log costs only what is shown."""
+    last = log.last_line
+    kept = log.tail[-1] if log.hidden and log.tail else (log.head[-1] if log.head else None)
+    ending = [] if last is None or last is kept else [last]  # a line not ended yet
+    latest: list[tuple[str, str]] = []
+    size = 0
+    notice = log.hidden_notice()
+    parts = (ending, reversed(log.tail), [("notice", notice)] if notice else [], reversed(log.head))
+    for stream, text in itertools.chain.from_iterable(parts):
+        text += "\n"
+        if latest and size + len(text) > share:
+            lines = len(log.head) + len(log.tail) + len(ending)
+            earlier = lines - sum(1 for stream, _ in latest if stream != "notice")
+            cut = f"... {earlier:,} earlier lines (the transcript shows them when the work ends)\n"
+            latest.append(("notice", cut))
+            break
+        latest.append((stream, text if len(text) <= share else text[: share - 2] + "…\n"))
+        size += len(latest[-1][1])
+    return tuple(reversed(latest))
 
 
 def _fold(hosts: list[str]) -> str:

@@ -467,12 +467,18 @@ class HostPicker(w.VBox):  # type: ignore[misc]
 
 
 def _status_html(ok: bool, text: str) -> str:
-    """The mark in the theme's colour for success or error (the text keeps the page's: the
-    themes' green is too light for text on white), then the text."""
-    mark, colour = (
-        ("✓", "--jp-success-color1,#2e7d32") if ok else ("✗", "--jp-error-color1,#c62828")
+    """The mark on a green or red background (the theme's error background for a failure),
+    in the page's text colour: no theme colour reads as text in both light and dark themes
+    (JupyterLab Light's green is 4.1:1 on white); then the text."""
+    mark, background = (
+        ("✓", "rgba(46,160,67,0.2)")
+        if ok
+        else ("✗", "var(--jp-rendermime-error-background,rgba(244,67,54,0.16))")
     )
-    return f'<span><span style="color:var({colour})">{mark}</span> {html.escape(text)}</span>'
+    return (
+        f'<span><span style="background:{background};padding:0 2px">{mark}'
+        f"</span> {html.escape(text)}</span>"
+    )
 
 
 def _check_outcome(value: Any) -> tuple[bool, str]:

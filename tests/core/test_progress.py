@@ -13,11 +13,13 @@ import pytest
 import remote_funcs
 
 from chopsticks_nb import progress
+from chopsticks_nb.errors import GroupInterrupted
 from chopsticks_nb.group import Group
 from chopsticks_nb.progress import Operation, Watch, set_presenter
 from chopsticks_nb.queue import Queue
 from chopsticks_nb.result import HostDone
 from chopsticks_nb.tunnel import Local
+from fixtures.interrupts import sigint_after
 
 
 class Recorder:
@@ -130,6 +132,11 @@ def test_a_failed_or_interrupted_operation_still_finishes_its_watch(
     assert {e.status for _, e in result.failures()} == {"timeout"}
     assert watches[0].finished == 1
     assert sorted(r[:2] for r in watches[0].reports) == [("a", False), ("b", False)]
+    # Ctrl-C: the watch finishes as the interrupt propagates.
+    with sigint_after(0.5), pytest.raises(GroupInterrupted) as caught:
+        pair.run(remote_funcs.sleep, (30,))
+    assert {e.status for _, e in caught.value.result.failures()} == {"interrupted"}
+    assert len(watches) == 2 and watches[1].finished == 1
 
 
 def test_a_queue_run_reports_each_task_and_when_a_host_is_through(

@@ -50,7 +50,7 @@ def report() -> GroupResult:
     values["db09"] = failed("db09", "no space left on device")
     capture = OutputCapture()
     for host in values:
-        write = capture.handler(host, None, lambda *_: None)
+        write = capture.handler(host, lambda *_: None)
         write("stdout", "checking\r50%\r100%\n")
         if host == "db04":
             write("stderr", "```\nfenced? no\n\x1b[2Jwarning\n")
@@ -121,7 +121,7 @@ def test_the_html_views_hold_no_line_break_to_end_a_markdown_block() -> None:
         "Traceback (most recent call last):\n  KeyError: 'second'\n"
     )
     capture = OutputCapture()
-    capture.handler("a", None, lambda *_: None)("stdout", "one\n\n   \ntwo\r\n")
+    capture.handler("a", lambda *_: None)("stdout", "one\n\n   \ntwo\r\n")
     result = GroupResult(
         {
             "a": {f"key{i}": "x" * 20 for i in range(8)},  # pretty-printed over lines

@@ -71,7 +71,7 @@ def test_a_long_cell_shows_a_live_grid_then_its_transcript(kernel: Kernel) -> No
     assert re.match(r"exec on h\[0-3\]: 4 running · 0 done", live[0]["text/plain"])
     page = next(data["text/html"] for data in live if "step 1" in data["text/html"])
     assert "&lt;b&gt;step 1&lt;/b&gt;" in page and "<b>step" not in page
-    assert re.search(r'data-find="h\[0-3\] running"', page)  # equal output: one row
+    assert re.search(r'data-find="h0 h1 h2 h3 h\[0-3\] running"', page)  # equal output: one row
     updates = [i for i, m in enumerate(run.messages) if m["msg_type"] == "update_display_data"]
     assert updates[0] < result_at
     # Redrawn a few times a second at most, and no widget (comm) at all.
@@ -186,7 +186,7 @@ def test_interrupt_cancels_remote_work_and_keeps_the_hosts(kernel: Kernel) -> No
         assert time.monotonic() < deadline, "the hosts never started"
         msg = kernel.client.get_iopub_msg(timeout=30)
         page = msg["content"].get("data", {}).get("text/html", "")
-        if 'data-find="h[0-3] running"' in page and "sleeping" in page:
+        if 'data-find="h0 h1 h2 h3 h[0-3] running"' in page and "sleeping" in page:
             break  # one row: every host printed the same line and still runs
     interrupted_at = time.perf_counter()
     kernel.manager.interrupt_kernel()
@@ -293,6 +293,25 @@ def test_kernel_shutdown_leaves_no_agent_processes(kernel_env: Path) -> None:
         timeout=10,
         what=f"agents {pids} to exit",
     )
+
+
+def test_a_group_call_shows_progress_without_load_ext(kernel_env: Path) -> None:
+    own = start_kernel(kernel_env)
+    try:
+        own.execute("import sys\nimport chopsticks_nb")
+        loaded = own.execute("'chopsticks_nb.notebook' in sys.modules")
+        assert loaded.data("text/plain", "execute_result") == ["False"]  # not yet: on first use
+        own.execute(HOSTS + "import time\ngroup.connect()")
+        quiet = own.execute("group.run(time.sleep, (1.5,), quiet=True)")
+        assert displays(quiet) == []
+        run = own.execute("group.call(time.sleep, 1.5)")
+        shown = displays(run)
+        assert 'type="search"' in shown[0][2]["text/html"]  # the live view's controls
+        texts = [data["text/plain"] for _, _, data in shown]
+        assert any(re.match(r"call on h\[0-3\]: (0 connecting · )?4 running", t) for t in texts)
+        assert "4 hosts: 4 ok" in run.data("text/plain", "execute_result")[-1]
+    finally:
+        stop_kernel(own)
 
 
 def test_a_cell_without_a_last_expression_shows_its_summary_line(kernel: Kernel) -> None:

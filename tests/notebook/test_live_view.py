@@ -15,6 +15,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from chopsticks_nb.group import Group
+from chopsticks_nb.notebook.grid import PANEL_MIN_CHARS, PANELS_CHARS
 from chopsticks_nb.notebook.live import LiveView
 from chopsticks_nb.notebook.transcript import transcript_html, transcript_text
 from chopsticks_nb.outputlog import OutputLog
@@ -80,12 +81,63 @@ def test_html_mode_shows_a_row_per_host_and_settles_into_the_transcript(
         wait_until(redrawn, 10, "the grid redrawn")
     assert "call on a,b,c: 2 running · 0 done · 1 failed" in printed  # the counts, as text
     rows = re.findall(r'<tr class="cnb-row" data-find="([^"]*)">', page)
-    assert rows == ["a,b running", "c failed"]  # a and b printed the same: one row
+    assert rows == ["a b a,b running", "c failed"]  # a and b printed the same: one row
     assert "a,b (2 hosts)" in page and "2 err" in page
     assert "&lt;b&gt;bad&lt;/b&gt;" in page and "<b>bad" not in page
     final = view.transcript_html()
     assert "<code>a,b</code> · 2 hosts · 1 line" in final
     assert "2 on stderr" in final and "&lt;b&gt;bad&lt;/b&gt;" in final
+
+
+def test_a_folded_row_is_found_by_each_host_and_opens_the_kept_output(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    names = [f"n{i:02d}" for i in range(21)]
+    view = LiveView(names, mode="html", interval=0.01, max_lines=40, tail_lines=5)
+    long_line = "x" * 500
+    with view:
+        for name in names:  # 60 lines each, the same: one folded row
+            view.output(name, "stdout", "".join(f"line {i}\n" for i in range(30)))
+            view.output(name, "stderr", long_line + "\n")
+            view.output(name, "stdout", "".join(f"line {i}\n" for i in range(31, 60)))
+            view.output(name, "stdout", "still writing")
+        time.sleep(0.2)  # passed on by a broker timer
+        with view._lock:
+            page = view._grid_bundle()["text/html"]
+    capsys.readouterr()
+    (find,) = re.findall(r'<tr class="cnb-row" data-find="([^"]*)">', page)
+    assert set(find.split()) >= {*names, "n[00-20]", "running"}  # the filter "n10" finds it
+    (panel,) = re.findall(r'<tr class="cnb-panel[^>]*><td colspan="5"><pre>(.*?)</pre>', page, re.S)
+    # The kept output, as the host's OutputLog keeps it: the first 40 lines (the long one
+    # whole), how many were hidden, the last 5, and the line being written.
+    assert f'<span class="cnb-err">{long_line}\n</span>' in panel
+    assert "<em>... 20 more lines hidden; the last 5:\n</em>" in panel
+    lines = re.sub("<[^>]*>", "", panel).split("\n")
+    assert lines[:30] == [f"line {i}" for i in range(30)] and lines[30] == long_line
+    assert lines[31:40] == [f"line {i}" for i in range(31, 40)]
+    assert lines[40] == "... 20 more lines hidden; the last 5:"
+    assert lines[41:47] == [*(f"line {i}" for i in range(55, 60)), "still writing"]
+
+
+def test_panels_of_many_rows_share_a_bounded_redraw(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    names = [f"n{i:03d}" for i in range(256)]
+    view = LiveView(names, mode="html", interval=0.01, show_after=3600)
+    with view:
+        for name in names:
+            view.output(name, "stdout", "".join(f"{name} line {i:03d}\n" for i in range(500)))
+        time.sleep(0.5)  # passed on by a broker timer
+        with view._lock:
+            page = view._grid_bundle()["text/html"]
+    capsys.readouterr()
+    assert len(page) < PANELS_CHARS + 256 * 600  # rows, panels sharing a budget: not 128,000 lines
+    panel = page.split('<tr class="cnb-panel cnb-', 8)[8].split("</pre>", 1)[0]
+    # n007's latest lines, after a count of the earlier ones.
+    latest = re.findall(r"n007 line (\d+)", panel)
+    share = max(PANEL_MIN_CHARS, PANELS_CHARS // 256)
+    assert latest[-1] == "499" and len(latest) == share // len("n007 line 499\n")
+    assert f"... {500 - len(latest)} earlier lines (the transcript shows them" in panel
 
 
 def test_a_host_still_connecting_says_so(shell: InteractiveShell) -> None:
