@@ -82,7 +82,9 @@ def import_once_idle(name):
     agent = _agent()
 
     def run():
-        while agent.current:
+        # Once the call has ended the main thread takes the pipe back from the reader thread,
+        # a moment later: wait for both, so that the main thread is the one that reads.
+        while agent.current or agent.pipe != 0:
             time.sleep(0.001)
         pipe = agent.pipe
         print(f"imported {name}={importlib.import_module(name).VALUE!r}, pipe {pipe}")
