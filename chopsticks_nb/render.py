@@ -48,6 +48,7 @@ __all__ = [
     "group_result_markdown",
     "group_result_text",
     "output_html",
+    "output_spans",
     "report_html",
     "summary",
     "time_summary",
@@ -411,15 +412,23 @@ def _every_host_html(result: GroupResult, groups: list[ValueGroup]) -> str:
 def output_html(pieces: Iterable[tuple[str, str]], style: str = "") -> str:
     """Remote output as a ``<pre>`` (``style`` added to its own): stderr on the theme's error
     background, notices in italics, everything escaped."""
+    return _pre(output_spans(pieces), style)
+
+
+def output_spans(
+    pieces: Iterable[tuple[str, str]], stderr_attribute: str = f'style="{STDERR_STYLE}"'
+) -> str:
+    """The inside of a ``<pre>`` of remote output: stderr in spans with ``stderr_attribute``,
+    notices in italics, everything escaped."""
     spans = []
     for stream, text in pieces:
         if stream == "stderr":
-            spans.append(f'<span style="{STDERR_STYLE}">{_escape(text)}</span>')
+            spans.append(f"<span {stderr_attribute}>{_escape(text)}</span>")
         elif stream == "notice":
             spans.append(f"<em>{_escape(text)}</em>")
         else:
             spans.append(_escape(text))
-    return _pre("".join(spans), style)
+    return "".join(spans)
 
 
 def _outputs_html(result: GroupResult) -> str:

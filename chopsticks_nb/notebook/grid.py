@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..outputlog import Line
-from ..render import MONOSPACE, STDERR_STYLE, format_seconds
+from ..render import MONOSPACE, STDERR_STYLE, format_seconds, output_spans
 
 __all__ = ["STATES", "Row", "controls_html", "grid_html", "panel_share"]
 
@@ -178,19 +178,10 @@ def _row_html(view: str, row: Row) -> str:
         f"<td>{stderr}</td>"
         f'<td class="cnb-last">{last}</td>'
     )
-    panel_lines = []
-    for stream, text in row.output:
-        if stream == "notice":
-            panel_lines.append(f"<em>{_escape(text)}</em>")
-        elif stream == "stderr":
-            panel_lines.append(f'<span class="cnb-err">{_escape(text)}</span>')
-        else:
-            panel_lines.append(_escape(text))
-    if not panel_lines:
-        panel_lines.append("<em>no output yet</em>")
+    shown = output_spans(row.output, 'class="cnb-err"') or "<em>no output yet</em>"
     panel = (
         f'<tr class="cnb-panel cnb-{view}-o{row.index}" data-find="{find}">'
-        f'<td colspan="5"><pre>{"".join(panel_lines)}</pre></td></tr>'
+        f'<td colspan="5"><pre>{shown}</pre></td></tr>'
     )
     return f'<tr class="cnb-row" data-find="{find}">{cells}</tr>{panel}'
 

@@ -66,17 +66,22 @@ def test_results_and_their_rendering_import_no_notebook_code() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def _imports(path: Path) -> list[tuple[str, bool]]:
-    """Every module ``path`` imports, anywhere in it, as an absolute name, and whether the
-    import is only for type checkers (under ``if TYPE_CHECKING:``)."""
-    package = ".".join(("chopsticks_nb", *path.relative_to(PACKAGE).parent.parts))
-    tree = ast.parse(path.read_text())
-    typing_only = {
+def _under_type_checking(tree: ast.Module) -> set[int]:
+    """The ids of the nodes under ``if TYPE_CHECKING:``: imports only for type checkers."""
+    return {
         id(child)
         for node in ast.walk(tree)
         if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
         for child in ast.walk(node)
     }
+
+
+def _imports(path: Path) -> list[tuple[str, bool]]:
+    """Every module ``path`` imports, anywhere in it, as an absolute name, and whether the
+    import is only for type checkers (under ``if TYPE_CHECKING:``)."""
+    package = ".".join(("chopsticks_nb", *path.relative_to(PACKAGE).parent.parts))
+    tree = ast.parse(path.read_text())
+    typing_only = _under_type_checking(tree)
     found = []
     for node in ast.walk(tree):
         names: list[str] = []
@@ -191,12 +196,7 @@ def _package_imports(path: Path) -> dict[str, bool]:
     ``chopsticks_nb`` stands for the package root's own names (``chopsticks_nb.Group``)."""
     package = ".".join(("chopsticks_nb", *path.relative_to(PACKAGE).parent.parts))
     tree = ast.parse(path.read_text())
-    typing_only = {
-        id(child)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
-        for child in ast.walk(node)
-    }
+    typing_only = _under_type_checking(tree)
     top_level = {id(node) for node in tree.body}
     modules = {_module_name(p) for p in PACKAGE.rglob("*.py")}
     found: dict[str, bool] = {}

@@ -76,7 +76,7 @@ def test_html_mode_shows_a_row_per_host_and_settles_into_the_transcript(
             printed += capsys.readouterr().out
             with view._lock:
                 page = view._grid_bundle()["text/html"]
-            return "1 failed" in printed and 'data-find="a,b running"' in page
+            return "1 failed" in printed and 'data-find="a b a,b running"' in page
 
         wait_until(redrawn, 10, "the grid redrawn")
     assert "call on a,b,c: 2 running · 0 done · 1 failed" in printed  # the counts, as text
