@@ -117,7 +117,7 @@ def build(shape: str, count: int) -> GroupResult:
     values = SHAPES[shape](hosts, rng)
     capture = OutputCapture()
     for host in hosts:  # three lines each; one host in a hundred says more
-        handler = capture.handler(host, None, lambda stream, text: None)
+        handler = capture.handler(host, lambda stream, text: None)
         handler("stdout", "checking\nchecked\n")
         handler("stderr", "warning: slow disk\n" if rng.random() < 0.01 else "done\n")
     timings = {host: rng.uniform(0.01, 0.4) for host in hosts}
