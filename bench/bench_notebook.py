@@ -6,8 +6,9 @@ and the kernel idle again, with every display message received):
 
 * call:   ``group.call(value)``, ``value`` a function defined in the notebook (shipped as
           source), the GroupResult shown as the cell's output (HTML table + text);
-* remote: ``%%remote group`` with the same body: parsing, name lookup, the live widget view
-          (progress bar, settling), the same table;
+* remote: ``%%remote group`` with the same body: parsing, name lookup, the live view (made,
+          and settled without being shown: a fast cell ends before it would show), the same
+          table;
 * quiet:  ``%%remote group --quiet`` (no live view).
 
 The figure of merit is median(remote) - median(call); the target is <= 30 ms. Run::

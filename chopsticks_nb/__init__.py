@@ -26,6 +26,7 @@ _EXPORTS = {
     "AsyncResult": "queue",
     "BaseTunnel": "tunnel",
     "CallCancelled": "errors",
+    "CallInterrupted": "errors",
     "CallTimeout": "errors",
     "ChopsticksError": "errors",
     "ConnectError": "errors",
@@ -68,6 +69,7 @@ if TYPE_CHECKING:
     # The same names for type checkers, which cannot read the table (tests/core/test_package.py
     # checks that the two agree). "X as X" marks each one as re-exported.
     from .errors import CallCancelled as CallCancelled
+    from .errors import CallInterrupted as CallInterrupted
     from .errors import CallTimeout as CallTimeout
     from .errors import ChopsticksError as ChopsticksError
     from .errors import ConnectError as ConnectError

@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - CPython has had _signal since 3.5
 from _collections import deque as _deque
 from time import monotonic as _monotonic
 
-PROTOCOL_VERSION = 5
+PROTOCOL_VERSION = 6
 
 #: Frame header: kind (1 byte), request id (4 bytes), payload length (4 bytes), big-endian.
 HEADER = struct.Struct(">BII")
@@ -179,18 +179,21 @@ def handlers(receiver, sender):
 
 def payload_loader(kind):
     """What turns a received payload into its handler's argument: for a codec payload, decode
-    it and check its shape; None for raw and pickled payloads (taken as they are)."""
+    it and check its shape; None for raw and pickled payloads (taken as they are). A loader
+    takes ``(payload, donated=False)`` (``donated``: see decode)."""
     if kind.payload != CODEC:
         return None
     if kind.shape is object:
         return decode
-    return lambda payload: check_shape(decode(payload), kind.shape, kind.name)
+    return lambda payload, donated=False: check_shape(
+        decode(payload, donated), kind.shape, kind.name
+    )
 
 
-def load_payload(kind, payload):
+def load_payload(kind, payload, donated=False):
     """A received payload as its handler takes it (see payload_loader)."""
     loader = payload_loader(kind)
-    return payload if loader is None else loader(payload)
+    return payload if loader is None else loader(payload, donated)
 
 
 def check_shape(value, shape, what):
@@ -198,7 +201,8 @@ def check_shape(value, shape, what):
     is ``object`` (anything), a type, a tuple of types (None standing for None), ``[shape]`` (a
     list of such items), ``{field: shape}`` (a dict with at least those fields, checked in
     order; only they are kept) or an int (that very value). Types are exact: the codec makes
-    only exact built-in types."""
+    only exact built-in types. An int must fit in 64 bits: a remote's pid or size is printed,
+    and printing an int takes time quadratic in its length."""
     if shape is object:
         return value
     if type(shape) is int:
@@ -226,6 +230,8 @@ def check_shape(value, shape, what):
     if type(value) not in types and not (value is None and None in types):
         names = " or ".join("None" if t is None else t.__name__ for t in types)
         raise ShapeError("malformed %s: %s, not %s" % (what, _a(value), names))
+    if type(value) is int and not _INT_MIN <= value <= _INT_MAX:
+        raise ShapeError("malformed %s: %s" % (what, _show(value)))
     return value
 
 
@@ -256,7 +262,14 @@ class CodecError(ValueError):
 
 
 class EncodeError(CodecError):
-    """A value holds something the codec cannot carry."""
+    """A value holds something the codec cannot carry. ``path`` says where, innermost place
+    first (each container the error leaves adds its own); ``top`` is the last value it left."""
+
+    def __init__(self, message, value=None):
+        CodecError.__init__(self, message)
+        self.message = message
+        self.path = []
+        self.top = value
 
 
 class DecodeError(CodecError):
@@ -265,6 +278,21 @@ class DecodeError(CodecError):
 
 class ShapeError(DecodeError):
     """A decoded payload that is not of the shape its kind of message must have."""
+
+
+class MissingModule(CodecError):
+    """A valid value that this side cannot build: the module it needs is not installed."""
+
+
+class Unavailable(object):
+    """What :func:`decode` returns for a valid value that this side cannot build (an array
+    where numpy is not installed): the stream stays in step, the value says why."""
+
+    def __init__(self, reason):
+        self.reason = reason
+
+    def __repr__(self):
+        return "<unavailable value: %s>" % self.reason
 
 
 class Op(object):
@@ -283,6 +311,9 @@ class Op(object):
     DICT = 0x0A  # u32 count + key, value pairs
     SET = 0x0B
     FROZENSET = 0x0C
+    COMPLEX = 0x0D  # two 8-byte IEEE doubles
+    BYTEARRAY = 0x0E  # u32 length + bytes
+    EXT = 0x0F  # a tag (Tag), the value's state (a tuple of codec values), a tag's raw tail
 
 
 CODEC_VERSION = 1
@@ -293,6 +324,21 @@ MAX_ITEMS = 10 * 1000 * 1000
 #: a 10 MB message of empty sets made 460 MB of objects. Ordinary values cost 3-10x.
 MAX_COST_PER_BYTE = 16
 COST_SLACK = 1 << 20
+#: At most this many keys of one set or dict may share a hash. Inserting n keys of one hash
+#: costs n*n/2 comparisons: a 1 MB set of ints that differ by multiples of 2**61-1 (which all
+#: hash alike) took 25 s to build. Honest values almost never share a hash (hash(-1) ==
+#: hash(-2) is the classic pair).
+MAX_SHARED_HASH = 8
+#: Building the objects of tagged values may cost at most this much work (units of about a
+#: microsecond of CPU, measured: see _WORK_*) per KiB of the encoding, plus WORK_SLACK: a
+#: DataFrame costs far more to build than its bytes take to read. Honest values stay far
+#: below (a frame of 1000 rows takes a few work units per KiB); about 350 one-row DataFrames
+#: in one result reach it.
+WORK_PER_KIB = 100
+WORK_SLACK = 100 * 1000
+_WORK_PANDAS = 60  # an Index, a Series, a DataFrame or one of its columns, a pandas array
+_WORK_NEW_TYPE = 100  # a namedtuple type, once per message
+_WORK_ZONE = 300  # a time zone looked up by key, once per message
 # Approximate CPython sizes (64-bit) charged per value: the reference to it, its object, and
 # for containers their header and per-element table.
 _COST_REF = 8
@@ -301,9 +347,11 @@ _COST_BLOB = 56  # + its length
 _COST_SEQUENCE = 64
 _COST_DICT, _COST_PAIR = 72, 48
 _COST_SET, _COST_MEMBER = 224, 40
+_COST_OBJECT = 200  # a tagged value's object (a datetime, a Decimal, an array's header...)
 
 _I64 = struct.Struct(">q")
 _F64 = struct.Struct(">d")
+_C128 = struct.Struct(">dd")
 _INT_MIN = -(1 << 63)
 _INT_MAX = (1 << 63) - 1
 _ENCODED_NONE = bytes(bytearray([CODEC_VERSION, Op.NONE]))
@@ -311,54 +359,70 @@ _INT_PREFIX = bytes(bytearray([CODEC_VERSION, Op.INT]))
 
 
 class _Output(list):
-    """Encoded chunks, and the item count and cost the decoder will charge for them."""
+    """Encoded chunks, and the item count, cost and work the decoder will charge for them."""
 
     items = 0
     cost = 0
+    work = 0
+    counted = 0  # chunks whose length is in size (see offset)
+    size = 0
+    keys = None  # see seen
+
+    def offset(self):
+        """Bytes encoded so far (counted incrementally: a value may ask often)."""
+        self.size += sum(map(len, self[self.counted :]))
+        self.counted = len(self)
+        return self.size
+
+    def seen(self, key):
+        """Whether ``key`` (a time zone, a namedtuple type) came earlier in this value."""
+        if self.keys is None:
+            self.keys = set()
+        elif key in self.keys:
+            return True
+        self.keys.add(key)
+        return False
 
 
-def encode(value):
-    # type: (object) -> bytes
-    """Encode ``value`` to bytes; raise EncodeError naming any type the codec cannot carry,
-    or if the decoder would refuse the value for its size (so that the sender learns it, not
-    the receiver)."""
+def encode(value, root="value"):
+    # type: (object, str) -> bytes
+    """Encode ``value`` to bytes; raise EncodeError naming where in it (``root`` and the keys
+    and indexes that lead there) a value the codec cannot carry sits, or if the decoder would
+    refuse the value for its size (so that the sender learns it, not the receiver)."""
     if value is None:
         return _ENCODED_NONE
     if type(value) is int and _INT_MIN <= value <= _INT_MAX:
         return _INT_PREFIX + _I64.pack(value)  # the commonest answers, without an _Output
     out = _Output([bytes(bytearray([CODEC_VERSION]))])
-    _encode(value, out, 0)
+    try:
+        _encode(value, out, 0)
+    except EncodeError as exc:
+        place = root + "".join(reversed(exc.path))
+        raise EncodeError("%s: %s" % (place, exc.message), exc.top) from None
     data = b"".join(out)
     if out.items > MAX_ITEMS:
-        raise EncodeError("value holds %d items; the limit is %d" % (out.items, MAX_ITEMS))
+        raise EncodeError("%s holds %d items; the limit is %d" % (root, out.items, MAX_ITEMS))
     if out.cost > MAX_COST_PER_BYTE * len(data) + COST_SLACK:
         raise EncodeError(
-            "value of %d bytes would decode to about %d bytes of objects: too many small "
-            "containers" % (len(data), out.cost)
+            "%s of %d bytes would decode to about %d bytes of objects: too many small "
+            "containers" % (root, len(data), out.cost)
+        )
+    if out.work > WORK_PER_KIB * len(data) // 1024 + WORK_SLACK:
+        raise EncodeError(
+            "%s of %d bytes holds too many pandas objects, time zones or namedtuple types for "
+            "its size (put them in fewer, larger ones: pd.concat...)" % (root, len(data))
         )
     return data
 
 
-def _encode(value, out, depth):
+def _encode(value, out, depth, encoder=None):
+    """Encode ``value``, at ``depth``, with ``encoder`` or the one for its type."""
     if depth > MAX_DEPTH:
-        raise EncodeError("value nested deeper than %d levels" % MAX_DEPTH)
+        raise EncodeError("value nested deeper than %d levels" % MAX_DEPTH, value)
     out.cost += _COST_REF
-    t = type(value)
-    if t not in _ENCODERS:
-        t = _base_type(value)
-    _ENCODERS[t](value, out, depth + 1)
-
-
-def _base_type(value):
-    """The codec type a subclass (a namedtuple, an OrderedDict, an IntEnum) travels as."""
-    for base in (bool, int, float, str, bytes, tuple, list, dict, frozenset, set):
-        if isinstance(value, base):
-            return base
-    cls = type(value)
-    raise EncodeError(
-        "cannot encode a value of type %s.%s"
-        % (cls.__module__, getattr(cls, "__qualname__", cls.__name__))
-    )
+    if encoder is None:
+        encoder = _ENCODERS.get(type(value)) or _encoder_for(value)
+    encoder(value, out, depth + 1)
 
 
 def _enc_int(value, out, depth):
@@ -385,13 +449,21 @@ def _enc_str(value, out, depth):
     _enc_bytes(Op.STR)(str(value).encode("utf-8", "surrogatepass"), out, depth)
 
 
-def _enc_items(op, header, per_item):
+def _enc_items(op, header, per_item, hashed=False):
     def enc(value, out, depth):
         out.items += len(value)
         out.cost += header + per_item * len(value)
         out.append(bytes(bytearray([op])) + U32.pack(len(value)))
-        for item in value:
-            _encode(item, out, depth)
+        item = None
+        try:
+            for item in value:
+                _encode(item, out, depth)
+        except EncodeError as exc:
+            exc.path.append(_place_in(value, item))
+            exc.top = value
+            raise
+        if hashed and len(value) > MAX_SHARED_HASH:
+            _check_hashes(value)
 
     return enc
 
@@ -400,9 +472,59 @@ def _enc_dict(value, out, depth):
     out.items += len(value)
     out.cost += _COST_DICT + _COST_PAIR * len(value)
     out.append(bytes(bytearray([Op.DICT])) + U32.pack(len(value)))
-    for key, item in value.items():
-        _encode(key, out, depth)
-        _encode(item, out, depth)
+    key = None
+    try:
+        for key, item in value.items():
+            _encode(key, out, depth)
+            _encode(item, out, depth)
+    except EncodeError as exc:
+        exc.path.append(".<key %s>" % _label(key) if exc.top is key else "[%s]" % _label(key))
+        exc.top = value
+        raise
+    if len(value) > MAX_SHARED_HASH:
+        _check_hashes(value)
+
+
+def _place_in(container, item):
+    """Where ``item`` sits in ``container``, for an error: ``[3]``, or for a set member its
+    label."""
+    if type(container) in (set, frozenset) or isinstance(container, (set, frozenset)):
+        return ".<member %s>" % _label(item)
+    for index, each in enumerate(container):
+        if each is item:
+            return "[%d]" % index
+    return "[?]"
+
+
+def _label(key):
+    """A key as an error shows it: repr of a short str, bytes or number, else its type."""
+    if type(key) in (str, bytes) and len(key) <= 40 or type(key) in (bool, float, type(None)):
+        return repr(key)
+    if type(key) is int:
+        return _show(key)
+    return "<%s>" % _a(key)
+
+
+def _check_hashes(keys):
+    """EncodeError if more than MAX_SHARED_HASH of ``keys`` share a hash (the decoder would
+    refuse them: see _Decoder.check_hashes)."""
+    hashes = list(map(hash, keys))
+    if len(hashes) - len(set(hashes)) >= MAX_SHARED_HASH:
+        shared = _most_shared(hashes)
+        if shared > MAX_SHARED_HASH:
+            raise EncodeError(
+                "%d keys share one hash (the limit is %d): building them would take quadratic "
+                "time" % (shared, MAX_SHARED_HASH),
+                keys,
+            )
+
+
+def _most_shared(hashes):
+    """The largest number of equal values in ``hashes``."""
+    counts = {}
+    for h in hashes:
+        counts[h] = counts.get(h, 0) + 1
+    return max(counts.values())
 
 
 def _enc_float(value, out, depth):
@@ -410,31 +532,644 @@ def _enc_float(value, out, depth):
     out.append(bytes(bytearray([Op.FLOAT])) + _F64.pack(value))
 
 
+def _enc_complex(value, out, depth):
+    out.cost += _COST_NUMBER
+    out.append(bytes(bytearray([Op.COMPLEX])) + _C128.pack(value.real, value.imag))
+
+
 _ENCODERS = {
     type(None): lambda v, out, d: out.append(b"\x00"),
     bool: lambda v, out, d: out.append(b"\x01" if v else b"\x02"),
     int: _enc_int,
     float: _enc_float,
+    complex: _enc_complex,
     str: _enc_str,
     bytes: _enc_bytes(Op.BYTES),
-    bytearray: _enc_bytes(Op.BYTES),
+    bytearray: _enc_bytes(Op.BYTEARRAY),
     list: _enc_items(Op.LIST, _COST_SEQUENCE, 0),
     tuple: _enc_items(Op.TUPLE, _COST_SEQUENCE, 0),
     dict: _enc_dict,
-    set: _enc_items(Op.SET, _COST_SET, _COST_MEMBER),
-    frozenset: _enc_items(Op.FROZENSET, _COST_SET, _COST_MEMBER),
+    set: _enc_items(Op.SET, _COST_SET, _COST_MEMBER, hashed=True),
+    frozenset: _enc_items(Op.FROZENSET, _COST_SET, _COST_MEMBER, hashed=True),
+}
+#: Builtin types other types may travel as (a dict subclass as a dict), by the class in a
+#: value's MRO that names them.
+_BASES = frozenset(_ENCODERS)
+
+
+#: On a remote: (line, source) of the section below, the encoders of the types outside the
+#: core, compiled the first time a value needs them. Most connections never do, and compiling
+#: them at start would add about 5 ms to every agent's start (bench/README.md). The controller
+#: ships the section so (see _bootstrap.agent_source); where it is compiled already, None.
+LATER = None
+_later_lock = _thread.allocate_lock()
+
+
+def load_later():
+    """Compile the LATER section if it is still a string (a controller that imports this
+    module from its file has it already; an agent that decodes for tunnels of its own needs it
+    as a controller does)."""
+    global LATER
+    if LATER is not None:
+        with _later_lock:
+            if LATER is not None:
+                line, source = LATER
+                filename = load_later.__code__.co_filename
+                exec(compile("\n" * (line - 1) + source, filename, "exec"), globals())
+                LATER = None
+
+
+def _encoder_for(value):
+    """The encoder of a value whose exact type is not in _ENCODERS (see _find_encoder)."""
+    load_later()
+    return _find_encoder(value)
+
+
+# -- BEGIN LATER: types outside the core, found by name and encoded as tagged values ---------
+# Recognising one imports nothing: a value's class names its module, which is loaded already.
+# A tagged value's encoder is called with ``depth`` that of its state tuple; the state's parts
+# are one level deeper, as the decoder sees them.
+
+
+class Tag(object):
+    """The kinds of tagged value (Op.EXT: the tag, then the value's state: a tuple of its
+    parts, or its one part). The receiver checks a state against its tag's closed shape before
+    it builds anything, and never looks a class up by a name the sender chose
+    (chopsticks_nb/_values.py builds them; the agent only encodes them)."""
+
+    DATETIME = 1  # (DATETIME_PARTS packed, tzinfo)
+    DATE = 2  # DATE_PARTS packed
+    TIME = 3  # (TIME_PARTS packed, tzinfo)
+    TIMEDELTA = 4  # TIMEDELTA_PARTS packed
+    TIMEZONE = 5  # (offset: a TIMEDELTA, name or None): datetime.timezone
+    ZONEINFO = 6  # key: zoneinfo.ZoneInfo
+    DECIMAL = 7  # str(value)
+    UUID = 8  # its 16 bytes
+    PATH = 9  # str(value): pathlib.PurePosixPath
+    NAMEDTUPLE = 10  # (type name, field names, values)
+    ORDERED_DICT = 11  # a dict
+    COUNTER = 12  # a dict
+    ARRAY = 13  # (dtype, shape, "C" or "F", nbytes), then a raw tail: u8 n, n bytes, the data
+    NP_SCALAR = 14  # (dtype, raw bytes)
+    PD_INDEX = 15  # ("range", start, stop, step, name) | ("multi", levels, codes, names)
+    #               | ("values", values, name, freq)
+    PD_SERIES = 16  # (values, index, name)
+    PD_FRAME = 17  # (columns, index, [values per column])
+    PD_CATEGORICAL = 18  # (codes, categories, ordered)
+    PD_DATETIME_TZ = 19  # (UTC datetime64 array, tz)
+    PD_STRING = 20  # ([str or None], missing is NaN)
+    PD_MASKED = 21  # (dtype name, data, mask): Int64, boolean, Float64...
+    PD_TIMESTAMP = 22  # (nanoseconds since the epoch, tz)
+    PD_TIMEDELTA = 23  # nanoseconds
+    PD_NAT = 24  # None
+    PD_NA = 25  # None
+
+
+_EXT_HEADERS = [bytes(bytearray([Op.EXT, tag])) for tag in range(256)]
+
+
+def _find_encoder(value):
+    """The encoder of a value whose exact type is not in _ENCODERS: numpy's and pandas' own
+    types; then the first class in its MRO that is a namedtuple type, one of _NAMED, or a
+    builtin it travels as (an IntEnum as an int, a dict subclass as a dict)."""
+    cls = type(value)
+    library = _top_module(cls)
+    if library == "numpy":
+        encoder = _enc_numpy
+    elif library == "pandas":
+        encoder = _enc_pandas
+    else:
+        encoder = None
+        for base in cls.__mro__:
+            if base in _BASES:
+                encoder = _ENCODERS[base]
+            elif tuple in base.__bases__ and _namedtuple_fields(base) is not None:
+                encoder = _enc_namedtuple
+            else:
+                encoder = _NAMED.get((_top_module(base), base.__name__))
+            if encoder is not None:
+                break
+        else:
+            raise EncodeError(_unsendable(value, "convert it (list(), str(), a dict)"), value)
+    if len(_ENCODERS) < 512:  # found once per type (types made in a loop would pile up)
+        _ENCODERS[cls] = encoder
+    return encoder
+
+
+def _top_module(cls):
+    module = getattr(cls, "__module__", None)
+    return module.partition(".")[0] if type(module) is str else ""
+
+
+def _type_name(value):
+    cls = type(value)
+    return "%s.%s" % (getattr(cls, "__module__", "?"), getattr(cls, "__qualname__", cls.__name__))
+
+
+def _unsendable(value, advice, what=None):
+    return "%s cannot be sent back; %s" % (what or _type_name(value), advice)
+
+
+def _ext_state(out, tag, fields, depth):
+    """Start a tagged value whose state, at ``depth``, is ``fields`` parts: a tuple of them,
+    which the caller encodes next one level deeper; one part, which the caller encodes next at
+    ``depth`` (no tuple around it); or none, None. The state adds no place to an error's path:
+    its parts are the value's insides, not places the user knows."""
+    if depth > MAX_DEPTH:
+        raise EncodeError("value nested deeper than %d levels" % MAX_DEPTH)
+    out.cost += _COST_OBJECT
+    if fields == 1:
+        out.append(_EXT_HEADERS[tag])
+    elif fields:
+        out.items += fields
+        out.cost += _COST_SEQUENCE + _COST_REF * fields
+        out.append(_EXT_HEADERS[tag] + bytes(bytearray([Op.TUPLE])) + U32.pack(fields))
+    else:
+        out.cost += _COST_REF
+        out.append(_EXT_HEADERS[tag] + b"\x00")
+
+
+#: Dates and times travel packed in one bytes part: read 10x faster than separate ints.
+DATETIME_PARTS = struct.Struct(">HBBBBBIB")  # year month day hour minute second microsecond fold
+DATE_PARTS = struct.Struct(">HBB")  # year month day
+TIME_PARTS = struct.Struct(">BBBIB")  # hour minute second microsecond fold
+TIMEDELTA_PARTS = struct.Struct(">iII")  # days seconds microseconds
+#: The memory a value of these tags keeps, charged in place of its state's (dropped once the
+#: value is built; DECIMAL and PATH add their text's length): see _Decoder.settle.
+KEPT = {
+    Tag.DATETIME: 64,
+    Tag.DATE: 40,
+    Tag.TIME: 64,
+    Tag.TIMEDELTA: 48,
+    Tag.TIMEZONE: 64,
+    Tag.ZONEINFO: 16,
+    Tag.DECIMAL: 112,
+    Tag.UUID: 112,
+    Tag.PATH: 320,
+    Tag.NP_SCALAR: 112,
+    Tag.PD_TIMESTAMP: 128,
+    Tag.PD_TIMEDELTA: 112,
+    Tag.PD_NAT: 0,
+    Tag.PD_NA: 0,
 }
 
 
-class _Decoder(object):
-    """Reads one encoded value; every length is checked against the bytes actually present."""
+def _kept(out, mark, tag, extra=0):
+    """Charge what a built value keeps, as _Decoder.settle does (``mark``: out.cost before)."""
+    out.cost = mark + KEPT[tag] + extra
 
-    def __init__(self, data):
+
+def _enc_datetime(value, out, depth):
+    mark = out.cost
+    _ext_state(out, Tag.DATETIME, 2, depth)
+    parts = (value.year, value.month, value.day, value.hour, value.minute, value.second,
+             value.microsecond, value.fold)  # fmt: skip
+    _encode(DATETIME_PARTS.pack(*parts), out, depth + 1)
+    _enc_tzinfo(value.tzinfo, value, out, depth + 1)
+    _kept(out, mark, Tag.DATETIME)
+
+
+def _enc_date(value, out, depth):
+    mark = out.cost
+    _ext_state(out, Tag.DATE, 1, depth)
+    _encode(DATE_PARTS.pack(value.year, value.month, value.day), out, depth)
+    _kept(out, mark, Tag.DATE)
+
+
+def _enc_time(value, out, depth):
+    mark = out.cost
+    _ext_state(out, Tag.TIME, 2, depth)
+    parts = (value.hour, value.minute, value.second, value.microsecond, value.fold)
+    _encode(TIME_PARTS.pack(*parts), out, depth + 1)
+    _enc_tzinfo(value.tzinfo, None, out, depth + 1)
+    _kept(out, mark, Tag.TIME)
+
+
+def _enc_timedelta(value, out, depth):
+    mark = out.cost
+    _ext_state(out, Tag.TIMEDELTA, 1, depth)
+    _encode(TIMEDELTA_PARTS.pack(value.days, value.seconds, value.microseconds), out, depth)
+    _kept(out, mark, Tag.TIMEDELTA)
+
+
+def _enc_timezone(value, out, depth):
+    offset = value.utcoffset(None)
+    name = value.tzname(None)
+    # A timezone made without a name calls itself "UTC+01:00": the receiver makes it alike.
+    _enc_fixed_offset(offset, None if name == type(value)(offset).tzname(None) else name, out,
+                      depth)  # fmt: skip
+
+
+def _enc_fixed_offset(offset, name, out, depth):
+    mark = out.cost
+    _ext_state(out, Tag.TIMEZONE, 2, depth)
+    _encode(offset, out, depth + 1, _enc_timedelta)
+    _encode(name if type(name) is str else None, out, depth + 1)
+    _kept(out, mark, Tag.TIMEZONE)
+
+
+def _enc_zoneinfo(value, out, depth):
+    key = value.key
+    if type(key) is not str:  # made from a file: no name the receiver could look up
+        raise EncodeError(_unsendable(value, "give it a key (ZoneInfo('Europe/Paris'))"), value)
+    _enc_zone_key(key, out, depth)
+
+
+def _enc_zone_key(key, out, depth):
+    mark = out.cost
+    _ext_state(out, Tag.ZONEINFO, 1, depth)
+    if not out.seen(("zone", key)):
+        out.work += _WORK_ZONE
+    _encode(key, out, depth)
+    _kept(out, mark, Tag.ZONEINFO)
+
+
+def _enc_tzinfo(tz, moment, out, depth):
+    """A datetime's or time's tzinfo, at ``depth``: a timezone, and a ZoneInfo with a key, as
+    themselves; any other (pytz, dateutil) as the fixed offset it gives ``moment`` (the same
+    instant; a time's tzinfo gets None)."""
+    encoder = _NAMED.get((_top_module(type(tz)), type(tz).__name__))
+    if tz is None or encoder is _enc_timezone or (encoder is _enc_zoneinfo and type(tz.key) is str):
+        _encode(tz, out, depth)
+    else:
+        offset = tz.utcoffset(moment)
+        if offset is None:
+            _encode(None, out, depth)
+        else:
+            _encode(offset, out, depth, _fixed_offset_encoder(tz.tzname(moment)))
+
+
+def _fixed_offset_encoder(name):
+    return lambda offset, out, depth: _enc_fixed_offset(offset, name, out, depth)
+
+
+def _enc_decimal(value, out, depth):
+    mark = out.cost
+    text = str(value)
+    _ext_state(out, Tag.DECIMAL, 1, depth)
+    _encode(text, out, depth)
+    _kept(out, mark, Tag.DECIMAL, len(text))
+
+
+def _enc_uuid(value, out, depth):
+    mark = out.cost
+    _ext_state(out, Tag.UUID, 1, depth)
+    _encode(value.bytes, out, depth)
+    _kept(out, mark, Tag.UUID)
+
+
+def _enc_path(value, out, depth):
+    mark = out.cost
+    text = str(value)
+    _ext_state(out, Tag.PATH, 1, depth)
+    _encode(text, out, depth)
+    _kept(out, mark, Tag.PATH, 2 * len(text))
+
+
+#: A namedtuple travels as itself if its type name and fields are plain names (see
+#: plain_name) and it has at most this many fields; otherwise as a tuple.
+MAX_FIELDS = 255
+MAX_NAME_LENGTH = 100
+_NAMEDTUPLES = {}  # type -> (name, fields), or None for one that travels as a tuple
+
+
+def plain_name(name):
+    """Whether ``name`` may name a namedtuple type or field where a remote's value is rebuilt:
+    an ASCII identifier, not a keyword, no leading underscore, at most MAX_NAME_LENGTH long."""
+    return (
+        type(name) is str
+        and 0 < len(name) <= MAX_NAME_LENGTH
+        and name.isidentifier()
+        and len(name.encode("utf-8")) == len(name)  # ASCII (str.isascii is 3.7+)
+        and name[0] != "_"
+        and not _iskeyword(name)
+    )
+
+
+def _iskeyword(name):
+    import keyword  # small, and only for namedtuples
+
+    return keyword.iskeyword(name)
+
+
+def _namedtuple_fields(cls):
+    """The fields of a namedtuple type (made by collections.namedtuple or NamedTuple)."""
+    fields = cls.__dict__.get("_fields")
+    if type(fields) is tuple and hasattr(cls, "_make"):
+        return fields
+    return None
+
+
+def _namedtuple_type(cls):
+    """(name, fields) of the namedtuple type a value of ``cls`` travels as, or None."""
+    if cls in _NAMEDTUPLES:
+        return _NAMEDTUPLES[cls]
+    for base in cls.__mro__:
+        fields = _namedtuple_fields(base)
+        if tuple in base.__bases__ and fields is not None:
+            break
+    found = (base.__name__, fields)
+    if not (
+        len(fields) <= MAX_FIELDS
+        and plain_name(base.__name__)
+        and all(plain_name(field) for field in fields)
+        and len(set(fields)) == len(fields)
+    ):
+        found = None  # a name the receiver would refuse
+    if len(_NAMEDTUPLES) < 512:
+        _NAMEDTUPLES[cls] = found
+    return found
+
+
+def _enc_namedtuple(value, out, depth):
+    found = _namedtuple_type(type(value))
+    if found is None or len(found[1]) != len(value):
+        _ENCODERS[tuple](value, out, depth)
+        return
+    _ext_state(out, Tag.NAMEDTUPLE, 3, depth)
+    if not out.seen(found):
+        out.work += _WORK_NEW_TYPE
+    _encode(found[0], out, depth + 1)
+    _encode(found[1], out, depth + 1)
+    _encode(value, out, depth + 1, _ENCODERS[tuple])
+
+
+def _enc_mapping(tag):
+    def enc(value, out, depth):
+        _ext_state(out, tag, 1, depth)
+        _encode(value, out, depth, _enc_dict)
+
+    return enc
+
+
+def _enc_enum(value, out, depth):
+    """An Enum member travels as its value (an IntEnum's is itself: see _encoder_for)."""
+    _encode(value.value, out, depth - 1)
+
+
+#: Encoders by (top-level module, class name) of a class in a value's MRO.
+_NAMED = {
+    ("datetime", "datetime"): _enc_datetime,
+    ("datetime", "date"): _enc_date,
+    ("datetime", "time"): _enc_time,
+    ("datetime", "timedelta"): _enc_timedelta,
+    ("datetime", "timezone"): _enc_timezone,
+    ("zoneinfo", "ZoneInfo"): _enc_zoneinfo,
+    ("decimal", "Decimal"): _enc_decimal,
+    ("_pydecimal", "Decimal"): _enc_decimal,
+    ("uuid", "UUID"): _enc_uuid,
+    ("pathlib", "PurePosixPath"): _enc_path,
+    ("collections", "OrderedDict"): _enc_mapping(Tag.ORDERED_DICT),
+    ("collections", "Counter"): _enc_mapping(Tag.COUNTER),
+    ("collections", "defaultdict"): _enc_dict,  # its default factory is code: a dict
+    ("enum", "Enum"): _enc_enum,
+}
+
+
+# -- numpy and pandas: the agent touches them only for a value that already is one ------------
+
+#: dtype kinds that travel as raw buffers: bool, signed and unsigned ints, floats, complex,
+#: timedelta64, datetime64, fixed-width str (UCS-4) and bytes.
+_ARRAY_KINDS = "biufcmMUS"
+#: Arrays this large go aligned to 64 bytes in the message, so that the receiver can use them
+#: where they lie (see chopsticks_nb/_arrays.py).
+_ALIGN_FROM = 4096
+
+
+def _array_dtype(value, what):
+    """The dtype of an array or numpy scalar, if it can travel; else EncodeError."""
+    dtype = value.dtype
+    kind = dtype.kind
+    if (
+        kind not in _ARRAY_KINDS
+        or dtype.fields is not None
+        or dtype.subdtype is not None
+        or (kind == "f" and dtype.itemsize not in (2, 4, 8))
+        or (kind == "c" and dtype.itemsize not in (8, 16))
+    ):
+        if kind in "fc":
+            advice = "convert it (.astype(float), .tolist())"
+        else:
+            advice = "convert it (.tolist(), str(), a dict)"
+        raise EncodeError(_unsendable(value, advice, "%s of dtype %s" % (what, dtype)), value)
+    return dtype
+
+
+def _enc_numpy(value, out, depth):
+    np = sys.modules["numpy"]
+    if type(value) is np.ndarray:
+        _enc_ndarray(value, out, depth)
+    elif isinstance(value, np.generic):
+        dtype = _array_dtype(value, "numpy." + type(value).__name__)
+        mark = out.cost
+        _ext_state(out, Tag.NP_SCALAR, 2, depth)
+        _encode(dtype.str, out, depth + 1)
+        _encode(value.tobytes(), out, depth + 1)
+        _kept(out, mark, Tag.NP_SCALAR, dtype.itemsize)
+    else:
+        raise EncodeError(_unsendable(value, "convert it (numpy.asarray(), .tolist())"), value)
+
+
+def _enc_ndarray(value, out, depth):
+    dtype = _array_dtype(value, "numpy.ndarray")
+    if value.flags.c_contiguous:
+        layout = "C"
+    elif value.flags.f_contiguous:
+        layout = "F"
+    else:
+        value, layout = value.copy(order="C"), "C"
+    nbytes = value.nbytes
+    _ext_state(out, Tag.ARRAY, 4, depth)
+    _encode(dtype.str, out, depth + 1)
+    _encode(tuple(int(n) for n in value.shape), out, depth + 1)
+    _encode(layout, out, depth + 1)
+    _encode(nbytes, out, depth + 1)
+    out.cost += nbytes
+    pad = (-(out.offset() + 1)) % 64 if nbytes >= _ALIGN_FROM else 0
+    out.append(bytes(bytearray([pad])) + b"\0" * pad)
+    if nbytes:
+        out.append(memoryview(value.reshape(-1, order=layout).view("u1")))
+
+
+def _enc_pandas(value, out, depth):
+    pd = sys.modules["pandas"]
+    mark = out.cost
+    if value is pd.NaT:
+        _ext_state(out, Tag.PD_NAT, 0, depth)
+        _kept(out, mark, Tag.PD_NAT)
+    elif value is getattr(pd, "NA", _enc_pandas):
+        _ext_state(out, Tag.PD_NA, 0, depth)
+        _kept(out, mark, Tag.PD_NA)
+    elif isinstance(value, pd.DataFrame):
+        _enc_pd_frame(value, out, depth)
+    elif isinstance(value, pd.Series):
+        out.work += _WORK_PANDAS
+        _ext_state(out, Tag.PD_SERIES, 3, depth)
+        _encode(value, out, depth + 1, _enc_pd_values)
+        _encode(value.index, out, depth + 1, _enc_pd_index)
+        _encode(value.name, out, depth + 1)
+    elif isinstance(value, pd.Index):
+        _enc_pd_index(value, out, depth)
+    elif isinstance(value, pd.Timestamp):
+        _ext_state(out, Tag.PD_TIMESTAMP, 2, depth)
+        _encode(value.value, out, depth + 1)
+        _enc_zone(value.tzinfo, value, out, depth + 1)
+        _kept(out, mark, Tag.PD_TIMESTAMP)
+    elif isinstance(value, pd.Timedelta):
+        _ext_state(out, Tag.PD_TIMEDELTA, 1, depth)
+        _encode(value.value, out, depth)
+        _kept(out, mark, Tag.PD_TIMEDELTA)
+    elif isinstance(value, pd.api.extensions.ExtensionArray):
+        _enc_pd_array(value, out, depth)
+    else:
+        advice = "convert it (.to_numpy(), .tolist(), str())"
+        raise EncodeError(_unsendable(value, advice), value)
+
+
+def _enc_pd_frame(frame, out, depth):
+    columns = frame.columns
+    out.work += _WORK_PANDAS * (1 + len(columns))
+    _ext_state(out, Tag.PD_FRAME, 3, depth)
+    _encode(columns, out, depth + 1, _enc_pd_index)
+    _encode(frame.index, out, depth + 1, _enc_pd_index)
+    out.items += len(columns)
+    out.cost += _COST_REF + _COST_SEQUENCE
+    out.append(bytes(bytearray([Op.LIST])) + U32.pack(len(columns)))
+    for number in range(len(columns)):
+        try:
+            _encode(frame.iloc[:, number], out, depth + 2, _enc_pd_values)
+        except EncodeError as exc:
+            exc.path.append("[%s]" % _label(columns[number]))
+            exc.top = frame
+            raise
+
+
+def _enc_pd_index(index, out, depth):
+    pd = sys.modules["pandas"]
+    out.work += _WORK_PANDAS
+    parts = depth + 1
+    if isinstance(index, pd.RangeIndex):
+        _ext_state(out, Tag.PD_INDEX, 5, depth)
+        _encode("range", out, parts)
+        for part in ("start", "stop", "step"):  # pandas < 0.25 has only _start...
+            bound = getattr(index, part) if hasattr(index, part) else getattr(index, "_" + part)
+            _encode(int(bound), out, parts)
+        _encode(index.name, out, parts)
+    elif isinstance(index, pd.MultiIndex):
+        np = sys.modules["numpy"]
+        codes = getattr(index, "codes", None)
+        _ext_state(out, Tag.PD_INDEX, 4, depth)
+        _encode("multi", out, parts)
+        _encode(list(index.levels), out, parts)
+        _encode([np.asarray(c) for c in (index.labels if codes is None else codes)], out, parts)
+        _encode(list(index.names), out, parts)
+    else:
+        _ext_state(out, Tag.PD_INDEX, 4, depth)
+        _encode("values", out, parts)
+        _encode(index, out, parts, _enc_pd_values)
+        _encode(index.name, out, parts)
+        _encode(getattr(index, "freqstr", None), out, parts)
+
+
+def _enc_pd_values(values, out, depth):
+    """The values of a Series or Index: a numpy array, a list (object dtype), or a tagged
+    pandas array (categorical, tz-aware, string, nullable)."""
+    np = sys.modules["numpy"]
+    dtype = values.dtype
+    if not isinstance(dtype, np.dtype):
+        _enc_pd_array(values.array, out, depth)
+    elif dtype.kind != "O":
+        _enc_ndarray(np.asarray(values), out, depth)
+    else:
+        items = values.tolist()
+        out.items += len(items)
+        out.cost += _COST_SEQUENCE
+        out.append(bytes(bytearray([Op.LIST])) + U32.pack(len(items)))
+        item = None
+        try:
+            for item in items:
+                _encode(item, out, depth)
+        except EncodeError as exc:
+            exc.path.append(".iloc" + _place_in(items, item))
+            exc.top = values
+            raise
+
+
+#: pandas' nullable dtypes, sent as (name, data, mask).
+_PD_MASKED = frozenset(
+    ("Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64", "Float32",
+     "Float64", "boolean")
+)  # fmt: skip
+
+
+def _enc_pd_array(array, out, depth):
+    pd = sys.modules["pandas"]
+    np = sys.modules["numpy"]
+    dtype = array.dtype
+    kind = type(dtype).__name__
+    parts = depth + 1
+    out.work += _WORK_PANDAS
+    if isinstance(array, pd.Categorical):
+        _ext_state(out, Tag.PD_CATEGORICAL, 3, depth)
+        _encode(np.asarray(array.codes), out, parts)
+        _encode(array.categories, out, parts, _enc_pd_index)
+        _encode(bool(array.ordered), out, parts)
+    elif kind == "DatetimeTZDtype":
+        _ext_state(out, Tag.PD_DATETIME_TZ, 2, depth)
+        _encode(np.asarray(array.tz_convert(None)), out, parts)
+        _enc_zone(dtype.tz, None, out, parts)
+    elif kind == "StringDtype":
+        _ext_state(out, Tag.PD_STRING, 2, depth)
+        _encode([item if type(item) is str else None for item in array], out, parts)
+        _encode(getattr(dtype, "na_value", pd.NA) is not pd.NA, out, parts)
+    elif str(dtype) in _PD_MASKED:
+        _ext_state(out, Tag.PD_MASKED, 3, depth)
+        zero = False if str(dtype) == "boolean" else 0
+        _encode(str(dtype), out, parts)
+        _encode(array.to_numpy(dtype=dtype.numpy_dtype, na_value=zero), out, parts)
+        _encode(np.asarray(array.isna()), out, parts)
+    else:
+        what = "a pandas array of dtype %s" % dtype
+        raise EncodeError(_unsendable(array, "convert it (.astype(object))", what), array)
+
+
+def _enc_zone(tz, moment, out, depth):
+    """A pandas time zone, at ``depth``: timezones and ZoneInfo as themselves, pytz's by its
+    key, others by the fixed offset they give ``moment`` (a Timestamp's)."""
+    key = getattr(tz, "key", None) or getattr(tz, "zone", None)
+    encoder = _NAMED.get((_top_module(type(tz)), type(tz).__name__))
+    if tz is None or encoder is _enc_timezone:
+        _encode(tz, out, depth)
+    elif type(key) is str:
+        _encode(key, out, depth, _enc_zone_key)
+    elif moment is not None:
+        _enc_tzinfo(tz, moment, out, depth)
+    else:
+        what = "a pandas time zone %s" % _type_name(tz)
+        raise EncodeError(_unsendable(tz, "convert it (.dt.tz_convert('UTC'))", what), tz)
+
+
+# -- END LATER --------------------------------------------------------------------------------
+
+
+class _Decoder(object):
+    """Reads one encoded value; every length is checked against the bytes actually present.
+
+    ``donated``: the bytes are this value's alone (a large message read into memory of its
+    own), so that an array may be used where it lies instead of being copied.
+    """
+
+    def __init__(self, data, donated=False):
         self.data = memoryview(data)
+        self.donated = donated
         self.pos = 0
         self.items = 0
         self.cost = 0
         self.budget = MAX_COST_PER_BYTE * len(self.data) + COST_SLACK
+        self.work = 0
+        self.work_budget = WORK_PER_KIB * len(self.data) // 1024 + WORK_SLACK
+        self.seen = set()  # time zones and namedtuple types met so far (see charge_once)
+        self.before = 0  # the cost before the state of the tagged value being built
 
     def charge(self, cost):
         """Account for objects about to be built; refuse before building too many."""
@@ -444,6 +1179,26 @@ class _Decoder(object):
                 "a value of %d bytes that decodes to more than %d bytes of objects (at offset "
                 "%d): too many small containers" % (len(self.data), self.budget, self.pos)
             )
+
+    def charge_work(self, work, what):
+        """Account for the CPU that building ``what`` costs beyond reading its bytes."""
+        self.work += work
+        if self.work > self.work_budget:
+            raise DecodeError(
+                "a value of %d bytes that holds too many %s for its size (at offset %d)"
+                % (len(self.data), what, self.pos)
+            )
+
+    def charge_once(self, key, work, what):
+        """charge_work the first time ``key`` comes in this value."""
+        if key not in self.seen:
+            self.seen.add(key)
+            self.charge_work(work, what)
+
+    def settle(self, kept):
+        """Charge ``kept`` bytes for the tagged value just built in place of its state's
+        charges (the state is dropped): called by the builders of small values (_agent.KEPT)."""
+        self.cost = self.before + kept
 
     def take(self, n):
         end = self.pos + n
@@ -457,14 +1212,18 @@ class _Decoder(object):
         return chunk
 
     def count(self, header, per_item):
-        n = U32.unpack(self.take(4))[0]
+        pos = self.pos
+        if pos + 4 > len(self.data):
+            self.take(4)  # raises
+        n = U32.unpack_from(self.data, pos)[0]
+        self.pos = pos + 4
         self.items += n
         # Every item takes at least one byte: a count beyond the bytes left is a lie.
         if n > len(self.data) - self.pos or self.items > MAX_ITEMS:
             raise DecodeError(
                 "item count %d at offset %d exceeds the data or the limit" % (n, self.pos - 4)
             )
-        self.charge(header + per_item * n)
+        self.charge(header + (per_item + _COST_REF) * n)
         return n
 
     def value(self, depth):
@@ -472,14 +1231,51 @@ class _Decoder(object):
             raise DecodeError(
                 "value nested deeper than %d levels at offset %d" % (MAX_DEPTH, self.pos)
             )
-        op = self.take(1)[0]
-        self.cost += _COST_REF  # the reference its container holds (checked at the next charge)
+        pos = self.pos
+        if pos >= len(self.data):
+            raise DecodeError("truncated value: need 1 byte at offset %d, have 0" % pos)
+        op = self.data[pos]
+        self.pos = pos + 1
         load = _LOADERS[op]
         if load is None:
-            raise DecodeError(
-                "unknown opcode 0x%02x at offset %d: corrupt stream?" % (op, self.pos - 1)
-            )
+            raise DecodeError("unknown opcode 0x%02x at offset %d: corrupt stream?" % (op, pos))
         return load(self, depth + 1)
+
+    def items_at(self, n, depth):
+        """``n`` values at ``depth``: None, True and False (one byte each, the commonest
+        items) read here, the rest by value()."""
+        if n and depth > MAX_DEPTH:
+            raise DecodeError(
+                "value nested deeper than %d levels at offset %d" % (MAX_DEPTH, self.pos)
+            )
+        data = self.data
+        value = self.value
+        items = []
+        append = items.append
+        for _ in range(n):
+            pos = self.pos
+            op = data[pos] if pos < len(data) else 0xFF
+            if op < 3:
+                self.pos = pos + 1
+                append(_CONSTANTS[op])
+            else:
+                append(value(depth))
+        return items
+
+    def check_hashes(self, keys, at, what):
+        """Refuse ``keys`` (of the container at offset ``at``) if more than MAX_SHARED_HASH
+        share a hash, before they are inserted; counting costs linear time."""
+        try:
+            hashes = list(map(hash, keys))
+        except TypeError as exc:
+            raise DecodeError("unhashable %s at offset %d: %s" % (what, at, exc)) from None
+        if len(hashes) - len(set(hashes)) >= MAX_SHARED_HASH:
+            shared = _most_shared(hashes)
+            if shared > MAX_SHARED_HASH:
+                raise DecodeError(
+                    "%d %ss share one hash in the container at offset %d (the limit is %d): "
+                    "a hash-collision attack?" % (shared, what, at, MAX_SHARED_HASH)
+                )
 
     # One loader per opcode (see _LOADERS); ``depth`` is that of the items of a container.
 
@@ -494,22 +1290,46 @@ class _Decoder(object):
 
     def load_int(self, depth):
         self.charge(_COST_NUMBER)
-        return _I64.unpack(self.take(8))[0]
+        pos = self.pos
+        if pos + 8 > len(self.data):
+            self.take(8)  # raises
+        self.pos = pos + 8
+        return _I64.unpack_from(self.data, pos)[0]
 
     def load_float(self, depth):
         self.charge(_COST_NUMBER)
-        return _F64.unpack(self.take(8))[0]
+        pos = self.pos
+        if pos + 8 > len(self.data):
+            self.take(8)  # raises
+        self.pos = pos + 8
+        return _F64.unpack_from(self.data, pos)[0]
+
+    def load_complex(self, depth):
+        self.charge(_COST_NUMBER)
+        real, imag = _C128.unpack(self.take(16))
+        return complex(real, imag)
 
     def blob(self):
-        raw = self.take(U32.unpack(self.take(4))[0])
-        self.charge(_COST_BLOB + len(raw))
-        return raw
+        data = self.data
+        start = self.pos + 4
+        if start > len(data):
+            self.take(4)  # raises
+        end = start + U32.unpack_from(data, start - 4)[0]
+        if end > len(data):
+            self.pos = start
+            self.take(end - start)  # raises
+        self.pos = end
+        self.charge(_COST_BLOB + end - start)
+        return data[start:end]
 
     def load_bigint(self, depth):
         return int.from_bytes(self.blob(), "big", signed=True)
 
     def load_bytes(self, depth):
         return self.blob().tobytes()
+
+    def load_bytearray(self, depth):
+        return bytearray(self.blob())
 
     def load_str(self, depth):
         raw = self.blob()
@@ -520,17 +1340,17 @@ class _Decoder(object):
                 "invalid UTF-8 in string at offset %d: %s" % (self.pos, exc)
             ) from None
 
-    def sequence(self, header, per_item, depth):
-        return [self.value(depth) for _ in range(self.count(header, per_item))]
-
     def load_list(self, depth):
-        return self.sequence(_COST_SEQUENCE, 0, depth)
+        return self.items_at(self.count(_COST_SEQUENCE, 0), depth)
 
     def load_tuple(self, depth):
-        return tuple(self.sequence(_COST_SEQUENCE, 0, depth))
+        return tuple(self.items_at(self.count(_COST_SEQUENCE, 0), depth))
 
     def load_set(self, depth, kind=set):
-        items = self.sequence(_COST_SET, _COST_MEMBER, depth)
+        at = self.pos - 1
+        items = self.items_at(self.count(_COST_SET, _COST_MEMBER), depth)
+        if len(items) > MAX_SHARED_HASH:
+            self.check_hashes(items, at, "set member")
         try:
             return kind(items)
         except TypeError as exc:
@@ -540,15 +1360,39 @@ class _Decoder(object):
         return self.load_set(depth, frozenset)
 
     def load_dict(self, depth):
-        result = {}
-        for _ in range(self.count(_COST_DICT, _COST_PAIR)):
-            key = self.value(depth)
-            try:
-                result[key] = self.value(depth)
-            except TypeError as exc:
-                raise DecodeError("unhashable dict key: %s" % exc) from None
-        return result
+        at = self.pos - 1
+        n = self.count(_COST_DICT, _COST_PAIR - _COST_REF)
+        flat = self.items_at(2 * n, depth)
+        keys = flat[0::2]
+        if n > MAX_SHARED_HASH:
+            self.check_hashes(keys, at, "dict key")
+        try:
+            return dict(zip(keys, flat[1::2]))
+        except TypeError as exc:
+            raise DecodeError("unhashable dict key: %s" % exc) from None
 
+    def load_ext(self, depth):
+        at = self.pos - 1
+        tag = self.take(1)[0]
+        build = EXT_LOADERS.get(tag)
+        if build is None:
+            raise DecodeError("unknown value tag %d at offset %d" % (tag, at))
+        before = self.cost
+        state = self.value(depth)
+        self.charge(_COST_OBJECT)
+        self.before = before
+        try:
+            return build(self, state)
+        except (CodecError, MemoryError):
+            raise
+        except Exception as exc:  # the constructor refused the state: a corrupt value
+            raise DecodeError(
+                "invalid value of tag %d at offset %d: %s: %s"
+                % (tag, at, type(exc).__name__, _cut(_safe_str(exc), 200))
+            ) from None
+
+
+_CONSTANTS = (None, True, False)
 
 #: The decoder's loader of each opcode, by opcode (None: not an opcode).
 _LOADERS = [None] * 256
@@ -566,21 +1410,33 @@ for _op, _load in (
     (Op.DICT, _Decoder.load_dict),
     (Op.SET, _Decoder.load_set),
     (Op.FROZENSET, _Decoder.load_frozenset),
+    (Op.COMPLEX, _Decoder.load_complex),
+    (Op.BYTEARRAY, _Decoder.load_bytearray),
+    (Op.EXT, _Decoder.load_ext),
 ):
     _LOADERS[_op] = _load
 
+#: The builder of each tagged value, by tag: ``build(decoder, state) -> value``, ``state``
+#: the tuple that followed the tag, not checked yet. Filled on the controller by
+#: chopsticks_nb/_values.py; empty in an agent, which never receives tagged values.
+EXT_LOADERS = {}
 
-def decode(data):
-    # type: (object) -> object
-    """Decode bytes made by :func:`encode`; raise DecodeError on anything else."""
+
+def decode(data, donated=False):
+    # type: (object, bool) -> object
+    """Decode bytes made by :func:`encode`; raise DecodeError on anything else. A valid value
+    that this side cannot build (its module is not installed) decodes to Unavailable."""
     if len(data) == 10 and data[0] == CODEC_VERSION and data[1] == Op.INT:
         return _I64.unpack_from(data, 2)[0]  # the commonest answer, without a _Decoder
     if len(data) < 1 or data[0] != CODEC_VERSION:
         raise DecodeError("unsupported codec version %r" % (bytes(data[:1]),))
-    decoder = _Decoder(data)
+    decoder = _Decoder(data, donated)
     decoder.pos = 1
-    value = decoder.value(0)
-    decoder.charge(0)
+    try:
+        value = decoder.value(0)
+    except MissingModule as exc:
+        return Unavailable(str(exc))
+    decoder.charge(_COST_REF)
     if decoder.pos != len(decoder.data):
         raise DecodeError("%d unexpected bytes after the value" % (len(decoder.data) - decoder.pos))
     return value
@@ -964,7 +1820,10 @@ class _Upload(object):
         else:
             self.path = os.path.abspath(os.path.expanduser(path))
         self.mode = mode
-        self.fd, self.tmp = _create_part_file(self.path)
+        try:
+            self.fd, self.tmp = _create_part_file(self.path)
+        except OSError as exc:
+            raise _naming(exc, self.path) from None
         self.sha1 = None
         self.first = b""
         self.size = 0
@@ -1005,8 +1864,12 @@ class _Upload(object):
                 "checksum mismatch: sent %d bytes sha1 %s, received %d bytes sha1 %s"
                 % (size, sha1, self.size, received)
             )
-        os.chmod(self.tmp, self.mode)
-        os.rename(self.tmp, self.path)
+        try:
+            os.chmod(self.tmp, self.mode)
+            os.rename(self.tmp, self.path)
+        except OSError as exc:
+            self.abort()
+            raise _naming(exc, self.path) from None
         return {"remote_path": self.path, "size": self.size, "sha1sum": sha1}
 
     def abort(self):
@@ -1017,6 +1880,11 @@ class _Upload(object):
             os.unlink(self.tmp)
         except OSError:
             pass
+
+
+def _naming(error, path):
+    """``error`` (an OSError about a temporary file) told of the user's ``path`` instead."""
+    return type(error)(error.errno, error.strerror, path)
 
 
 def _create_part_file(path):
@@ -1282,7 +2150,7 @@ class Agent(object):
                     func, args, kwargs = call
                     value = func(*args, **kwargs)
                 kind = "encode"
-                data = encode(value)
+                data = encode(value, "result")
                 if len(data) > MAX_MESSAGE:
                     raise EncodeError(
                         "the result takes %d bytes; one message may take %d (put and fetch "

@@ -61,8 +61,20 @@ def agent_source() -> bytes:
         _agent.SOURCE = zlib.decompress(_agent.SOURCE_ZLIB)
     source = _agent.SOURCE
     if source is None:
-        source = inspect.getsource(_agent).encode("utf-8")
+        source = defer_later_section(inspect.getsource(_agent)).encode("utf-8")
     return source
+
+
+def defer_later_section(source: str) -> str:
+    """The agent's source with its LATER section (the encoders of the types outside the core)
+    turned into a string the agent compiles the first time it needs them (_agent.LATER); the
+    lines after it keep their numbers, for remote tracebacks."""
+    begin = source.index("# -- BEGIN LATER")
+    end = source.index("# -- END LATER")
+    section = source[begin:end]
+    line = source.count("\n", 0, begin) + 1
+    replacement = f"LATER = {(line, section)!r}" + "\n" * section.count("\n")
+    return source[:begin] + replacement + source[end:]
 
 
 @functools.lru_cache(maxsize=1)

@@ -49,6 +49,9 @@ ExitExplainer = Callable[[Optional[int], str, bool], str]
 
 #: After stdout's EOF, how long to wait for the exit status and the rest of stderr (25 ms polls).
 EOF_POLLS = 40
+#: stderr held back until the handshake (bytes): if the agent does not start, the error says
+#: what the command printed (ssh's "Connection refused"), and it is not shown twice.
+EARLY_STDERR = 64 * 1024
 
 #: The agent's requests for work here (a module, a resource file) that the broker thread
 #: answers per turn for one connection: the rest wait in its buffer, unread frames behind them
@@ -104,6 +107,8 @@ class Connection:
         self._decoders = {
             k: codecs.getincrementaldecoder("utf-8")("replace") for k in ("stdout", "stderr")
         }
+        self._early_stderr: list[bytes] | None = []  # broker thread only
+        self.hello.add_done_callback(lambda _: BROKER.call_soon(self._release_early_stderr))
 
     @property
     def proc(self) -> Any:
@@ -442,7 +447,19 @@ class Connection:
         if self.process.stderr_eof:
             BROKER.unwatch(self.process.stderr)
         elif data:
-            self._deliver_output("stderr", data, None)
+            early = self._early_stderr
+            if early is not None and sum(map(len, early)) + len(data) <= EARLY_STDERR:
+                early.append(data)
+            else:  # too much to hold: show it all as it comes
+                self._early_stderr = None
+                self._deliver_output("stderr", b"".join(early or ()) + data, None)
+
+    def _release_early_stderr(self) -> None:
+        """The handshake is over: show what stderr held before, if the agent started (if not,
+        the connection's error quotes it)."""
+        early, self._early_stderr = self._early_stderr, None
+        if early and self.hello.done() and self.hello.exception() is None:
+            self._deliver_output("stderr", b"".join(early), None)
 
     # -- timers and the end of the stream (broker thread) ----------------------------------------
 

@@ -1,4 +1,4 @@
-"""The local paths of a group fetch: one per host from a ``{host}`` template, none outside it."""
+"""The paths of group transfers: one per host from a ``{host}`` template, none outside it."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 import string
 from collections.abc import Mapping, Sequence
 
-__all__ = ["local_paths", "make_parent_dirs", "template_dir"]
+__all__ = ["local_paths", "make_parent_dirs", "remote_put_paths", "template_dir"]
 
 
 def template_dir(template: str) -> str:
@@ -17,6 +17,28 @@ def template_dir(template: str) -> str:
         if field is not None:
             return os.path.dirname(literal)
     return os.path.dirname(template)
+
+
+def _formatted(template: str, host: str, what: str) -> str:
+    """``template`` with ``{host}`` replaced by ``host``, which must be one path component."""
+    if not host or "/" in host or os.sep in host or "\0" in host or host in (".", ".."):
+        raise ValueError(f"host name {host!r} cannot be used in a {what.replace('_', ' ')}")
+    try:
+        return template.format(host=host)
+    except (KeyError, IndexError, AttributeError, ValueError) as exc:
+        raise ValueError(f"{what} template {template!r} must use only {{host}}: {exc!r}") from None
+
+
+def remote_put_paths(template: str | None, hosts: Sequence[str]) -> dict[str, str | None]:
+    """Each host's remote path of a group put: ``{host}`` in ``template`` becomes its name.
+
+    A template without ``{host}`` is every host's path; None stays None (a temporary file).
+    Raises ValueError for a field other than ``{host}`` or a host name that is not one path
+    component.
+    """
+    if template is None or "{" not in template:
+        return dict.fromkeys(hosts, template)
+    return {host: _formatted(template, host, "remote_path") for host in hosts}
 
 
 def local_paths(
@@ -34,14 +56,7 @@ def local_paths(
     real_base = os.path.realpath(base)
     paths: dict[str, str | None] = {}
     for host in hosts:
-        if not host or "/" in host or os.sep in host or "\0" in host or host in (".", ".."):
-            raise ValueError(f"host name {host!r} cannot be used in a local path")
-        try:
-            formatted = text.format(host=host)
-        except (KeyError, IndexError, AttributeError, ValueError) as exc:
-            raise ValueError(
-                f"local_path template {text!r} must use only {{host}}: {exc!r}"
-            ) from None
+        formatted = _formatted(text, host, "local_path")
         path = os.path.abspath(formatted)
         parent = os.path.realpath(os.path.dirname(path))
         if (

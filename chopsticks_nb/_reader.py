@@ -5,22 +5,32 @@ its payload decoded and its shape checked, then it goes to the handler the table
 
 Whoever reads the pipe (the broker thread, or a caller waiting for its answer: see
 _caller_reads) holds the connection's read lock, so one thread at a time uses a reader.
+
+A frame of LARGE_FRAME bytes or more is read into memory of its own (a LargeFrame, in place of
+the input buffer until it is whole), which the decoded value may keep: a large numpy array is
+then used where it lies, not copied.
 """
 
 from __future__ import annotations
 
 import math
+import mmap
 import os
 from collections.abc import Collection
 from typing import Any, Callable, Optional
 
-from . import _agent
+from . import (
+    _agent,
+    _values,  # noqa: F401 - registers the codec's loaders of rich values
+)
 from ._agent import HEADER, MAGIC
 from .errors import ProtocolError
 
-__all__ = ["FrameReader", "Handlers", "InputBuffer"]
+__all__ = ["FrameReader", "Handlers", "InputBuffer", "LargeFrame"]
 
 READ_SIZE = 1024 * 1024
+#: Frames this large are read into memory of their own (see LargeFrame).
+LARGE_FRAME = 1024 * 1024
 #: Noise tolerated on stdout before the handshake (a login shell's banner).
 MAX_NOISE = 64 * 1024
 _HEADER_SIZE = HEADER.size
@@ -29,22 +39,49 @@ _HEADER_SIZE = HEADER.size
 #: request id and the payload (decoded and checked by ``loader`` if it is a codec payload, else
 #: a memoryview valid only during the call). See _agent.handlers.
 Handlers = dict[
-    int, tuple[_agent.Message, Callable[[int, Any], None], Optional[Callable[[Any], Any]]]
+    int, tuple[_agent.Message, Callable[[int, Any], None], Optional[Callable[..., Any]]]
 ]
+
+
+class LargeFrame:
+    """One large frame's payload, read straight into memory of its own: an anonymous mapping of
+    its length, whose pages cost nothing until its bytes arrive (a header that claims 500 MiB
+    and stops there costs what came). Its decoded value may keep that memory (``donated``)."""
+
+    def __init__(self, code: int, req_id: int, length: int, first: memoryview) -> None:
+        self.code = code
+        self.req_id = req_id
+        self.memory = mmap.mmap(-1, length)
+        self.filled = len(first)
+        self.memory[: self.filled] = first
+
+    def read_from(self, fd: int) -> int:
+        with memoryview(self.memory) as view:
+            count = os.readv(fd, [view[self.filled :]])
+        self.filled += count
+        return count
+
+    @property
+    def complete(self) -> bool:
+        return self.filled == len(self.memory)
 
 
 class InputBuffer:
     """Bytes read from an agent, parsed where they lie: one reusable buffer, so streaming a
-    file costs no allocation per read. Views handed out are valid until the next read."""
+    file costs no allocation per read. Views handed out are valid until the next read. While
+    ``large`` is set, reads go there instead, to the end of that frame (see FrameReader)."""
 
     def __init__(self) -> None:
         self.data = bytearray(READ_SIZE)
         self.start = self.end = 0
+        self.large: LargeFrame | None = None
 
     def __len__(self) -> int:
         return self.end - self.start
 
     def read_from(self, fd: int) -> int:
+        if self.large is not None:
+            return self.large.read_from(fd)
         if self.start == self.end:
             self.start = self.end = 0
             if len(self.data) > 2 * READ_SIZE:
@@ -104,6 +141,10 @@ class FrameReader:
         if not self.synced and not self._find_magic():
             return False
         buf = self.buffer
+        if buf.large is not None:
+            if not buf.large.complete or self.stopped:
+                return False
+            self._handle_large()
         handlers = self.handlers
         while buf.end - buf.start >= _HEADER_SIZE and not self.stopped:
             code, req_id, length = HEADER.unpack_from(buf.data, buf.start)
@@ -122,6 +163,12 @@ class FrameReader:
                 )
             end = _HEADER_SIZE + length
             if buf.end - buf.start < end:
+                if length >= LARGE_FRAME:
+                    begin = buf.start + _HEADER_SIZE
+                    with memoryview(buf.data)[begin : buf.end] as first:
+                        buf.large = LargeFrame(code, req_id, length, first)
+                    buf.start = buf.end
+                    return False
                 if end > len(buf.data) - buf.start:
                     # Grow with the bytes actually received (doubling), not to the length the
                     # header claims: a header claiming 500 MiB followed by nothing must not
@@ -134,10 +181,18 @@ class FrameReader:
                 handler(req_id, payload if loader is None else loader(payload))
         return False
 
+    def _handle_large(self) -> None:
+        large, self.buffer.large = self.buffer.large, None
+        assert large is not None
+        _, handler, loader = self.handlers[large.code]
+        with memoryview(large.memory) as payload:
+            handler(large.req_id, payload if loader is None else loader(payload, True))
+
     @property
     def unparsed(self) -> int:
         """Bytes read that are not a complete frame yet."""
-        return len(self.buffer)
+        large = self.buffer.large
+        return len(self.buffer) + (0 if large is None else _HEADER_SIZE + large.filled)
 
     def _find_magic(self) -> bool:
         buf = self.buffer

@@ -14,6 +14,7 @@ import itertools
 import threading
 from typing import Any, Callable
 
+from . import _agent
 from .errors import (
     CallCancelled,
     ChopsticksError,
@@ -25,6 +26,8 @@ from .output import OutputHandler
 
 __all__ = ["Operation", "RemoteFuture", "RequestTable", "error_from_record"]
 
+_UNAVAILABLE = _agent.Unavailable
+
 
 def error_from_record(record: dict[str, Any], host: str) -> ChopsticksError:
     """The error an agent's ERROR record stands for (its shape checked already)."""
@@ -32,7 +35,10 @@ def error_from_record(record: dict[str, Any], host: str) -> ChopsticksError:
     if kind == "cancelled":
         return CallCancelled("cancelled", host)
     if kind == "encode":
-        return SerializationError(f"the result cannot be sent back: {record['msg']}", host)
+        message = record["msg"]
+        if "cannot be sent back" not in message:  # it names where, and what to do, itself
+            message = f"the result cannot be sent back: {message}"
+        return SerializationError(message, host)
     return RemoteException(record["msg"], host, record["type"], record["tb"])
 
 
@@ -60,6 +66,11 @@ class Operation:
     # -- the agent's answers (on the thread reading the connection) ----------------------------
 
     def on_result(self, value: object) -> None:
+        if type(value) is _UNAVAILABLE:  # valid, but this side cannot build it
+            reason = value.reason
+            self.complete(error=SerializationError(f"the result cannot be received: {reason}",
+                                                   self.host))  # fmt: skip
+            return
         self.complete(value=value)
 
     def on_sent(self, conn: Any) -> None:

@@ -49,8 +49,30 @@ def dumps(obj: object, host: str, remote_info: RemoteInfo | None = None) -> Chun
     except SerializationError:
         raise
     except (pickle.PicklingError, TypeError, AttributeError, ValueError) as exc:
-        raise SerializationError(f"cannot send {_describe(obj)}: {exc}", host) from None
+        culprit = _culprit(obj, host, remote_info) or str(exc)
+        raise SerializationError(f"cannot send {_describe(obj)}: {culprit}", host) from None
     return chunks
+
+
+def _culprit(obj: object, host: str, remote_info: RemoteInfo | None) -> str | None:
+    """For a call ``(func, args, kwargs)`` that failed to pickle: which part fails on its own,
+    and why (each is pickled alone only now, on that failure); None if none does."""
+    if not (isinstance(obj, tuple) and len(obj) == 3 and callable(obj[0])):
+        return None
+    func, args, kwargs = obj
+    parts = [("the function itself", func)]
+    parts += [(f"its argument args[{number}]", arg) for number, arg in enumerate(args)]
+    parts += [(f"its argument kwargs[{name!r}]", value) for name, value in kwargs.items()]
+    for what, part in parts:
+        try:
+            dumps(part, host, remote_info)
+        except SerializationError as exc:
+            why = exc.message.split(": ", 1)[-1]
+            kind = type(part).__qualname__
+            if type(part).__module__ != "builtins":
+                kind = f"{type(part).__module__}.{kind}"
+            return f"{what}, a {kind}, cannot be pickled: {why}"
+    return None
 
 
 def unsendable_name(

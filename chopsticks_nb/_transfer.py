@@ -91,9 +91,12 @@ class Download(Operation):
         self.conn = conn
         self.local_path = local_path
         directory, name = os.path.split(local_path)
-        self.fd, self.tmp = tempfile.mkstemp(
-            dir=directory or ".", prefix=f".{name}.", suffix=".part"
-        )
+        try:
+            self.fd, self.tmp = tempfile.mkstemp(
+                dir=directory or ".", prefix=f".{name}.", suffix=".part"
+            )
+        except OSError as exc:  # name the user's path, not the temporary file's
+            raise type(exc)(exc.errno, exc.strerror, local_path) from None
         self.sha1 = hashlib.sha1()
         self.size = 0
 

@@ -22,6 +22,7 @@ ChopsticksError
 └── InventoryError .......... an Ansible inventory that cannot be used; names file and line
 
 KeyboardInterrupt (Python's own, not a ChopsticksError: Ctrl-C must still stop a program)
+├── CallInterrupted ......... Ctrl-C during ``tunnel.call``; the remote call was cancelled
 └── GroupInterrupted ........ Ctrl-C during a group operation; ``.result`` holds what finished
 """
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:  # never at run time: the result model imports this module
 
 __all__ = [
     "CallCancelled",
+    "CallInterrupted",
     "CallTimeout",
     "ChopsticksError",
     "ConnectError",
@@ -53,16 +55,28 @@ __all__ = [
     "TransferError",
     "TunnelClosed",
     "failure_summary",
+    "showable",
 ]
 
 #: Remote tracebacks a GroupError's message shows unless told otherwise.
 MAX_TRACEBACKS = 3
 
 
+def showable(text: str) -> str:
+    """``text`` with each lone surrogate written as an escape (``\\udc80``): remote text may
+    hold them, and no display (nor Jupyter's JSON) accepts them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 class ChopsticksError(Exception):
     """Base of every chopsticks_nb error; ``host`` names the tunnel it concerns, if any."""
 
     def __init__(self, message: str, host: str | None = None) -> None:
+        message = showable(message)
         super().__init__(message)
         self.message = message
         self.host = host
@@ -133,9 +147,9 @@ class RemoteException(ChopsticksError):
         remote_traceback: str | None = None,
     ) -> None:
         super().__init__(message, host)
-        self.remote_type = remote_type
-        self.remote_message = message
-        self.remote_traceback = remote_traceback
+        self.remote_type = showable(remote_type)
+        self.remote_message = self.message
+        self.remote_traceback = None if remote_traceback is None else showable(remote_traceback)
 
     def __str__(self) -> str:
         where = "" if self.host is None else f" on {self.host}"
@@ -234,6 +248,23 @@ class GroupError(ChopsticksError):
         """IPython shows the summary (tracebacks included) instead of the local stack."""
         first, *rest = self.message.split("\n")
         return [f"GroupError: {first}", *rest]
+
+
+class CallInterrupted(KeyboardInterrupt):
+    """KeyboardInterrupt while ``tunnel.call`` waited, after the remote call was cancelled.
+
+    IPython shows it as one line: the frames that waited for the answer are the library's.
+    """
+
+    def __init__(self, host: str) -> None:
+        super().__init__(f"the call on {host} was interrupted and cancelled there")
+        self.host = host
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.host,))
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"KeyboardInterrupt: {self}"]
 
 
 class HostRangeError(ChopsticksError, ValueError):

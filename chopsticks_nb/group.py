@@ -28,11 +28,12 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ._capture import OutputCapture
 from ._fanout import check_retries, gather
-from ._paths import local_paths, make_parent_dirs
+from ._paths import local_paths, make_parent_dirs, remote_put_paths
 from ._serialize import unsendable_name
 from .errors import SerializationError
 from .hosts import expand, is_expression
 from .output import HostOutput
+from .progress import Operation, Watching
 from .result import ErrorResult, GroupResult, OnInterrupt, ProgressCallback
 from .tunnel import BaseTunnel, SSHTunnel
 
@@ -278,20 +279,23 @@ class Group:
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
         on_interrupt: OnInterrupt = "raise",
+        quiet: bool = False,
     ) -> GroupResult:
         """Connect every tunnel in parallel; a GroupResult of what each agent said of itself.
 
         A host that cannot connect holds an ErrorResult; nothing is raised for it. Each tunnel
-        applies its own ``connect_timeout``; ``timeout`` bounds the whole operation.
+        applies its own ``connect_timeout``; ``timeout`` bounds the whole operation. Other
+        options as in :meth:`run`.
         """
-        result = gather(
-            self._tunnels,
-            lambda tunnel: tunnel.submit_connect(),
-            timeout=timeout,
-            progress=progress,
-            on_interrupt=on_interrupt,
-            cancellable=False,
-        )
+        with self._watching("connect", quiet, progress, output=False) as watching:
+            result = gather(
+                self._tunnels,
+                lambda tunnel: tunnel.submit_connect(),
+                timeout=timeout,
+                progress=watching.progress_callback,
+                on_interrupt=on_interrupt,
+                cancellable=False,
+            )
         for host, info in list(result.successful()):
             result[host] = dict(info)
         return result
@@ -359,6 +363,7 @@ class Group:
         on_interrupt: OnInterrupt = "raise",
         retries: int = 0,
         retry_delay: float = 1.0,
+        quiet: bool = False,
     ) -> GroupResult:
         """The full form of :meth:`call`.
 
@@ -375,6 +380,11 @@ class Group:
         run in part: retry work that can run twice). A remote exception, a timeout or a
         protocol error is never retried. ``result.attempts[host]`` counts the attempts.
 
+        Progress is shown once the operation has run about a second: one updating line in a
+        terminal, a live view of every host in a notebook (once ``%load_ext chopsticks_nb`` has
+        run; it shows the remote output too); ``quiet=True`` shows nothing (the output still
+        goes to ``output`` or the tunnels' handlers).
+
         On KeyboardInterrupt every unfinished remote call is cancelled (the agent interrupts it),
         then :class:`~chopsticks_nb.errors.GroupInterrupted` (a KeyboardInterrupt carrying the
         partial result) is raised; with ``on_interrupt="return"`` the partial result is
@@ -384,21 +394,23 @@ class Group:
         call_args = tuple(args)
         call_kwargs = dict(kwargs or {})
         capture = OutputCapture()
+        with self._watching("call", quiet, progress, output) as watching:
 
-        def start(tunnel: BaseTunnel) -> concurrent.futures.Future[Any]:
-            handler = capture.handler(tunnel.host, output, tunnel.output)
-            return tunnel.submit_call(callable, call_args, call_kwargs, output=handler)
+            def start(tunnel: BaseTunnel) -> concurrent.futures.Future[Any]:
+                watched = watching.handler(tunnel.host) or tunnel.output
+                handler = capture.handler(tunnel.host, None, watched)
+                return tunnel.submit_call(callable, call_args, call_kwargs, output=handler)
 
-        return gather(
-            self._tunnels,
-            start,
-            timeout=timeout,
-            progress=progress,
-            on_interrupt=on_interrupt,
-            retries=retries,
-            retry_delay=retry_delay,
-            capture=capture,
-        )
+            return gather(
+                self._tunnels,
+                start,
+                timeout=timeout,
+                progress=watching.progress_callback,
+                on_interrupt=on_interrupt,
+                retries=retries,
+                retry_delay=retry_delay,
+                capture=capture,
+            )
 
     def exec(
         self,
@@ -412,6 +424,7 @@ class Group:
         on_interrupt: OnInterrupt = "raise",
         retries: int = 0,
         retry_delay: float = 1.0,
+        quiet: bool = False,
     ) -> GroupResult:
         """Run Python source on every host in parallel, each in its tunnel's persistent namespace.
 
@@ -427,27 +440,29 @@ class Group:
         check_retries(retries, retry_delay)
         bound = dict(names or {})
         capture = OutputCapture()
+        with self._watching("exec", quiet, progress, output) as watching:
 
-        def start(tunnel: BaseTunnel) -> concurrent.futures.Future[Any]:
-            handler = capture.handler(tunnel.host, output, tunnel.output)
-            try:
-                return tunnel.submit_exec(code, bound, filename=filename, output=handler)
-            except SerializationError as exc:
-                named = unsendable_name(bound, tunnel.host, lambda: tunnel.remote_info)
-                if named is None:
-                    raise
-                raise named from exc
+            def start(tunnel: BaseTunnel) -> concurrent.futures.Future[Any]:
+                watched = watching.handler(tunnel.host) or tunnel.output
+                handler = capture.handler(tunnel.host, None, watched)
+                try:
+                    return tunnel.submit_exec(code, bound, filename=filename, output=handler)
+                except SerializationError as exc:
+                    named = unsendable_name(bound, tunnel.host, lambda: tunnel.remote_info)
+                    if named is None:
+                        raise
+                    raise named from exc
 
-        return gather(
-            self._tunnels,
-            start,
-            timeout=timeout,
-            progress=progress,
-            on_interrupt=on_interrupt,
-            retries=retries,
-            retry_delay=retry_delay,
-            capture=capture,
-        )
+            return gather(
+                self._tunnels,
+                start,
+                timeout=timeout,
+                progress=watching.progress_callback,
+                on_interrupt=on_interrupt,
+                retries=retries,
+                retry_delay=retry_delay,
+                capture=capture,
+            )
 
     def put(
         self,
@@ -460,26 +475,30 @@ class Group:
         on_interrupt: OnInterrupt = "raise",
         retries: int = 0,
         retry_delay: float = 1.0,
+        quiet: bool = False,
     ) -> GroupResult:
         """Copy a local file to every host in parallel (streamed; any size).
 
-        Without ``remote_path`` each host makes a temporary file. Each value is a dict with
-        ``local_path``, ``remote_path``, ``size`` and ``sha1sum``. Raises OSError at once if the
-        local file cannot be read. Options as in :meth:`run`.
+        ``remote_path`` may hold ``{host}``, replaced by each host's name
+        (``"/etc/app/{host}.ini"``). Without it each host makes a temporary file. Each value is a
+        dict with ``local_path``, ``remote_path``, ``size`` and ``sha1sum``. Raises OSError at
+        once if the local file cannot be read. Options as in :meth:`run`.
         """
         check_retries(retries, retry_delay)
         local = os.fspath(local_path)
         with open(local, "rb"):  # fail once, here, rather than once per host
             pass
-        return gather(
-            self._tunnels,
-            lambda tunnel: tunnel.submit_put(local, remote_path, mode),
-            timeout=timeout,
-            progress=progress,
-            on_interrupt=on_interrupt,
-            retries=retries,
-            retry_delay=retry_delay,
-        )
+        remote_paths = remote_put_paths(remote_path, self.hosts)
+        with self._watching("put", quiet, progress, output=False) as watching:
+            return gather(
+                self._tunnels,
+                lambda tunnel: tunnel.submit_put(local, remote_paths[tunnel.host], mode),
+                timeout=timeout,
+                progress=watching.progress_callback,
+                on_interrupt=on_interrupt,
+                retries=retries,
+                retry_delay=retry_delay,
+            )
 
     def fetch(
         self,
@@ -491,6 +510,7 @@ class Group:
         on_interrupt: OnInterrupt = "raise",
         retries: int = 0,
         retry_delay: float = 1.0,
+        quiet: bool = False,
     ) -> GroupResult:
         """Copy a remote file from every host in parallel (streamed; any size).
 
@@ -505,15 +525,28 @@ class Group:
         check_retries(retries, retry_delay)
         paths = local_paths(local_path, self.hosts)
         make_parent_dirs(local_path, paths)
-        return gather(
-            self._tunnels,
-            lambda tunnel: tunnel.submit_fetch(remote_path, paths[tunnel.host]),
-            timeout=timeout,
-            progress=progress,
-            on_interrupt=on_interrupt,
-            retries=retries,
-            retry_delay=retry_delay,
-        )
+        with self._watching("fetch", quiet, progress, output=False) as watching:
+            return gather(
+                self._tunnels,
+                lambda tunnel: tunnel.submit_fetch(remote_path, paths[tunnel.host]),
+                timeout=timeout,
+                progress=watching.progress_callback,
+                on_interrupt=on_interrupt,
+                retries=retries,
+                retry_delay=retry_delay,
+            )
+
+    def _watching(
+        self,
+        what: str,
+        quiet: bool,
+        progress: ProgressCallback | None,
+        output: HostOutput | bool | None = None,
+    ) -> Watching:
+        """The watch of an operation (``output=False``: one without remote output)."""
+        operation = Operation(what, self._tunnels, len(self._tunnels), output is not False)
+        handler = output if callable(output) else None
+        return Watching(operation, quiet=quiet, output=handler, progress=progress)
 
     def filter(
         self, predicate: Callable[[], Any], exclude: bool = False, *, timeout: float | None = None

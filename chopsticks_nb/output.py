@@ -1,14 +1,17 @@
 """Where remote output goes: handlers that print it as it comes or pass it on in batches.
 
-The handler types; :class:`HostPrefixPrinter`, the default, prints each line prefixed with its
-host; :class:`OutputBatcher` passes output on in batches, on the library's I/O thread.
+The handler types; :func:`default_output`, what a tunnel uses unless told otherwise (lines
+prefixed with their host, printed as they complete in a terminal, capped per cell in a Jupyter
+kernel); :class:`HostPrefixPrinter`, the terminal's; :class:`OutputBatcher`, which passes output
+on in batches, on the library's I/O thread; :func:`printable`, remote text made safe for a
+terminal.
 
-Remote stdout and stderr arrive on the broker thread (the one I/O thread of the controller), in
-pieces as the remote writes them. A handler is called with each piece: an
-:data:`OutputHandler` ``(stream, text)`` for one tunnel, a :data:`HostOutput`
-``(host, stream, text)`` for a group operation. Printing each piece is fine in a terminal;
-a display that is costly to update wants the pieces in batches, which :class:`OutputBatcher`
-makes without a thread of its own::
+Remote stdout and stderr arrive on the broker thread (the one I/O thread of the controller), or
+in the thread waiting for a call's answer, in pieces as the remote writes them. A handler is
+called with each piece: an :data:`OutputHandler` ``(stream, text)`` for one tunnel, a
+:data:`HostOutput` ``(host, stream, text)`` for a group operation. Printing each piece is fine
+in a terminal; a display that is costly to update wants the pieces in batches, which
+:class:`OutputBatcher` makes without a thread of its own::
 
     def show(batch):                 # a list of (host, stream, text), in arrival order
         for host, stream, text in batch:
@@ -16,16 +19,22 @@ makes without a thread of its own::
 
     with OutputBatcher(show, interval=0.5) as batcher:
         group.run(work, output=batcher)
+
+Remote text is data: :func:`printable` shows terminal control sequences (a window title, a
+clear screen, a clipboard write) as escapes such as ``\\x1b`` instead of passing them to the
+terminal, and every handler here prints through it.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 import threading
 import time
 from typing import Callable
 
 from ._broker import BROKER, TimerHandle
+from .outputlog import OutputLog, printable
 
 __all__ = [
     "HostOutput",
@@ -33,6 +42,10 @@ __all__ = [
     "OutputBatch",
     "OutputBatcher",
     "OutputHandler",
+    "StatusLine",
+    "default_output",
+    "printable",
+    "status_line",
 ]
 
 #: Receives (stream name, text) for one tunnel; stream is "stdout" or "stderr".
@@ -46,38 +59,112 @@ HostOutput = Callable[[str, str, str], None]
 #: consecutive pieces of one host and stream joined into one.
 OutputBatch = list[tuple[str, str, str]]
 
-MAX_PARTIAL_LINE = 64 * 1024
+#: Longest line a printer keeps whole; the rest of a longer one is counted, not printed.
+MAX_LINE_CHARS = 64 * 1024
+
+
+class StatusLine:
+    """One line of status redrawn in place at the bottom of a terminal (on stderr).
+
+    Printers clear it before they print (:meth:`clear`); its owner draws it again at its next
+    update. Only one operation shows it at a time: the latest to :meth:`show` it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._shown = False
+
+    def show(self, text: str) -> None:
+        """Draw ``text`` (cut to the terminal's width) in place of the line shown."""
+        width = max(20, shutil.get_terminal_size().columns - 1)
+        line = printable(text)[:width]
+        with self._lock:
+            self._write(f"\r{line}\x1b[K")
+            self._shown = True
+
+    def clear(self) -> None:
+        """Erase the line, if it is shown."""
+        if not self._shown:
+            return
+        with self._lock:
+            if self._shown:
+                self._write("\r\x1b[K")
+                self._shown = False
+
+    @staticmethod
+    def _write(text: str) -> None:
+        try:
+            sys.stderr.write(text)
+            sys.stderr.flush()
+        except (OSError, ValueError):  # a closed or broken terminal: nothing to draw on
+            pass
+
+
+#: The terminal's status line (what ``Group`` operations draw their progress on).
+status_line = StatusLine()
 
 
 class HostPrefixPrinter:
-    """Writes each complete remote line as ``[host] line`` to the matching local stream."""
+    """Prints each complete remote line as ``[host] line`` to the matching local stream.
+
+    For terminals and scripts: each line as soon as it is complete, with ``\\r`` resolved (a
+    progress bar's line is its last state), control characters escaped (:func:`printable`) and
+    lines longer than :data:`MAX_LINE_CHARS` cut.
+    """
 
     def __init__(self, host: str) -> None:
         self.host = host
-        self._partial = {"stdout": "", "stderr": ""}
+        self._prefix = printable(f"[{host}] ")
+        self._lines = OutputLog(
+            sys.maxsize, 0, max_line_chars=MAX_LINE_CHARS, max_chars=sys.maxsize, keep_head=False
+        )
         self._lock = threading.Lock()
 
     def __call__(self, stream: str, text: str) -> None:
         with self._lock:
-            text = self._partial[stream] + text
-            lines = text.split("\n")
-            rest = lines.pop()
-            if len(rest) > MAX_PARTIAL_LINE:
-                lines.append(rest)
-                rest = ""
-            self._partial[stream] = rest
-        if lines:
-            out = sys.stdout if stream == "stdout" else sys.stderr
-            out.write("".join(f"[{self.host}] {line}\n" for line in lines))
-            out.flush()
+            lines = self._lines.add(stream, text)
+        self._print(lines)
 
     def flush(self) -> None:
-        """Print any partial lines (the tunnel is closing)."""
+        """Print any unterminated lines (the tunnel is closing, the work is over)."""
+        with self._lock:
+            lines = self._lines.finish()
+        self._print(lines)
+
+    def _print(self, lines: list[tuple[str, str]]) -> None:
+        if not lines:
+            return
+        status_line.clear()
         for stream in ("stdout", "stderr"):
-            with self._lock:
-                rest, self._partial[stream] = self._partial[stream], ""
-            if rest:
-                self(stream, rest + "\n")
+            text = "".join(f"{self._prefix}{printable(t)}\n" for s, t in lines if s == stream)
+            if text:
+                out = sys.stdout if stream == "stdout" else sys.stderr
+                out.write(text)
+                out.flush()
+
+
+def default_output(host: str) -> OutputHandler:
+    """A tunnel's output handler unless it is given one: ``[host] line`` as each line completes.
+
+    In a Jupyter kernel the lines become the running cell's stream output, which the kernel
+    sends a few times a second whatever the number of lines, and each cell shows at most the
+    first lines of each host and, when it ends, a count of the rest and the last of them
+    (:mod:`chopsticks_nb._kernel_output`). Elsewhere (a terminal, a script) every line is
+    printed as it completes (:class:`HostPrefixPrinter`). Which one is decided for each piece,
+    so that a tunnel made before a kernel redirected ``sys.stdout`` behaves.
+    """
+    from ._kernel_output import kernel_output
+
+    printer = HostPrefixPrinter(host)
+
+    def handler(stream: str, text: str) -> None:
+        cells = kernel_output()
+        if cells is None:
+            printer(stream, text)
+        else:
+            cells.write(host, stream, text)
+
+    return handler
 
 
 class OutputBatcher:
@@ -123,7 +210,9 @@ class OutputBatcher:
         # is held while calling __call__ or wake() (they take only _lock).
         self._lock = threading.Lock()
         self._turn = threading.Lock()
-        self._batch: OutputBatch = []
+        # Runs of pieces of one host and stream, joined when passed on: joining each piece as it
+        # came would copy the run again for every piece (quadratic in a flood of short lines).
+        self._batch: list[tuple[str, str, list[str]]] = []
         self._woken = False
         self._timer: TimerHandle | None = None
         self._ticker: TimerHandle | None = None
@@ -139,9 +228,9 @@ class OutputBatcher:
             if not closed:
                 batch = self._batch
                 if batch and batch[-1][0] == host and batch[-1][1] == stream:
-                    batch[-1] = (host, stream, batch[-1][2] + text)
+                    batch[-1][2].append(text)
                 else:
-                    batch.append((host, stream, text))
+                    batch.append((host, stream, [text]))
                 self._schedule()
         if closed:
             with self._turn:
@@ -216,11 +305,11 @@ class OutputBatcher:
     def _flush_locked(self) -> None:
         """Take the batch and pass it on (_turn is held)."""
         with self._lock:
-            batch, self._batch = self._batch, []
+            runs, self._batch = self._batch, []
             woken, self._woken = self._woken, False
             self._last_flush = time.monotonic()
-        if batch or woken:
-            self._on_flush(batch)
+        if runs or woken:
+            self._on_flush([(host, stream, "".join(texts)) for host, stream, texts in runs])
 
     def _tick(self) -> None:
         with self._turn:

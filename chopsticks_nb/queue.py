@@ -49,7 +49,8 @@ from .errors import (
     TunnelClosed,
 )
 from .group import Group
-from .result import ErrorResult, GroupResult
+from .progress import Operation, Watching
+from .result import ErrorResult, GroupResult, HostDone
 from .tunnel import BaseTunnel
 
 __all__ = ["AsyncResult", "Queue", "ResultCallback", "Target"]
@@ -199,6 +200,9 @@ class _Run:
     def __init__(self, notify: Callable[[object], None], active: int) -> None:
         self._notify = notify
         self.active = active
+        self.total = active  # tasks of the run, those queued while it runs included
+        self.settled = 0
+        self.watching: Watching | None = None
         self.idles = 0
         self.stopping = False
         self.ended = False
@@ -295,6 +299,7 @@ class Queue:
             run = self._run
             if run is not None and not run.stopping:
                 run.active += len(tunnels)
+                run.total += len(tunnels)
         if run is not None:
             for lane in lanes:
                 self._advance(run, lane)
@@ -305,7 +310,7 @@ class Queue:
 
     # -- running ------------------------------------------------------------------------------
 
-    def run(self, *, timeout: float | None = None) -> None:
+    def run(self, *, timeout: float | None = None, quiet: bool = False) -> None:
         """Run every queued task; return when all have finished.
 
         Callbacks run in this thread as results complete. ``timeout`` bounds the whole run: the
@@ -313,9 +318,13 @@ class Queue:
         ErrorResult with status ``"timeout"``. On KeyboardInterrupt every running task is
         cancelled and every unfinished one gets an ErrorResult with status ``"interrupted"``
         (their callbacks are not called), then the KeyboardInterrupt propagates.
+
+        Progress is shown as for a group operation (see :meth:`Group.run
+        <chopsticks_nb.group.Group.run>`) once the run has lasted about a second; ``quiet=True``
+        shows nothing.
         """
         events: queue_module.SimpleQueue[object] = queue_module.SimpleQueue()
-        run = self._begin(events.put)
+        run = self._begin(events.put, quiet)
         if run is None:
             return
         with self._running(run, KeyboardInterrupt):
@@ -328,7 +337,7 @@ class Queue:
                     return
             self._drain(run, events)
 
-    async def run_async(self, *, timeout: float | None = None) -> None:
+    async def run_async(self, *, timeout: float | None = None, quiet: bool = False) -> None:
         """``await queue.run_async()``: :meth:`run` for asyncio; callbacks run in the event loop.
 
         Cancelling the awaiting task cancels the unfinished tasks (status ``"interrupted"``).
@@ -339,7 +348,7 @@ class Queue:
         def notify(event: object) -> None:
             loop.call_soon_threadsafe(events.put_nowait, event)
 
-        run = self._begin(notify)
+        run = self._begin(notify, quiet)
         if run is None:
             return
         with self._running(run, (asyncio.CancelledError, KeyboardInterrupt)):
@@ -355,7 +364,7 @@ class Queue:
 
     # -- the run loop of run and run_async, but for how they wait -----------------------------
 
-    def _begin(self, notify: Callable[[object], None]) -> _Run | None:
+    def _begin(self, notify: Callable[[object], None], quiet: bool) -> _Run | None:
         with self._lock:
             if self._run is not None:
                 raise RuntimeError("this Queue is already running")
@@ -365,6 +374,9 @@ class Queue:
             run = self._run = _Run(notify, active)
             for lane in self._lanes.values():
                 lane.unreachable = None
+            tunnels = [lane.tunnel for lane in self._lanes.values() if lane.tasks]
+        # Remote output goes to the tunnels' own handlers: tasks were made before the run.
+        run.watching = Watching(Operation("queue", tunnels, active, output=False), quiet=quiet)
         return run
 
     @contextlib.contextmanager
@@ -383,6 +395,8 @@ class Queue:
             raise
         finally:
             self._end(run)
+            if run.watching is not None:
+                run.watching.finish()
 
     def _waits(
         self, run: _Run, timeout: float | None, clock: Callable[[], float]
@@ -471,14 +485,21 @@ class Queue:
         with self._lock:
             if lane.current is task:
                 lane.current = None
-        self._settle(run, task, outcome)
+        self._settle(run, task, outcome, lane)
 
-    def _settle(self, run: _Run, task: _Task, outcome: Any) -> None:
+    def _settle(self, run: _Run, task: _Task, outcome: Any, lane: _Lane | None = None) -> None:
         with self._lock:
             if task.settled:
                 return
             task.settled = True
-        if task.result._set_part(task.host, outcome, time.perf_counter() - task.begun):
+            run.settled += 1
+            settled, total = run.settled, run.total
+            host_finished = lane is None or not lane.tasks
+        elapsed = time.perf_counter() - task.begun
+        if run.watching is not None:
+            done = HostDone(task.host, outcome, elapsed, settled, total)
+            run.watching.report(done, host_finished=host_finished)
+        if task.result._set_part(task.host, outcome, elapsed):
             run.notify(task.result)
         with self._lock:  # after the notify: the loop must see the result before it sees idle
             run.active -= 1

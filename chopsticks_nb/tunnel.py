@@ -30,8 +30,14 @@ from ._call_frames import pickle_call
 from ._connection import Connection
 from ._modserver import ModuleServer
 from ._requests import RemoteFuture
-from .errors import ChopsticksError, ConnectError, DepthLimitExceeded, RemoteException
-from .output import HostPrefixPrinter, OutputHandler
+from .errors import (
+    CallInterrupted,
+    ChopsticksError,
+    ConnectError,
+    DepthLimitExceeded,
+    RemoteException,
+)
+from .output import OutputHandler, default_output
 from .result import ErrorResult  # where chopsticks 1.0 defined it, for code written for it
 
 if TYPE_CHECKING:
@@ -126,8 +132,9 @@ class BaseTunnel:
     ``call_timeout`` (default for :meth:`call`, default None: wait as long as the call runs),
     ``keepalive`` (seconds between pings; the agent exits after six silent intervals, so a dead
     controller or a cut link leaves no remote process; None turns both off), ``output`` (a
-    callable ``(stream, text)`` for remote stdout/stderr; default prints ``[host] line``),
-    ``serve``/``deny`` (top-level packages the import hook may / may not serve).
+    callable ``(stream, text)`` for remote stdout/stderr; default: ``[host] line``, capped per
+    cell in a notebook, see :func:`~chopsticks_nb.output.default_output`), ``serve``/``deny``
+    (top-level packages the import hook may / may not serve).
     """
 
     connect_timeout: float = 30.0
@@ -152,7 +159,7 @@ class BaseTunnel:
             self.call_timeout = call_timeout
         if keepalive != "default":
             self.keepalive = keepalive or None
-        self.output: OutputHandler = output or HostPrefixPrinter(host)
+        self.output: OutputHandler = output or default_output(host)
         self._serve = serve
         self._deny = deny
         self._lock = threading.Lock()
@@ -312,7 +319,11 @@ class BaseTunnel:
         conn = self._conn
         if conn is None or not conn.alive:  # the lock only when there is something to do
             conn = self._connection()
-        return conn.call(payload, self.call_timeout)
+        try:
+            return conn.call(payload, self.call_timeout)
+        except KeyboardInterrupt:
+            # The remote call was cancelled; the frames that waited for it are of no interest.
+            raise CallInterrupted(self.host) from None
 
     def submit(self, callable: Callable[..., Any], *args: Any, **kwargs: Any) -> RemoteFuture:
         """Like :meth:`call`, but return at once a future (``.result(timeout)``, ``.cancel()``)."""
@@ -452,7 +463,9 @@ class SubprocessTunnel(BaseTunnel):
 class Local(SubprocessTunnel):
     """An agent in a local subprocess, running this interpreter (``sys.executable``).
 
-    ``name`` is only the tunnel's name: every Local runs here.
+    ``name`` is only the tunnel's name: every Local runs here. Options: ``python3`` (another
+    interpreter to run), and those of :class:`BaseTunnel` (``connect_timeout``,
+    ``call_timeout``, ``keepalive``, ``output``, ``serve``, ``deny``).
     """
 
     python3 = sys.executable or "python3"
@@ -473,7 +486,8 @@ class Sudo(SubprocessTunnel):
 
         youruser ALL=(root) NOPASSWD: /usr/bin/python3, /usr/bin/python3 *
 
-    ``name`` (default: ``user``) is the tunnel's name.
+    ``name`` (default: ``user``) is the tunnel's name. Options: ``python3`` (the interpreter
+    sudo runs, default ``/usr/bin/python3``), and those of :class:`BaseTunnel`.
     """
 
     python3 = "/usr/bin/python3"
@@ -502,8 +516,11 @@ class SSHTunnel(SubprocessTunnel):
     (default: ``host``) is the tunnel's name, the label results are keyed by. ``user`` and
     ``port`` override the config; ``sudo=True`` runs the agent as root there (through ``sudo
     -n``), ``sudo_user="app"`` as that user; ``ssh_config`` names a config file (``-F``);
-    ``ssh_options`` are extra arguments for ssh. Keepalives are on by default
-    (``ServerAliveInterval``), so a cut link is noticed in seconds.
+    ``ssh_options`` are extra arguments for ssh; ``python3`` the interpreter to run there (a
+    name on its ``PATH`` or a path; default ``python3``). Keepalives are on by default
+    (``ServerAliveInterval``), so a cut link is noticed in seconds. The options of
+    :class:`BaseTunnel` apply too (``connect_timeout``, ``call_timeout``, ``keepalive``,
+    ``output``, ``serve``, ``deny``).
 
     ``control_master=True`` shares one SSH connection per destination (OpenSSH's ControlMaster,
     socket in a directory private to the user): after :meth:`close`, or from a new process
@@ -645,7 +662,8 @@ class Docker(SubprocessTunnel):
     ``name`` is both the container's name (``--name``) and the tunnel's: it is chosen here, not
     an address found elsewhere, so there is no separate label. ``docker`` names the command (a
     ``podman`` binary serves too); ``docker_options`` are extra ``run`` arguments, such as
-    ``["--network", "none"]``.
+    ``["--network", "none"]``; ``python3`` is the interpreter in the image (default
+    ``python3``). The options of :class:`BaseTunnel` apply too.
     """
 
     docker = "docker"

@@ -21,15 +21,15 @@ __all__ = [
 
 _EXPORTS = {
     "HostPicker": "picker",
-    "LiveView": "widgets",
+    "LiveView": "live",
     "RemoteMagics": "magics",
     "cell_names": "magics",
 }
 
 if TYPE_CHECKING:
+    from .live import LiveView
     from .magics import RemoteMagics, cell_names
     from .picker import HostPicker
-    from .widgets import LiveView
 
 
 def load_ipython_extension(ipython: Any) -> None:

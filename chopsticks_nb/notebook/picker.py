@@ -257,7 +257,8 @@ class HostPicker(w.VBox):  # type: ignore[misc]
         for host in targets.hosts:
             self._status[host].value = "<em>checking...</em>"
         limit = self.check_timeout if timeout is None else timeout
-        return targets.connect(timeout=limit, progress=self._show_check)
+        # quiet: the picker shows each host's state itself (and a click runs outside any cell)
+        return targets.connect(timeout=limit, progress=self._show_check, quiet=True)
 
     def close(self) -> None:
         """Close every tunnel and the widget (and the widgets inside it)."""

@@ -69,9 +69,13 @@ class Lab:
     process: subprocess.Popen[bytes]
     log: Path
 
-    def api(self, method: str, path: str) -> Any:
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Authorization": f"token {self.token}"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
         request = urllib.request.Request(
-            f"{self.url}{path}", method=method, headers={"Authorization": f"token {self.token}"}
+            f"{self.url}{path}", data=data, method=method, headers=headers
         )
         with urllib.request.urlopen(request, timeout=30) as answer:
             body = answer.read()
@@ -146,6 +150,9 @@ def _lab_environment(base: Path) -> dict[str, str]:
         }
     )
     env.pop("JUPYTER_PATH", None)  # kernels: the server's own python3 (this interpreter)
+    # The tests' remote functions (tests/output_funcs.py) import in the kernel, and so on hosts.
+    tests = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))
     return env
 
 

@@ -4,14 +4,28 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import datetime
+import decimal
 import enum
 import math
+import os
+import pathlib
+import struct
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chopsticks_nb._agent import MAX_DEPTH, DecodeError, EncodeError, decode, encode
+from chopsticks_nb._agent import (
+    MAX_DEPTH,
+    MAX_SHARED_HASH,
+    DecodeError,
+    EncodeError,
+    ShapeError,
+    check_shape,
+    decode,
+    encode,
+)
 
 leaves = (
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text() | st.binary()
@@ -70,17 +84,41 @@ def test_types_round_trip_exactly() -> None:
     assert decode(encode("\udcff")) == "\udcff"  # lone surrogates (os.fsdecode names) survive
 
 
-def test_subclasses_travel_as_their_base_type() -> None:
-    Point = collections.namedtuple("Point", "x y")
+def test_subclasses_travel_as_what_the_readme_says() -> None:
+    """A namedtuple as a namedtuple of the same name and fields (a type made here), an
+    OrderedDict as itself, an IntEnum as its int, an Enum as its value, a dict subclass and a
+    defaultdict as a dict, os.stat_result (not a namedtuple) as a tuple."""
+    point_type = collections.namedtuple("Point", "x y")
 
     class Colour(enum.IntEnum):
         RED = 1
 
-    assert decode(encode([Point(1, 2), collections.OrderedDict(a=1), Colour.RED])) == [
-        (1, 2),
-        {"a": 1},
-        1,
-    ]
+    class Letter(enum.Enum):
+        A = "a"
+
+    class Mine(dict):  # type: ignore[type-arg]
+        pass
+
+    stat = os.stat(".")
+    sent = [point_type(1, 2), collections.OrderedDict(a=1), Colour.RED, Letter.A, Mine(k=1),
+            collections.defaultdict(list, k=[1]), stat]  # fmt: skip
+    point, ordered, red, letter, mine, default, stat_tuple = decode(encode(sent))
+    assert type(point).__name__ == "Point" and point._fields == ("x", "y") and point == (1, 2)
+    assert type(point) is not point_type and type(point)(3, 4).y == 4
+    assert type(ordered) is collections.OrderedDict and ordered == {"a": 1}
+    assert type(red) is int and red == 1
+    assert letter == "a"
+    assert type(mine) is dict and mine == {"k": 1}
+    assert type(default) is dict and default == {"k": [1]}
+    assert type(stat_tuple) is tuple and stat_tuple == tuple(stat)
+
+
+def test_namedtuples_with_names_the_receiver_refuses_travel_as_tuples() -> None:
+    """Names that are not plain ASCII identifiers (the controller builds the type from them)."""
+    odd = collections.namedtuple("Odd", ["a", "b"], rename=True)
+    accented = collections.namedtuple("Café", "x")
+    assert type(decode(encode(odd(1, 2)))).__name__ == "Odd"
+    assert type(decode(encode(accented(1)))) is tuple
 
 
 def test_unknown_types_are_named_in_the_error() -> None:
@@ -118,3 +156,80 @@ def test_errors_say_what_was_found() -> None:
         decode(b"\x01\x00\x00")
     with pytest.raises(DecodeError, match="unhashable"):
         decode(b"\x01\x0b\x00\x00\x00\x01\x08\x00\x00\x00\x00")
+
+
+# -- the CPU a value may cost (hash collisions) -------------------------------------------------
+
+MERSENNE = 2**61 - 1  # hash(n) == hash(n + k * MERSENNE) for ints
+
+
+def test_keys_sharing_a_hash_are_refused_by_both_sides() -> None:
+    """A set or dict whose keys share one hash costs quadratic time to build: the encoder
+    refuses it (the agent's call fails) and so does the decoder, before building it."""
+    colliding = [5 + k * MERSENNE for k in range(MAX_SHARED_HASH + 1)]
+    for value in (set(colliding), frozenset(colliding), dict.fromkeys(colliding)):
+        with pytest.raises(EncodeError, match=f"{MAX_SHARED_HASH + 1} keys share one hash"):
+            encode({"x": [value]}, "result")
+    raw = (
+        b"\x01\x0b" + struct.pack(">I", len(colliding)) + b"".join(encode(n)[1:] for n in colliding)
+    )
+    with pytest.raises(DecodeError, match=r"9 set members share one hash in the container at "
+                       r"offset 1 \(the limit is 8\)"):  # fmt: skip
+        decode(raw)
+
+
+def test_a_few_shared_hashes_and_honest_keys_pass() -> None:
+    allowed = {5 + k * MERSENNE for k in range(MAX_SHARED_HASH)} | {-1, -2}  # hash(-1) == -2
+    assert decode(encode(allowed)) == allowed
+    honest = {i: float(i) for i in range(100_000)}
+    assert decode(encode(honest)) == honest
+    assert decode(encode({i * 0.5 for i in range(10_000)})) == {i * 0.5 for i in range(10_000)}
+
+
+def test_an_error_names_the_place_in_the_value() -> None:
+    class Custom:
+        pass
+
+    cases = {
+        "result['stats'][3]": {"stats": [1, 2, 3, Custom()]},
+        "result[0][1]": [(1, Custom())],
+        "result.<key <a tuple>>[1]": {(1, Custom()): 1},
+        "result['a'].<member <a Custom>>": {"a": {Custom()}},
+        "result[<an int of 100 bits>]": {2**99: Custom()},
+        "result": Custom(),
+    }
+    for place, value in cases.items():
+        with pytest.raises(EncodeError) as info:
+            encode(value, "result")
+        name = "test_codec.test_an_error_names_the_place_in_the_value.<locals>.Custom"
+        assert str(info.value) == (
+            f"{place}: {name} cannot be sent back; convert it (list(), str(), a dict)"
+        )
+
+
+def test_shapes_refuse_ints_beyond_64_bits() -> None:
+    """A remote's pid or file size is printed somewhere: an int of a million digits would
+    take minutes to print."""
+    assert check_shape({"size": 2**63 - 1}, {"size": int}, "R") == {"size": 2**63 - 1}
+    with pytest.raises(ShapeError, match="malformed R field 'size': <an int of 6644 bits>"):
+        check_shape({"size": 10**2000}, {"size": int}, "R")
+
+
+stdlib_values = (
+    st.datetimes(timezones=st.none() | st.timezones() | st.just(datetime.timezone.utc))
+    | st.dates()
+    | st.times()
+    | st.timedeltas()
+    | st.decimals(allow_nan=False)
+    | st.uuids()
+    | st.complex_numbers(allow_nan=False)
+    | st.binary().map(bytearray)
+    | st.text().map(pathlib.PurePosixPath)
+    | st.fractions().map(lambda f: decimal.Decimal(f.numerator) / 7)
+)
+
+
+@given(st.lists(stdlib_values, max_size=5))
+def test_stdlib_values_round_trip(values: list[object]) -> None:
+    got = decode(encode(values))
+    assert got == values and [type(v) for v in got] == [type(v) for v in values]

@@ -1,18 +1,30 @@
-"""OutputBatcher: remote output of real Local tunnels, passed on in batches from the I/O thread."""
+"""Where remote output goes: OutputBatcher's batches from the I/O thread, the default printer
+(escapes shown, not obeyed), and a command's stderr before the handshake (shown once)."""
 
 from __future__ import annotations
 
 import queue
+import shlex
+import socket
+import sys
 import threading
 import time
 
+import output_funcs
 import pytest
 import remote_funcs
 
 from chopsticks_nb._broker import BROKER
+from chopsticks_nb.errors import ConnectError
 from chopsticks_nb.group import Group
 from chopsticks_nb.output import OutputBatch, OutputBatcher
-from chopsticks_nb.tunnel import Local
+from chopsticks_nb.tunnel import Local, SSHTunnel, SubprocessTunnel
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def texts(batches: list[OutputBatch], host: str, stream: str) -> str:
@@ -91,3 +103,58 @@ def test_bad_settings_are_refused() -> None:
         OutputBatcher(print, tick=0, on_tick=lambda: None)
     with pytest.raises(ValueError, match="interval must be 0 or more"):
         OutputBatcher(print, interval=-1)
+
+
+# -- the default handler, escapes, and stderr before the handshake ------------------------------
+
+
+def test_a_tunnel_prints_lines_with_terminal_escapes_shown_not_obeyed(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    hostile = "title\x1b]0;pwned\x07 clear\x1b[2J clip\x1b]52;c;aGk=\x07"
+    with Local("esc") as tunnel:
+        tunnel.call(output_funcs.say, hostile)
+        tunnel.call(output_funcs.say, "10%\r20%\rdone")
+        tunnel.call(output_funcs.say, "oops", True)
+    out, err = capfd.readouterr()
+    assert out == (
+        "[esc] title\\x1b]0;pwned\\x07 clear\\x1b[2J clip\\x1b]52;c;aGk=\\x07\n[esc] done\n"
+    )
+    assert "\x1b" not in out
+    assert err == "[esc] oops\n"
+
+
+def test_stderr_from_a_command_that_cannot_connect_is_in_the_error_only() -> None:
+    """ssh's own message before the handshake is the error's, not also remote output."""
+    seen: list[tuple[str, str]] = []
+    port = free_port()
+    tunnel = SSHTunnel(
+        "127.0.0.1",
+        port=port,
+        output=lambda stream, text: seen.append((stream, text)),
+        ssh_options=["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"],
+    )
+    try:
+        with pytest.raises(ConnectError, match="Connection refused"):
+            tunnel.connect()
+    finally:
+        tunnel.close()
+    assert seen == []
+
+
+class _Announcing(SubprocessTunnel):
+    """A command that writes to stderr before it starts the agent (a wrapper, a banner)."""
+
+    def cmd_args(self) -> list[str]:
+        python = shlex.join(self.python_args())
+        return ["sh", "-c", f"echo 'starting up' >&2; exec {python}"]
+
+
+def test_stderr_before_the_handshake_is_shown_once_the_agent_runs() -> None:
+    seen: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
+    with _Announcing(
+        "wrapped", python3=sys.executable, output=lambda s, t: seen.put((s, t))
+    ) as tunnel:
+        assert tunnel.call(output_funcs.say, "hello") == 5
+        got = [seen.get(timeout=10), seen.get(timeout=10)]
+    assert sorted(got) == [("stderr", "starting up\n"), ("stdout", "hello\n")]

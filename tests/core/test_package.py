@@ -115,3 +115,23 @@ def test_imports_point_down() -> None:
     for name, allowed in (("errors.py", ()), ("render.py", ("chopsticks_nb.hosts",))):
         core = [m for m in _runtime_imports(PACKAGE / name) if m.startswith("chopsticks_nb.")]
         assert not [m for m in core if not m.startswith(allowed)], f"{name} imports {core}"
+
+
+def test_numpy_and_pandas_are_imported_only_when_such_a_value_arrives() -> None:
+    """A tunnel, plain results, and rich stdlib results import neither numpy nor pandas (nor
+    the builders of arrays and frames) on the controller; an array result imports numpy."""
+    code = (
+        "import sys, datetime\n"
+        "from chopsticks_nb.tunnel import Local\n"
+        "libraries = lambda: sorted(m for m in ('numpy', 'pandas', 'chopsticks_nb._arrays',\n"
+        "                                       'chopsticks_nb._frames') if m in sys.modules)\n"
+        "with Local('l', python3=sys.executable) as tunnel:\n"
+        "    tunnel.call(len, 'x'), tunnel.call(datetime.date.today)\n"
+        "    print(libraries())\n"
+        "    tunnel.call(eval, '__import__(\"numpy\").zeros(2)')\n"
+        "    print(libraries())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.split("\n")[:2] == ["[]", "['chopsticks_nb._arrays', 'numpy']"]

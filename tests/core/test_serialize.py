@@ -7,6 +7,7 @@ import operator
 import pickle
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -84,10 +85,23 @@ def test_no_source_goes_as_bytecode_to_the_same_python_and_cloudpickle() -> None
 
 
 def test_unpicklable_argument_is_named() -> None:
+    """The error names which argument of the call could not be pickled, and why."""
     with pytest.raises(errors.SerializationError, match=r"cannot send.*echo"):
         dumps((rf.echo, (iter([]).__class__,), {}), "h")
-    with Local("gen") as tunnel, pytest.raises(errors.SerializationError, match="generator"):
-        tunnel.call(rf.echo, (i for i in range(3)))
+    with Local("gen") as tunnel:
+        with pytest.raises(errors.SerializationError) as info:
+            tunnel.call(rf.echo, 1, (i for i in range(3)))
+        assert str(info.value) == (
+            "gen: cannot send echo: its argument args[1], a generator, cannot be pickled: "
+            "cannot pickle 'generator' object"
+        )
+        with pytest.raises(errors.SerializationError) as info:
+            tunnel.call(rf.echo, 1, lock=threading.Lock())
+        assert str(info.value) == (
+            "gen: cannot send echo: its argument kwargs['lock'], a _thread.lock, cannot be "
+            "pickled: cannot pickle '_thread.lock' object"
+        )
+        assert tunnel.call(rf.echo, 1) == [[1], {}]
 
 
 def test_importable_functions_still_go_by_reference() -> None:

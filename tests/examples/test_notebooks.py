@@ -138,14 +138,29 @@ def test_quickstart_shows_tables_live_output_and_a_collapsed_traceback(
     first = _outputs_of(nb, "%%remote group\nimport os")
     table = first[-1]["data"]["text/html"]
     assert "<table>" in table and "local1" in table and "hello from process" in table
+    # The live view settled into its transcript: equal output folded, stderr flagged.
     live = _outputs_of(nb, "%%remote group -o sizes")
     transcript = "".join(
         out["data"].get("text/html", "") for out in live if out["output_type"] == "display_data"
     )
-    assert "step 2" in transcript and "modules loaded:" in transcript
+    assert "step 3" in transcript and "modules loaded:" in transcript
+    assert "<code>local[1-3]</code> · 3 hosts" in transcript and "on stderr" in transcript
+    assert "chopsticks-nb-live" not in transcript  # no live grid left behind
+    summary = _outputs_of(nb, "%%remote group\nimport json")[-1]["data"]["text/plain"]
+    assert re.fullmatch(r"3 hosts: 3 ok in \d+ ms", summary)
     failed = _outputs_of(nb, "%%remote group --no-raise")[-1]["data"]["text/html"]
     assert "<details><summary>remote traceback</summary>" in failed
     assert "RuntimeError: this host is broken" in failed
+    printed = "".join(out.get("text", "") for out in _outputs_of(nb, "def square_with_pid"))
+    assert printed == "[local[1-3]] squaring 7\n"  # over in a moment: text, hosts folded
+    # Live views leave no widget state in the notebook: they are displays, not widgets.
+    assert "widgets" not in nb.metadata
+
+
+def test_files_notebook_puts_one_name_per_host(python3_kernel: str) -> None:
+    nb = execute(EXAMPLES / "files_and_facts.ipynb", python3_kernel)
+    names = _outputs_of(nb, "named = group.put")[-1]["data"]["text/plain"]
+    assert names == "['greeting-node1.txt', 'greeting-node2.txt', 'greeting-node3.txt']"
 
 
 def test_ssh_notebook_saves_the_host_picker_state(

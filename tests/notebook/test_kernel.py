@@ -6,10 +6,11 @@ One kernel serves the module (the ``kernel`` fixture closes its tunnels after ea
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
-from nbhelpers import Kernel, start_kernel, stop_kernel
+from nbhelpers import Execution, Kernel, start_kernel, stop_kernel
 
 from fixtures.pythons import RemotePythons
 from fixtures.system import process_alive, wait_until
@@ -17,19 +18,28 @@ from fixtures.system import process_alive, wait_until
 HOSTS = (
     "from chopsticks_nb import Group, Local\ngroup = Group([Local(f'h{i}') for i in range(4)])\n"
 )
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+#: Makes the tests' remote functions importable in the kernel (and so on its hosts).
+FUNCS = (
+    f"import sys\nsys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
+    "import output_funcs\n"
+)
+#: A remote cell that runs long enough for its live view to show (after about a second).
+SLOW = (
+    "%%remote group\nimport sys, time\n"
+    "for i in range(4):\n"
+    "    print(f'<b>step {i}</b>', file=sys.stderr)\n"
+    "    time.sleep(0.5)\n"
+    "'done'"
+)
 
 
-def comm_outputs(messages: list[dict]) -> list[tuple[int, str, str]]:
-    """(message index, stream name, text) of every Output widget update, in order."""
-    found = []
-    for index, msg in enumerate(messages):
-        if msg["msg_type"] != "comm_msg":
-            continue
-        for entry in msg["content"]["data"].get("state", {}).get("outputs", []):
-            if entry.get("output_type") == "stream":
-                found.append((index, entry["name"], entry["text"]))
-    return found
+def displays(run: Execution) -> list[tuple[str, str, dict]]:
+    """(message type, display id, data) of every display and display update, in order."""
+    return [
+        (m["msg_type"], m["content"]["transient"]["display_id"], m["content"]["data"])
+        for m in run.of_type("display_data", "update_display_data")
+        if "display_id" in m["content"].get("transient", {})
+    ]
 
 
 def test_remote_cell_runs_on_every_host_and_its_result_is_the_table(kernel: Kernel) -> None:
@@ -40,60 +50,58 @@ def test_remote_cell_runs_on_every_host_and_its_result_is_the_table(kernel: Kern
         assert f"<code>{host}</code>" in html
     assert "(101, " in html and "4 hosts: 4 ok" in html
     assert first.data("text/plain", "execute_result")[-1].startswith("GroupResult(")
-    # The live view (a widget) was shown under the cell, then replaced by static output.
-    shown = first.of_type("display_data")[0]["content"]
-    assert WIDGET_VIEW in shown["data"]
-    display_id = shown["transient"]["display_id"]
-    updates = first.of_type("update_display_data")
-    assert updates and updates[-1]["content"]["transient"]["display_id"] == display_id
-    assert WIDGET_VIEW not in updates[-1]["content"]["data"]
+    # Over in well under a second: no live view was shown, nor any widget made.
+    assert displays(first) == [] and not first.of_type("comm_open")
     # A later cell sees the same per-host namespaces; -o stored the result.
     second = kernel.execute("%%remote group -q\npid")
     check = kernel.execute("{h: v[1] for h, v in res.items()} == dict(_)")
     assert check.data("text/plain", "execute_result") == ["True"], second.messages
 
 
-def test_live_stderr_arrives_as_comm_messages_while_the_cell_runs(kernel: Kernel) -> None:
+def test_a_long_cell_shows_a_live_grid_then_its_transcript(kernel: Kernel) -> None:
     kernel.execute(HOSTS)
-    cell = (
-        "%%remote group\nimport sys, time\n"
-        "for i in range(3):\n"
-        "    print(f'<b>step {i}</b>', file=sys.stderr)\n"
-        "    time.sleep(0.4)\n"
-        "'done'"
-    )
-    run = kernel.execute(cell)
-    updates = comm_outputs(run.messages)
+    run = kernel.execute(SLOW)
+    shown = displays(run)
     result_at = next(i for i, m in enumerate(run.messages) if m["msg_type"] == "execute_result")
-    stderr = [(i, text) for i, name, text in updates if name == "stderr"]
-    assert stderr, [m["msg_type"] for m in run.messages]
-    # The first line was shown long before the end: in a message well before the result.
-    first_at = next(i for i, text in stderr if "<b>step 0</b>" in text)
-    last_at = max(i for i, text in stderr if "<b>step 2</b>" in text)
-    assert first_at < last_at < result_at
-    # Batched: far fewer updates than 4 hosts x 3 lines... per host at most one per line.
-    assert len(updates) <= 12
-    # Settled into an escaped static transcript, every host's lines in it.
-    final = run.data("text/html", "update_display_data")[-1]
-    assert final.count("&lt;b&gt;step 2&lt;/b&gt;") == 4 and "<b>step" not in final
+    controls, grid = shown[0][1], shown[1][1]
+    assert [kind for kind, _, _ in shown[:2]] == ["display_data", "display_data"]
+    assert 'type="search"' in shown[0][2]["text/html"]  # the filter box, drawn once
+    live = [data for kind, shown_id, data in shown[1:-1] if shown_id == grid]
+    # The counts from the first drawing on, then a row per host with its escaped stderr.
+    assert re.match(r"exec on h\[0-3\]: 4 running · 0 done", live[0]["text/plain"])
+    page = next(data["text/html"] for data in live if "step 1" in data["text/html"])
+    assert "&lt;b&gt;step 1&lt;/b&gt;" in page and "<b>step" not in page
+    assert re.search(r'data-find="h\[0-3\] running"', page)  # equal output: one row
+    updates = [i for i, m in enumerate(run.messages) if m["msg_type"] == "update_display_data"]
+    assert updates[0] < result_at
+    # Redrawn a few times a second at most, and no widget (comm) at all.
+    assert len(live) <= 10 * run.seconds + 2 and not run.of_type("comm_open", "comm_msg")
+    # Settled: the controls emptied, the grid replaced by the transcript, stderr flagged.
+    final = {shown_id: data for _, shown_id, data in shown}
+    assert final[controls] == {"text/plain": ""}
+    transcript = final[grid]["text/html"]
+    assert "<code>h[0-3]</code> · 4 hosts · 4 lines" in transcript
+    assert "4 on stderr" in transcript and "&lt;b&gt;step 3&lt;/b&gt;" in transcript
+    assert "[h[0-3]] <b>step 3</b>" in final[grid]["text/plain"]
 
 
 def test_live_output_stays_under_its_cell_while_later_cells_run(kernel: Kernel) -> None:
-    """Work left running in a thread: its output goes to the first cell's view (comms and
-    display updates), never into the cell that happens to run when it arrives."""
+    """Work left running in a thread: its output goes to the first cell's view (display
+    updates), never into the cell that happens to run when it arrives."""
     kernel.execute(HOSTS + "import threading\nfrom chopsticks_nb.notebook import LiveView")
     started = kernel.execute(
-        "view = LiveView(group.hosts).start()\n"
+        "view = LiveView(group).start()\n"
         "def work():\n"
         "    try:\n"
         "        group.exec('import time\\nfor i in range(4):\\n    print(\"bg\", i)\\n'\n"
-        "                   '    time.sleep(0.3)', output=view.output, progress=view.progress)\n"
+        "                   '    time.sleep(0.3)', output=view.output, progress=view.progress,\n"
+        "                   quiet=True)\n"
         "    finally:\n"
         "        view.finish()\n"
         "worker = threading.Thread(target=work)\n"
         "worker.start()"
     )
-    display_id = started.of_type("display_data")[0]["content"]["transient"]["display_id"]
+    grid = displays(started)[1][1]
     later = kernel.execute("import time\ntime.sleep(2)\n'another cell'", drain=0.5)
     kernel.execute("worker.join(30)")
     assert "bg" not in later.stream
@@ -102,25 +110,45 @@ def test_live_output_stays_under_its_cell_while_later_cells_run(kernel: Kernel) 
         for m in later.of_type("display_data", "execute_result")
         if "bg" in m["content"]["data"].get("text/plain", "")
     ]
-    assert any("bg 3" in text for _, _, text in comm_outputs(started.messages + later.messages))
-    final = [
-        m
-        for m in later.of_type("update_display_data")
-        if m["content"]["transient"]["display_id"] == display_id
-    ]
-    assert final and "bg 3" in final[-1]["content"]["data"]["text/plain"]
+    final = [data for _, shown_id, data in displays(later) if shown_id == grid]
+    assert final and "bg 3" in final[-1]["text/plain"]
 
 
-def test_html_view_without_widgets_updates_one_display(kernel: Kernel) -> None:
-    kernel.execute(HOSTS + "%config RemoteMagics.view = 'html'")
-    try:
-        run = kernel.execute("%%remote group\nimport time\nprint('tick')\ntime.sleep(0.5)\n1")
-    finally:
-        kernel.execute("%config RemoteMagics.view = 'auto'")
-    assert not run.of_type("comm_open")
-    updates = run.data("text/html", "update_display_data")
-    assert any("tick" in page and "of 4 done" in page for page in updates[:-1]), updates
-    assert "tick" in updates[-1]
+def test_a_flood_from_tunnel_call_is_a_few_messages_capped(kernel: Kernel) -> None:
+    """100,000 lines from a plain tunnel.call: a few stream messages, the first lines, a count
+    and the last lines (it was a message per line)."""
+    kernel.execute(FUNCS + "from chopsticks_nb import Local\nt = Local('t')")
+    run = kernel.execute("t.call(output_funcs.lines, 100_000)")
+    assert run.data("text/plain", "execute_result") == ["100000"]
+    streams = run.of_type("stream")
+    assert len(streams) <= 2 + 5 * run.seconds, (len(streams), run.seconds)
+    text = run.stream
+    assert text.startswith("[t] line 0\n[t] line 1\n")
+    assert "[t] line 499\n[t] ... 99,500 more lines hidden; the last 20:\n[t] line 99980\n" in text
+    assert text.endswith("[t] line 99999\n") and text.count("\n") == 500 + 1 + 20
+    # The next cell starts afresh: its lines are shown again.
+    again = kernel.execute("t.call(output_funcs.lines, 2)")
+    assert again.stream == "[t] line 0\n[t] line 1\n"
+
+
+def test_a_flood_from_a_group_call_is_a_grid_redrawn_a_few_times_a_second(kernel: Kernel) -> None:
+    kernel.execute(HOSTS + FUNCS + "group.connect()")
+    run = kernel.execute("group.call(output_funcs.lines, 200_000)")
+    updates = run.of_type("display_data", "update_display_data")
+    assert len(updates) <= 2 + 10 * run.seconds
+    sent = sum(len(json.dumps(m["content"])) for m in run.messages)
+    assert sent < 300_000 + 100_000 * run.seconds  # bounded bytes, not 4 x 200,000 lines
+    transcript = displays(run)[-1][2]["text/plain"]
+    assert "[h[0-3]] ... 199,500 more lines hidden; the last 20:" in transcript
+
+
+def test_a_queue_run_shows_its_tasks(kernel: Kernel) -> None:
+    kernel.execute(HOSTS + "from chopsticks_nb import Queue\nimport time")
+    run = kernel.execute(
+        "q = Queue()\nfor step in range(3):\n    q.call(group, time.sleep, 0.5)\nq.run()"
+    )
+    texts = [data["text/plain"] for _, _, data in displays(run)]
+    assert any(re.match(r"queue on h\[0-3\] \(\d+ of 12 tasks done\)", t) for t in texts)
 
 
 def test_a_failed_host_fails_the_cell_with_a_short_error(kernel: Kernel) -> None:
@@ -153,11 +181,13 @@ def test_interrupt_cancels_remote_work_and_keeps_the_hosts(kernel: Kernel) -> No
     pids = kernel.execute("%%remote group -q\nimport os\nos.getpid()")
     msg_id = kernel.client.execute("%%remote group\nimport time\nprint('sleeping')\ntime.sleep(60)")
     # Wait until every host is asleep (its line reached the live view), then interrupt.
-    seen: list[dict] = []
     deadline = time.monotonic() + 30
-    while sum("sleeping" in text for _, _, text in comm_outputs(seen)) < 4:
+    while True:
         assert time.monotonic() < deadline, "the hosts never started"
-        seen.append(kernel.client.get_iopub_msg(timeout=30))
+        msg = kernel.client.get_iopub_msg(timeout=30)
+        page = msg["content"].get("data", {}).get("text/html", "")
+        if 'data-find="h[0-3] running"' in page and "sleeping" in page:
+            break  # one row: every host printed the same line and still runs
     interrupted_at = time.perf_counter()
     kernel.manager.interrupt_kernel()
     run = kernel.collect(msg_id, timeout=30)
@@ -261,3 +291,80 @@ def test_kernel_shutdown_leaves_no_agent_processes(kernel_env: Path) -> None:
         timeout=10,
         what=f"agents {pids} to exit",
     )
+
+
+def test_a_cell_without_a_last_expression_shows_its_summary_line(kernel: Kernel) -> None:
+    kernel.execute(HOSTS)
+    run = kernel.execute("%%remote group -o assigned\nx = 1")
+    (text,) = run.data("text/plain", "execute_result")
+    assert re.fullmatch(r"4 hosts: 4 ok in \d+ ms", text)
+    assert "<table" not in run.result_html
+    check = kernel.execute("type(assigned).__mro__[1].__name__, dict(assigned)")
+    assert check.data("text/plain", "execute_result") == [
+        "('GroupResult', {'h0': None, 'h1': None, 'h2': None, 'h3': None})"
+    ]
+
+
+def test_a_syntax_error_is_one_short_error_pointing_at_the_cells_line(kernel: Kernel) -> None:
+    kernel.execute(HOSTS)
+    run = kernel.execute("%%remote group\nx = 1\ny = (\n", check=False)
+    number = run.reply["execution_count"]
+    assert run.error["traceback"] == [
+        f"  Cell In[{number}], line 3",
+        "    y = (",
+        "        ^",
+        "SyntaxError: '(' was never closed",
+    ]
+    assert not run.of_type("display_data")  # nothing ran
+
+
+def test_remote_tracebacks_name_the_cell_and_the_editors_line(kernel: Kernel) -> None:
+    kernel.execute(HOSTS)
+    run = kernel.execute("%%remote group --no-raise\ndef f():\n    1 / 0\nf()")
+    number = run.reply["execution_count"]
+    page = run.result_html
+    assert f"File &quot;&lt;remote-cell-{number}&gt;&quot;, line 4, in &lt;module&gt;" in page
+    assert f"File &quot;&lt;remote-cell-{number}&gt;&quot;, line 3, in f" in page
+
+
+def test_a_reconnected_host_is_named_once(kernel: Kernel) -> None:
+    kernel.execute(HOSTS + "import os")
+    kernel.execute("%%remote group\nvalue = 1")
+    ended = kernel.execute(
+        "from chopsticks_nb import ConnectionLost\ntry:\n"
+        "    group['h2'].call(os._exit, 3)\nexcept ConnectionLost:\n"
+        "    print('lost')"
+    )
+    assert ended.stream == "lost\n"
+    run = kernel.execute("%%remote group --no-raise\nvalue", check=False)
+    notes = [
+        m["content"]["text"] for m in run.of_type("stream") if m["content"]["name"] == "stderr"
+    ]
+    assert len(notes) == 1 and notes[0].startswith("Note: h2 reconnected since the last %%remote")
+    assert "NameError: name &#x27;value&#x27; is not defined" in run.result_html
+    again = kernel.execute("%%remote group --no-raise\n1")
+    assert again.stream == ""
+
+
+def test_interrupting_a_tunnel_call_is_one_clean_line(kernel: Kernel) -> None:
+    kernel.execute(HOSTS + "import time\nh1 = group['h1']\nh1.connect()")
+    msg_id = kernel.client.execute("h1.call(time.sleep, 60)")
+    time.sleep(1.0)
+    kernel.manager.interrupt_kernel()
+    run = kernel.collect(msg_id, timeout=30)
+    assert run.error["traceback"] == [
+        "KeyboardInterrupt: the call on h1 was interrupted and cancelled there"
+    ]
+    assert kernel.execute("h1.call(abs, -2)").data("text/plain", "execute_result") == ["2"]
+
+
+def test_a_lone_surrogate_in_a_remote_error_still_reaches_the_frontend(kernel: Kernel) -> None:
+    """Jupyter drops a message it cannot encode as UTF-8: the error text must be encodable."""
+    kernel.execute(HOSTS + "h0 = group['h0']")
+    run = kernel.execute("h0.exec('raise ValueError(\"bad byte: \\\\udc80\")')", check=False)
+    assert run.reply["status"] == "error"
+    assert "ValueError: bad byte: \\udc80" in "\n".join(run.error["traceback"])
+    cell = kernel.execute("%%remote group --no-raise\nraise OSError('\\udcff name')")
+    # Shown escaped (the hosts' identical errors are grouped: the count depends on the layout).
+    assert "OSError: \\udcff name" in cell.result_html
+    assert "\udcff" not in cell.result_html

@@ -3,6 +3,8 @@ usage errors, targets, namespaces, shipped names, -o, --no-raise, --quiet, --tim
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
@@ -11,6 +13,7 @@ from nbhelpers import run
 from chopsticks_nb.errors import GroupError
 from chopsticks_nb.group import Group
 from chopsticks_nb.notebook import RemoteMagics, cell_names
+from chopsticks_nb.notebook.magics import RemoteCellSyntaxError
 from chopsticks_nb.result import ErrorResult, GroupResult
 from chopsticks_nb.tunnel import Local
 from fixtures.sshd import SSHHosts
@@ -96,7 +99,9 @@ def test_output_option_stores_the_result(pair: InteractiveShell) -> None:
     ("cell", "message"),
     [
         ("%%remote nowhere\n1", r"no variable 'nowhere' in the notebook.*Group, a tunnel"),
-        ("%%remote number\n1", r"'number' is a int: TARGET names a Group"),
+        ("%%remote number\n1", r"'number' is an int: TARGET names a Group"),
+        ("%%remote ['a', 1]\n1", r"must be a list of host names written as strings"),
+        ("%%remote ['a', 'b'\n1", r"is not closed"),
         ("%%remote empty\n1", r"'empty' has no hosts"),
         ("%%remote g.missing\n1", r"no attribute 'missing'"),
         ("%%remote g[0]\n1", r"TARGET must be a variable name"),
@@ -164,8 +169,21 @@ def test_no_raise_returns_the_result_with_its_failures(pair: InteractiveShell) -
 
 
 def test_syntax_errors_are_raised_here_before_anything_is_sent(pair: InteractiveShell) -> None:
-    with pytest.raises(SyntaxError):
-        run(pair, "%%remote g\ndef broken(:\n    pass")
+    with pytest.raises(RemoteCellSyntaxError) as info:
+        run(pair, "%%remote g\nx = 1\ndef broken(:\n    pass")
+    assert info.value.error.lineno == 3  # the editor's line: the magic's own is line 1
+    assert info.value._render_traceback_()[-1] == "SyntaxError: invalid syntax"
+    assert not any(tunnel.connected for tunnel in pair.user_ns["g"])
+
+
+def test_a_cell_of_statements_shows_its_summary_not_a_table_of_none(
+    pair: InteractiveShell,
+) -> None:
+    result = run(pair, "%%remote g\nx = 1")
+    assert isinstance(result, GroupResult) and result == {"a": None, "b": None}
+    assert re.fullmatch(r"2 hosts: 2 ok in \d+ ms", repr(result))
+    assert "<table" not in result._repr_html_()
+    assert "<table" in run(pair, "%%remote g\nx")._repr_html_()  # an expression: the table
 
 
 def test_timeout_cancels_slow_hosts(pair: InteractiveShell) -> None:
@@ -196,6 +214,19 @@ def test_targets_tunnel_list_and_anything_with_a_group(pair: InteractiveShell) -
     assert list(run(pair, "%remote mixed 1")) == ["a", "c"]
     assert list(run(pair, "%remote holder 1")) == ["a"]
     assert list(run(pair, "%remote holder.group 1")) == ["a"]
+
+
+def test_a_literal_list_of_host_names_is_a_target(
+    shell: InteractiveShell, sshd_hosts: SSHHosts
+) -> None:
+    shell.run_line_magic("config", f"RemoteMagics.ssh_config = {str(sshd_hosts.config_path)!r}")
+    try:
+        cell = run(shell, '%%remote ["web1", "web2"] -q\nimport os\nmine = os.getpid()\nmine')
+        assert list(cell) == ["web1", "web2"] and cell.ok, cell
+        line = run(shell, "%remote ( 'web2' , 'web1' ) --timeout 30 mine")
+        assert line == {"web2": cell["web2"], "web1": cell["web1"]}  # the same tunnels
+    finally:
+        shell.run_line_magic("config", "RemoteMagics.ssh_config = None")
 
 
 def test_host_names_become_ssh_tunnels_that_are_reused(

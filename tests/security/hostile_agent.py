@@ -23,7 +23,19 @@ import sys
 import time
 from typing import Any, Callable
 
-from chopsticks_nb._agent import HEADER, MAGIC, PROTOCOL_VERSION, Msg, decode, encode
+from chopsticks_nb._agent import (
+    DATETIME_PARTS,
+    HEADER,
+    MAGIC,
+    MAX_DEPTH,
+    PROTOCOL_VERSION,
+    U32,
+    Msg,
+    Op,
+    Tag,
+    decode,
+    encode,
+)
 
 Args = dict[str, Any]
 
@@ -124,23 +136,164 @@ def linger(seconds: float = 30.0) -> None:
 
 def payload_of(spec: Any) -> bytes:
     """Bytes from hex, or for big payloads (a command line cannot carry megabytes) a dict:
-    ``{"prefix": hex, "repeat": hex, "times": n}`` or ``{"random": seed, "size": n}`` (the
-    bytes of ``random.Random(seed).randbytes(n)``), then optionally cut to ``"cut"`` bytes and
-    followed by ``"suffix"`` (hex)."""
+    ``{"prefix": hex, "repeat": hex, "times": n}``, ``{"random": seed, "size": n}`` (the
+    bytes of ``random.Random(seed).randbytes(n)``) or ``{"crafted": name, "size": n}`` (see
+    CRAFTED), then optionally cut to ``"cut"`` bytes and followed by ``"suffix"`` (hex)."""
     if isinstance(spec, str):
         return bytes.fromhex(spec)
-    if "random" in spec:
+    if "crafted" in spec:
+        data = b"\x01" + CRAFTED[spec["crafted"]](spec["size"])
+    elif "random" in spec:
         data = random.Random(spec["random"]).randbytes(spec["size"])
     else:
         data = bytes.fromhex(spec.get("prefix", "")) + bytes.fromhex(spec["repeat"]) * spec["times"]
     return data[: spec.get("cut", len(data))] + bytes.fromhex(spec.get("suffix", ""))
 
 
+# -- crafted values: valid encodings whose building would cost the controller dearly ------------
+
+#: Ints that differ by multiples of this share a hash: hash(n) is n mod 2**61-1.
+MERSENNE = 2**61 - 1
+
+
+def _value(op: int, count: int, items: list[bytes]) -> bytes:
+    return bytes([op]) + U32.pack(count) + b"".join(items)
+
+
+def _container(op: int, items: list[bytes]) -> bytes:
+    return _value(op, len(items), items)
+
+
+def _ext(tag: int, state: bytes) -> bytes:
+    return bytes([Op.EXT, tag]) + state
+
+
+def _colliding_ints(size: int) -> list[bytes]:
+    """Encoded ints of one hash (big ints: 14 bytes each), about ``size`` bytes of them."""
+    return [encode(5 + k * MERSENNE)[1:] for k in range(1, size // 14)]
+
+
+def _colliding_pairs(size: int) -> list[bytes]:
+    """Encoded 2-tuples of small ints that share one hash under CPython 3.8+'s tuple hash (an
+    xxHash round per item: invertible, so a second item can be solved for any first one)."""
+    p1, p2, p5, mask = 11400714785074694791, 14029467366897019727, 2870177450012600261, 2**64 - 1
+
+    def rotl(x: int, r: int) -> int:
+        return ((x << r) | (x >> (64 - r))) & mask
+
+    target = hash((1, 2)) & mask
+    after_lane = ((target - (2 ^ (p5 ^ 3527539))) * pow(p1, -1, 2**64)) & mask
+    before_rotation = rotl(after_lane, 64 - 31)
+    pairs = []
+    a = 0
+    while len(pairs) * 23 < size:
+        acc = (rotl((p5 + hash(a) * p2) & mask, 31) * p1) & mask
+        lane = ((before_rotation - acc) * pow(p2, -1, 2**64)) & mask
+        b = lane - 2**64 if lane >= 2**63 else lane
+        if -MERSENNE < b < MERSENNE and b != -1:
+            assert hash((a, b)) == hash((1, 2))
+            pairs.append(_value(Op.TUPLE, 2, [encode(a)[1:], encode(b)[1:]]))
+        a += 1
+    return pairs
+
+
+def _khash_colliding_int64(count: int) -> list[int]:
+    """int64 values that share one hash in pandas' hash tables (klib's int64 hash,
+    (k >> 33) ^ k ^ (k << 11) cut to 32 bits, is linear over the bits: its kernel is large),
+    shuffled so that they are not sorted."""
+
+    def khash(k: int) -> int:
+        return ((k >> 33) ^ k ^ (k << 11)) & 0xFFFFFFFF
+
+    pivots: dict[int, tuple[int, int]] = {}
+    kernel = []
+    for bit in range(63):
+        value, combination = khash(1 << bit), 1 << bit
+        while value:
+            top = value.bit_length() - 1
+            if top not in pivots:
+                pivots[top] = (value, combination)
+                break
+            value ^= pivots[top][0]
+            combination ^= pivots[top][1]
+        else:
+            kernel.append(combination)
+    values = []
+    for number in range(count):
+        value = 0
+        for index, vector in enumerate(kernel):
+            if number >> index & 1:
+                value ^= vector
+        values.append(value)
+    random.Random(0).shuffle(values)
+    return values
+
+
+def _array(dtype: str, shape: tuple[int, ...], data: bytes, nbytes: int | None = None) -> bytes:
+    state = encode((dtype, shape, "C", len(data) if nbytes is None else nbytes))[1:]
+    return _ext(Tag.ARRAY, state) + b"\x00" + data
+
+
+def _index_of(values: bytes) -> bytes:
+    return _ext(Tag.PD_INDEX, _value(Op.TUPLE, 4, [encode("values")[1:], values, b"\x00",
+                                                   b"\x00"]))  # fmt: skip
+
+
+def _categorical(size: int) -> bytes:
+    count = size // 8
+    categories = b"".join(n.to_bytes(8, "little") for n in _khash_colliding_int64(count))
+    codes = _array("<i4", (count,), b"".join(n.to_bytes(4, "little") for n in range(count)))
+    state = _value(Op.TUPLE, 3, [codes, _index_of(_array("<i8", (count,), categories)),
+                                 b"\x02"])  # fmt: skip
+    return _ext(Tag.PD_CATEGORICAL, state)
+
+
+def _namedtuple_types(size: int) -> bytes:
+    items = []
+    for number in range(size // 40):
+        state = encode((f"T{number}", ("a",), (1,)))[1:]
+        items.append(_ext(Tag.NAMEDTUPLE, state))
+    return _value(Op.LIST, len(items), items)
+
+
+def _tiny_frames(size: int) -> bytes:
+    empty = _index_of(_array("<i8", (0,), b""))
+    state = _value(Op.TUPLE, 3, [empty, empty, _value(Op.LIST, 0, [])])
+    frame = _ext(Tag.PD_FRAME, state)
+    return _value(Op.LIST, size // len(frame), [frame] * (size // len(frame)))
+
+
+def _deep_tags(size: int) -> bytes:
+    inner = _ext(Tag.DATETIME, encode((DATETIME_PARTS.pack(2020, 1, 1, 0, 0, 0, 0, 0), None))[1:])
+    for _ in range(MAX_DEPTH):
+        inner = _ext(Tag.ORDERED_DICT, _value(Op.DICT, 1, [b"\x00", inner]))
+    return inner
+
+
+#: Valid or nearly valid encodings (after the codec version byte) of about ``size`` bytes,
+#: by name: see bad_reply.
+CRAFTED: dict[str, Callable[[int], bytes]] = {
+    "colliding-ints-set": lambda size: _container(Op.SET, _colliding_ints(size)),
+    "colliding-ints-dict": lambda size: _container(
+        Op.DICT, [item + b"\x00" for item in _colliding_ints(size)]
+    ),
+    "colliding-pairs-set": lambda size: _container(Op.SET, _colliding_pairs(size)),
+    "colliding-frozensets": lambda size: _container(
+        Op.SET, [_value(Op.FROZENSET, 1, [item]) for item in _colliding_ints(size)]
+    ),
+    "khash-categories": _categorical,
+    "namedtuple-types": _namedtuple_types,
+    "tiny-frames": _tiny_frames,
+    "deep-tags": _deep_tags,
+}
+
+
 def bad_reply(wire: Wire, args: Args) -> None:
     """Answer the first CALL with a frame of kind ``args["kind"]`` (RESULT by default) and
     payload ``args["payload"]`` (see payload_of); then exit, or stay alive if ``args["linger"]``."""
+    payload = payload_of(args["payload"])  # made before: the answer is prompt
     req_id = wire.next_call()
-    wire.send(args.get("kind", Msg.RESULT), req_id, payload_of(args["payload"]))
+    wire.send(args.get("kind", Msg.RESULT), req_id, payload)
     if args.get("linger"):
         linger()
 
@@ -185,9 +338,11 @@ def raw_after_hello(wire: Wire, args: Args) -> None:
 
 
 def wrong_hello(wire: Wire, args: Args) -> None:
-    """A handshake with a HELLO payload given as a codec value in ``args["hello"]``."""
+    """A handshake with a HELLO payload given as a codec value in ``args["hello"]``, or as
+    its encoding in hex (``{"hex": ...}``: values JSON cannot carry)."""
+    hello = args["hello"]
     wire.write(MAGIC)
-    wire.send(Msg.HELLO, 0, encode(args["hello"]))
+    wire.send(Msg.HELLO, 0, bytes.fromhex(hello["hex"]) if "hex" in hello else encode(hello))
     linger()
 
 
@@ -281,6 +436,12 @@ def well_behaved(wire: Wire, args: Args) -> None:
         wire.send(Msg.RESULT, req_id, payload)
 
 
+def well_behaved_crafted(wire: Wire, args: Args) -> None:
+    """Answer every CALL with the crafted value ``args["crafted"]`` of ``args["size"]`` bytes."""
+    payload = payload_of({"crafted": args["crafted"], "size": args["size"]})
+    well_behaved(wire, {"value": {"hex": payload.hex()}})
+
+
 SCENARIOS: dict[str, Callable[[Wire, Args], None]] = {
     f.__name__: f
     for f in (
@@ -295,6 +456,7 @@ SCENARIOS: dict[str, Callable[[Wire, Args], None]] = {
         request_flood,
         replay,
         well_behaved,
+        well_behaved_crafted,
     )
 }
 #: Scenarios that write their own handshake (or none).

@@ -8,26 +8,38 @@ replays a hypothesis-made byte stream, cut at hypothesis-chosen points, into a r
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import datetime
+import decimal
 import logging
 import os
+import pathlib
 import struct
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from hypothesis.extra import pandas as hpd
 
 from chopsticks_nb import errors
 from chopsticks_nb._agent import (
     HEADER,
     MAX_COST_PER_BYTE,
+    MAX_DEPTH,
+    MAX_SHARED_HASH,
     PROTOCOL_VERSION,
     DecodeError,
     EncodeError,
     Msg,
     Op,
+    Tag,
     decode,
     encode,
 )
@@ -35,9 +47,31 @@ from security.hostile import HostileTunnel
 
 # -- the codec -----------------------------------------------------------------------------------
 
+Pair = collections.namedtuple("Pair", "left right")
+#: Ints that differ by multiples of this share a hash (hash(n) is n mod 2**61-1).
+MERSENNE = 2**61 - 1
+#: Ints of any size, up to ones too long to print (repr raises beyond 4300 digits).
+huge_ints = st.integers(0, 20_000).map(lambda bits: 2**bits - 1) | st.integers(4300, 6000).map(
+    lambda digits: -(10**digits)
+)
+#: A few ints sharing one hash (the codec refuses more than MAX_SHARED_HASH in one container).
+colliding_ints = st.lists(st.integers(-12, 12), max_size=12).map(
+    lambda ks: [7 + k * MERSENNE for k in ks]
+)
+stdlib_leaves = (
+    st.datetimes(timezones=st.none() | st.just(datetime.timezone.utc) | st.timezones())
+    | st.dates()
+    | st.times()
+    | st.timedeltas()
+    | st.decimals()
+    | st.uuids()
+    | st.complex_numbers(allow_nan=False)
+    | st.binary(max_size=8).map(bytearray)
+    | st.text(max_size=8).map(pathlib.PurePosixPath)
+)
 leaves = (
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
-    | st.binary(max_size=8)
+    st.none() | st.booleans() | st.integers() | huge_ints | st.floats(allow_nan=False)
+    | st.text(max_size=8) | st.binary(max_size=8) | stdlib_leaves
 )  # fmt: skip
 values = st.recursive(
     leaves,
@@ -47,10 +81,13 @@ values = st.recursive(
         | st.dictionaries(st.text(max_size=4) | st.integers(), children, max_size=6)
         | st.frozensets(st.integers() | st.text(max_size=4), max_size=6)
         | st.sets(st.binary(max_size=4), max_size=6)
+        | st.builds(collections.OrderedDict, st.dictionaries(st.text(max_size=4), children))
+        | st.builds(Pair, children, children)
     ),
     max_leaves=40,
 )
 OPCODES = [v for k, v in vars(Op).items() if k.isupper()]
+TAGS = [v for k, v in vars(Tag).items() if k.isupper()]
 u32 = st.one_of(st.integers(0, 8), st.integers(0, 2**32 - 1), st.sampled_from([2**31, 2**32 - 1]))
 
 
@@ -59,15 +96,17 @@ def codec_tokens(draw: st.DrawFn) -> bytes:
     """A stream of opcodes, each followed by plausible or lying counts, lengths and bytes."""
     out = bytearray([draw(st.sampled_from([1, 1, 1, 0, 2, 0x80]))])
     for _ in range(draw(st.integers(1, 30))):
-        op = draw(st.sampled_from([*OPCODES, *OPCODES, 0x0D, 0x7F, 0xFF]))
+        op = draw(st.sampled_from([*OPCODES, *OPCODES, 0x10, 0x7F, 0xFF]))
         out.append(op)
-        if op in (Op.INT, Op.FLOAT):
-            out += draw(st.binary(min_size=0, max_size=9))
+        if op in (Op.INT, Op.FLOAT, Op.COMPLEX):
+            out += draw(st.binary(min_size=0, max_size=17))
         elif op in (Op.STR, Op.BYTES, Op.BIGINT, Op.LIST, Op.TUPLE, Op.DICT, Op.SET,
-                    Op.FROZENSET):  # fmt: skip
+                    Op.FROZENSET, Op.BYTEARRAY):  # fmt: skip
             out += struct.pack(">I", draw(u32))
-            if op in (Op.STR, Op.BYTES, Op.BIGINT):
+            if op in (Op.STR, Op.BYTES, Op.BIGINT, Op.BYTEARRAY):
                 out += draw(st.binary(max_size=12))
+        elif op == Op.EXT:  # a tag (known or not) and what follows: the state, a raw tail
+            out.append(draw(st.sampled_from(TAGS) | st.integers(0, 255)))
     return bytes(out)
 
 
@@ -105,7 +144,9 @@ def test_decoder_on_spliced_encodings_raises_only_decode_error(
 
 
 SMALL = [set(), {1}, {1, 2}, frozenset(), frozenset({None}), [], [None], {}, {0: None}, (),
-         (None,), "", "ab", b"", 0, 2**40, 1.5, None]  # fmt: skip
+         (None,), "", "ab", b"", 0, 2**40, 1.5, None, datetime.date(2020, 1, 1),
+         decimal.Decimal("1"), uuid.UUID(int=5), 1j, bytearray(), Pair(1, 2),
+         collections.OrderedDict(), np.int8(1), np.zeros(1), pd.NaT, pd.Timestamp(0)]  # fmt: skip
 
 
 @given(st.lists(st.sampled_from(SMALL), min_size=1, max_size=3), st.integers(0, 250_000))
@@ -148,6 +189,116 @@ def test_the_memory_limit_refuses_only_pathological_values() -> None:
     with pytest.raises(DecodeError, match="small containers"):
         decode(raw)
     assert MAX_COST_PER_BYTE == 16  # docs/reliability.md states this bound
+
+
+@given(st.lists(colliding_ints, min_size=1, max_size=3), st.sampled_from(["set", "dict"]))
+@settings(max_examples=60)
+def test_keys_sharing_a_hash_are_refused_alike_by_both_sides(
+    groups: list[list[int]], kind: str
+) -> None:
+    """Injects: sets and dicts of up to 12 ints sharing one hash, in a list, also as raw
+    encodings (what a hostile agent would send, past the encoder). Asserts: the encoder
+    refuses exactly the containers with more than MAX_SHARED_HASH keys of one hash, the
+    decoder refuses their encodings with a DecodeError naming the offset, and accepts the
+    others whole."""
+    containers = [set(g) if kind == "set" else dict.fromkeys(g) for g in groups]
+    too_many = any(
+        max(collections.Counter(map(hash, c)).values(), default=0) > MAX_SHARED_HASH
+        for c in containers
+    )
+    op = Op.SET if kind == "set" else Op.DICT
+    raw = b"\x01" + bytes([Op.LIST]) + struct.pack(">I", len(containers))
+    for container in containers:
+        raw += bytes([op]) + struct.pack(">I", len(container))
+        for key in container:
+            raw += encode(key)[1:] + (b"\x00" if kind == "dict" else b"")
+    if too_many:
+        with pytest.raises(EncodeError, match="keys share one hash"):
+            encode(containers)
+        with pytest.raises(DecodeError, match=r"share one hash in the container at offset \d+"):
+            decode(raw)
+    else:
+        assert decode(encode(containers)) == containers == decode(raw)
+
+
+@given(st.integers(MAX_DEPTH - 5, MAX_DEPTH + 5), st.sampled_from(["list", "tagged", "dict"]))
+def test_depth_is_refused_alike_by_both_sides(depth: int, kind: str) -> None:
+    """Injects: a value nested ``depth`` levels, through lists, OrderedDicts (tagged values)
+    or dicts, around MAX_DEPTH. Asserts: the encoder refuses it exactly when the decoder
+    refuses its encoding as built without the encoder's check."""
+    value: object = datetime.date(2020, 1, 1)
+    for _ in range(depth):
+        value = {"k": value} if kind == "dict" else [value]
+        if kind == "tagged":
+            value = collections.OrderedDict(k=value)
+    try:
+        data = encode(value)
+    except EncodeError as exc:
+        assert "nested deeper" in str(exc)
+        return
+    assert decode(data) == value
+
+
+DTYPES = "? i1 <i2 >i4 <i8 u1 >u2 <u4 u8 <f2 >f4 <f8 <c8 >c16 <M8[ns] <M8[D] >m8[us] <U3 >U1 |S2"
+dtypes = st.sampled_from(DTYPES.split()).map(np.dtype)
+arrays = hnp.arrays(dtypes, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4))
+frames = hpd.data_frames(
+    [
+        hpd.column("a", dtype=int),
+        hpd.column("b", dtype=float),
+        hpd.column("c", elements=st.none() | st.text(max_size=3)),
+        hpd.column("d", dtype="datetime64[ns]"),
+    ],
+    index=hpd.range_indexes(max_size=5),
+)
+
+
+@given(arrays, st.booleans())
+@settings(max_examples=150)
+def test_arrays_round_trip(array: np.ndarray, fortran: bool) -> None:
+    if fortran:
+        array = np.asfortranarray(array)
+    got = decode(encode(array))
+    assert got.dtype == array.dtype and got.shape == array.shape
+    assert got.tobytes(order="A") == array.tobytes(order="A")
+
+
+@given(frames)
+@settings(max_examples=40, deadline=None)
+def test_frames_round_trip(frame: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(decode(encode(frame)), frame)
+
+
+@given(st.one_of(values, arrays, frames), st.data())
+@settings(max_examples=200, deadline=None)
+def test_mutated_rich_encodings_raise_only_decode_error(value: object, data: st.DataObject) -> None:
+    """Injects: the encoding of a rich value (tagged values, arrays, DataFrames) with bytes
+    flipped, dropped or inserted. Asserts: a value, Unavailable, or DecodeError; nothing
+    else (a constructor's own error is a DecodeError naming the tag and offset)."""
+    encoded = bytearray(encode(value))
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(encoded)))
+        action = data.draw(st.sampled_from(["flip", "drop", "insert"]))
+        if action == "flip" and at < len(encoded):
+            encoded[at] ^= data.draw(st.integers(1, 255))
+        elif action == "drop":
+            del encoded[at : at + data.draw(st.integers(1, 4))]
+        else:
+            encoded[at:at] = data.draw(st.binary(min_size=1, max_size=4))
+    with contextlib.suppress(DecodeError):
+        decode(bytes(encoded))
+
+
+@given(st.sampled_from(TAGS) | st.integers(0, 255), values, st.binary(max_size=16))
+@settings(max_examples=300, deadline=None)
+def test_tagged_values_of_any_state_raise_only_decode_error(
+    tag: int, state: object, tail: bytes
+) -> None:
+    """Injects: every tag (and unknown ones) with any codec value as its state, and random
+    bytes after it. Asserts: a value, Unavailable, or DecodeError; nothing else."""
+    data = bytes([1, Op.EXT, tag]) + encode(state)[1:] + tail
+    with contextlib.suppress(DecodeError):
+        decode(data)
 
 
 # -- the frame reader ----------------------------------------------------------------------------

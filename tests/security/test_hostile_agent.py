@@ -27,6 +27,8 @@ from chopsticks_nb._agent import (
     MAX_MESSAGE,
     PROTOCOL_VERSION,
     Msg,
+    Op,
+    Tag,
     encode,
 )
 from chopsticks_nb._writer import MAX_UNREAD_REPLIES
@@ -117,6 +119,23 @@ HONEST_HELLO = {
 
 SETS = {"prefix": "01" + "08" + (1_000_000).to_bytes(4, "big").hex(), "repeat": "0b00000000",
         "times": 1_000_000}  # fmt: skip
+
+
+def crafted(name: str, size: int) -> dict[str, Any]:
+    """bad_reply's payload: the crafted value ``name`` of about ``size`` bytes (hostile_agent)."""
+    return {"payload": {"crafted": name, "size": size}}
+
+
+def tagged(tag: int, state: object, tail: bytes = b"") -> str:
+    """The hex of a codec value: a tagged value of ``tag`` whose state is ``state``."""
+    return (bytes([1, Op.EXT, tag]) + encode(state)[1:] + tail).hex()
+
+
+def array(dtype: str, shape: tuple[int, ...], data: bytes, nbytes: int | None = None) -> str:
+    state = (dtype, shape, "C", len(data) if nbytes is None else nbytes)
+    return tagged(Tag.ARRAY, state, b"\x00" + data)
+
+
 CASES: dict[str, tuple[str, dict[str, Any], int, str]] = {
     # name: (scenario, args, bytes the hostile side really sends, expected text)
     "length-over-limit": (
@@ -179,6 +198,70 @@ CASES: dict[str, tuple[str, dict[str, Any], int, str]] = {
         f"unsupported HELLO field 'protocol' 999 (this side speaks {PROTOCOL_VERSION})"),
     "hello-not-a-dict": (
         "wrong_hello", {"hello": [1, 2, 3]}, 20, "malformed HELLO: a list, not a dict"),
+    "hello-pid-too-long-to-print": (
+        "wrong_hello", {"hello": {"hex": encode(dict(HONEST_HELLO, pid=10**5000)).hex()}}, 2300,
+        "malformed HELLO field 'pid': <an int of 16610 bits>"),
+    # -- CPU: keys sharing a hash, refused before they are inserted
+    "1MB-set-of-colliding-ints": (
+        "bad_reply", crafted("colliding-ints-set", 1_000_000), 1_070_000,
+        "71427 set members share one hash in the container at offset 1 (the limit is 8)"),
+    "1MB-dict-of-colliding-int-keys": (
+        "bad_reply", crafted("colliding-ints-dict", 1_000_000), 1_140_000,
+        "71427 dict keys share one hash"),
+    "1MB-set-of-colliding-tuples-of-small-ints": (
+        "bad_reply", crafted("colliding-pairs-set", 1_000_000), 1_000_000,
+        "43479 set members share one hash"),
+    "set-of-colliding-frozensets": (
+        "bad_reply", crafted("colliding-frozensets", 100_000), 130_000,
+        "set members share one hash"),
+    # -- CPU: tagged values that cost more to build than their bytes
+    "namedtuple-type-per-value": (
+        "bad_reply", crafted("namedtuple-types", 1_000_000), 1_060_000,
+        "too many namedtuple types for its size"),
+    "tiny-dataframes": (
+        "bad_reply", crafted("tiny-frames", 1_000_000), 1_000_000,
+        "too many pandas objects for its size"),
+    "tags-nested-too-deep": (
+        "bad_reply", crafted("deep-tags", 0), 830, "nested deeper than 100"),
+    # -- tagged values outside their closed shapes
+    "unknown-tag": (
+        "bad_reply", {"payload": tagged(200, None)}, 4, "unknown value tag 200"),
+    "dtype-object": (
+        "bad_reply", {"payload": array("|O8", (1,), bytes(8))}, 40, "unsupported dtype '|O8'"),
+    "dtype-structured": (
+        "bad_reply", {"payload": array("|V8", (1,), bytes(8))}, 40, "unsupported dtype '|V8'"),
+    "array-shape-claims-8-GB": (
+        "bad_reply", {"payload": array("<f8", (10**9,), bytes(8))}, 40,
+        "its shape and dtype take 8000000000 bytes, not 8"),
+    "array-claims-more-bytes-than-sent": (
+        "bad_reply", {"payload": array("<f8", (10**6,), bytes(8), nbytes=8 * 10**6)}, 40,
+        "truncated value: need 8000000 bytes"),
+    "array-of-zero-width-items": (
+        "bad_reply", {"payload": array("<U0", (10**9,), b"")}, 40, "1000000000 items in 0 bytes"),
+    "bool-array-holding-2": (
+        "bad_reply", {"payload": array("|b1", (2,), b"\x01\x02")}, 40,
+        "a bool array holding values other than 0 and 1"),
+    "str-array-beyond-unicode": (
+        "bad_reply", {"payload": array("<U1", (1,), (0x110000).to_bytes(4, "little"))}, 40,
+        "a str array holding values beyond U+10FFFF"),
+    "namedtuple-named-like-a-dunder": (
+        "bad_reply", {"payload": tagged(Tag.NAMEDTUPLE, ("__class__", ("a",), (1,)))}, 40,
+        "malformed namedtuple '__class__'"),
+    "namedtuple-field-with-code": (
+        "bad_reply", {"payload": tagged(Tag.NAMEDTUPLE, ("P", ("a=os.system('x')",), (1,)))},
+        50, "malformed namedtuple 'P'"),
+    "zone-key-leaving-the-database": (
+        "bad_reply", {"payload": tagged(Tag.ZONEINFO, "../../../etc/passwd")}, 30,
+        "malformed time zone key '../../../etc/passwd'"),
+    "decimal-that-is-code": (
+        "bad_reply", {"payload": tagged(Tag.DECIMAL, "__import__('os')")}, 30,
+        "malformed Decimal"),
+    "datetime-out-of-range": (
+        "bad_reply", {"payload": tagged(Tag.DATETIME, (bytes(12), None))}, 30,
+        "invalid value of tag 1 at offset 1: ValueError"),
+    "categories-that-repeat": (
+        "bad_reply", {"payload": tagged(Tag.PD_CATEGORICAL, (None, None, False))}, 30,
+        "malformed Categorical: codes that are not an int array"),
 }  # fmt: skip
 
 
@@ -255,3 +338,18 @@ def test_a_result_too_large_to_print_does_not_break_the_result_repr() -> None:
     assert result["bigint"] == big and result["biglist"] == [big]
     text = repr(result)
     assert "<16610-bit int too large to print>" in text and "<list too large to print>" in text
+
+
+def test_categories_crafted_to_collide_in_pandas_hash_tables_are_checked_by_sorting(
+    honest: Group,
+) -> None:
+    """Injects: a Categorical of 400 000 int64 categories that all share one hash in pandas'
+    hash tables (its check that categories are unique would take hours), shuffled. Asserts:
+    the value arrives (uniqueness is checked by sorting, and pandas does not check again); the
+    honest tunnels answer."""
+    hostile = HostileTunnel(
+        "evil", "well_behaved_crafted", crafted="khash-categories", size=3_200_000
+    )
+    outcome, _ = run_beside_honest(honest, hostile)
+    assert type(outcome).__name__ == "Categorical", outcome
+    assert len(outcome.categories) == 400_000
