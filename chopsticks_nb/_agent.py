@@ -143,6 +143,7 @@ class Msg(object):
     PING = Message(       9, CONTROLLER, RAW,    None,           "on_ping")  # payload: padding
     CALL_BLOBS = Message(10, CONTROLLER, PICKLE, None,           None)  # see below
     CALL_CODEC = Message(11, CONTROLLER, CODEC,  None,           None)  # see below
+    MODULES = Message(   12, CONTROLLER, CODEC,  None,           "on_modules")  # see below
     # -- agent -> controller
     HELLO = Message(     20, AGENT,      CODEC,  MAX_REQUEST,    "on_hello",      _HANDSHAKE)
     RESULT = Message(    21, AGENT,      CODEC,  MAX_MESSAGE,    "on_result")
@@ -160,6 +161,8 @@ class Msg(object):
     # CALL_CODEC: a connection's first call, when it names an importable callable and its
     # arguments are plain data: (module, qualname, args, kwargs). The agent then need not
     # import _pickle (a good part of a start) until a later call is pickled. (_call_frames.)
+    # MODULES: module records (as a REPLY to IMPORT carries them) sent before a call whose
+    # callable's module the agent cannot have, so that it need not ask for them.
 
 
 #: Every kind of frame by code.
@@ -1707,6 +1710,10 @@ class _BinaryOutput(object):
         self.stream.flush()
 
 
+#: This interpreter's bytecode magic number (module records may come compiled for it).
+_MAGIC_NUMBER = getattr(sys.modules.get("_frozen_importlib_external"), "MAGIC_NUMBER", None)
+
+
 class _RemoteModuleFinder(object):
     """A meta path finder, after the remote's own, that imports modules from the controller."""
 
@@ -1742,6 +1749,12 @@ class _RemoteModuleFinder(object):
             for record in answer:
                 self.records.setdefault(record["name"], record)
             return self.records.setdefault(fullname, None)
+
+    def add(self, records):
+        """Records the controller sent before a call that needs them (Msg.MODULES)."""
+        with self.lock:
+            for record in records:
+                self.records.setdefault(record["name"], record)
 
     def invalidate_caches(self):
         """importlib.invalidate_caches(): ask again for what the controller had not got (a
@@ -1780,9 +1793,15 @@ class _RemoteModuleLoader(object):
             return
         if self.record["origin"]:
             module.__file__ = self.record["origin"]
-        code = compile(
-            source, self.record["origin"] or self.record["name"], "exec", dont_inherit=True
-        )
+        code = self.record.get("code")
+        if code is not None and _MAGIC_NUMBER and self.record.get("magic") == _MAGIC_NUMBER:
+            import marshal  # built in
+
+            code = marshal.loads(code)  # compiled by the controller: this very interpreter
+        else:
+            code = compile(
+                source, self.record["origin"] or self.record["name"], "exec", dont_inherit=True
+            )
         exec(code, module.__dict__)
 
     def is_package(self, fullname):
@@ -2314,6 +2333,9 @@ class Agent(object):
 
     def on_ping(self, req_id, payload):
         pass  # what matters is that the controller spoke (see _Channel.heard)
+
+    def on_modules(self, req_id, records):
+        self.finder.add(records)
 
     def on_reply(self, req_id, answer):
         with self.state_lock:

@@ -102,6 +102,8 @@ class Connection:
         self._backlog_armed = False
         self._ended: ErrorFactory | None = None
         self._first_call = True
+        #: What calls named as their modules (PickledCall), each pushed once (_push_modules).
+        self._modules_seen: set[str | frozenset[str]] = set()
         self._stdout_eof = False
         self._timers: list[TimerHandle] = []
         self._decoders = {
@@ -278,10 +280,25 @@ class Connection:
         return operation.value
 
     def _call_frame(self, call: PickledCall) -> tuple[int, list[bytes]]:
+        if call[3] not in self._modules_seen:  # one lookup per call: most name modules seen
+            self._push_modules(call[3])
         if self._first_call:
             self._first_call = False
             return _call_frames.first_frame(call)
         return call[0], call[1]
+
+    def _push_modules(self, modules: str | frozenset[str]) -> None:
+        """Send the user's modules among those a call names (see PickledCall) that the agent
+        has not got (see ModuleServer.push), before the call that imports them."""
+        self._modules_seen.add(modules)
+        if not _call_frames.PUSH_MODULES:
+            return
+        records = []
+        for name in (modules,) if isinstance(modules, str) else modules:
+            records += self.modserver.push(name)
+        if records:
+            with contextlib.suppress(ChopsticksError):  # the call's own frame reports the end
+                self.writer.send(Msg.MODULES, 0, _agent.encode(records))
 
     def _send_request(self, operation: Operation, kind: int, payload: bytes | list[bytes]) -> None:
         self.requests.add(operation)

@@ -13,7 +13,9 @@ What each one saves is measured in bench/README.md.
 ``by_name``        importable callables and plain arguments skip the source pickler (_call_frames)
 ``blobs``          large bytes arguments follow the pickle, read straight into place (_call_frames)
 ``codec_first``    a connection's first call goes in the codec: the agent starts without pickle
-``compiled``       a Local agent is sent compiled by this very interpreter (_bootstrap)
+``compiled``       a Local agent is sent compiled by this very interpreter, and the modules it
+                   imports too (_bootstrap, _modserver)
+``push_modules``   the user's module goes with a call of its function, unasked (_call_frames)
 =================  ===============================================================================
 """
 
@@ -24,7 +26,17 @@ import os
 __all__ = ["NAMES", "enabled"]
 
 NAMES = frozenset(
-    ("lend", "align", "callers_read", "poll", "by_name", "blobs", "codec_first", "compiled")
+    (
+        "lend",
+        "align",
+        "callers_read",
+        "poll",
+        "by_name",
+        "blobs",
+        "codec_first",
+        "compiled",
+        "push_modules",
+    )
 )
 
 

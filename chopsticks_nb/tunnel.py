@@ -210,6 +210,7 @@ class BaseTunnel:
             if depth >= limit:
                 message = f"tunnels nest {depth} deep here; DEPTH_LIMIT is {limit}"
                 raise DepthLimitExceeded(message, self.host)
+            compiled = self._compiled_agent()
             conn = Connection(
                 self.host,
                 self.cmd_args(),
@@ -219,8 +220,9 @@ class BaseTunnel:
                 depth=_agent.DEPTH,
                 depth_limit=limit,
                 output=self.output,
-                modserver=ModuleServer(self._serve, self._deny),
-                compiled_agent=self._compiled_agent(),
+                # The far side runs this very interpreter: modules go compiled, as the agent does.
+                modserver=ModuleServer(self._serve, self._deny, compiled=compiled is not None),
+                compiled_agent=compiled,
                 explain_exit=self._weak_explainer(),
             )
             conn.start()
