@@ -157,9 +157,15 @@ def main() -> None:
         f"Group(Local x N): connect + one call vs N bare `{Path(python).name} -c pass` "
         f"started at once ({args.repeats} repeats, medians and min-max; {os.cpu_count()} CPUs)"
     )
-    header = f"{'N':>4} {'floor ms':>18} {'group ms':>18} {'ratio':>6}"
-    if "user_module" in measures:
-        header += f" {'user module ms':>18} {'ratio':>6}"
+    titles = {
+        "floor": "floor ms",
+        "group": "group ms",
+        "user_module": "user module ms",
+        "floor_module": "floor+module ms",
+    }
+    header = f"{'N':>4}"
+    for name in measures:
+        header += f" {titles[name]:>18}" + (f" {'ratio':>6}" if name != "floor" else "")
     print(header)
     for row in rows:
         cells = [f"{row['n']:>4}"]

@@ -2497,15 +2497,15 @@ CELL_NAMESPACE = {"__name__": "__main__"}
 def run_cell(source, filename, names):
     """Run ``source`` in CELL_NAMESPACE, after binding ``names`` there (values sent along with
     the cell); return the value of its last line if that is an expression, else None."""
-    import ast
+    import _ast  # not ast: it imports enum and contextlib, a first cell's largest part
     import linecache
 
     CELL_NAMESPACE.update(names)
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    tree = ast.parse(source, filename)
+    tree = compile(source, filename, "exec", _ast.PyCF_ONLY_AST, dont_inherit=True)
     last = None
-    if tree.body and isinstance(tree.body[-1], ast.Expr):
-        last = ast.Expression(tree.body.pop().value)
+    if tree.body and isinstance(tree.body[-1], _ast.Expr):
+        last = _ast.Expression(tree.body.pop().value)
     exec(compile(tree, filename, "exec"), CELL_NAMESPACE)
     if last is not None:
         return eval(compile(last, filename, "eval"), CELL_NAMESPACE)
