@@ -9,7 +9,8 @@ with no library. Measures:
 
 (a) connect + first call                     floor: ``ssh HOST python3 -c pass``
 (b) a call on a connected tunnel             floor: a raw echo through an ssh session
-(f) a first call importing a 50-module package from the controller   floor: one echo
+(f) a first call importing a 50-module package from the controller: by name, in a function of
+    a module the remote has; and a first call of a function of the package itself   floor: one echo
 (g) a ``%%remote`` cell using two functions defined in the notebook   floor: one echo
 (d) 64 hosts: connect + one call             floor: 64 ``ssh HOST python3 -c pass`` at once
 (e) put and fetch of 100 MB under the rate cap (100 Mbit/s)   floor: ``cat`` through ssh
@@ -88,7 +89,12 @@ QUICK = {
 MEASURES = {
     "a_first_call": ("(a) connect + first call", "`ssh HOST python3 -c pass`", 1),
     "b_round_trip": ("(b) a call", "a raw echo through an ssh session", None),
-    "f_package": ("(f) first call importing a {modules}-module package", "one echo", 1),
+    "f_package": ("(f) first call importing a {modules}-module package by name", "one echo", 1),
+    "f_package_function": (
+        "(f) first call of a function of a {modules}-module package",
+        "one echo",
+        1,
+    ),
     "g_cell": ("(g) `%%remote` cell with notebook functions", "one echo", 0),
     "d_group": (
         "(d) {hosts} hosts: connect + one call",
@@ -202,30 +208,39 @@ def run_slow(workers: Workers, config: dict[str, Any], tmp: Path) -> dict[str, A
     out["b_round_trip"] = {n: round_trips(got[n]) for n in names}
 
     trials, modules = config["package"]
-    step(f"(f) first call importing a {modules}-module package")
     root, remote = tmp / "packages", tmp / "remote"
     root.mkdir()
     remote.mkdir()
-    remote.chmod(0o777)  # execnet's and rpyc's copies are written there by the ssh user
-    results: dict[str, list] = {n: [] for n in names}
-    for trial in range(trials + 1):  # the first round is the warm-up
-        shift = trial % len(names)
-        for name in names[shift:] + names[:shift]:
-            package = f"slowpkg_{trial}_{name}"
-            make_package(root, package, modules)
-            answer = workers.workers[name].ask(
-                "first_import", name=package, root=str(root), remote_dir=str(remote)
-            )
-            if trial:
-                results[name].append(answer)
-    out["f_package"] = {
-        n: dict(times(results[n]), modules=modules, round_trips=results[n][-1]["round_trips"])
-        for n in names
-    }
+    remote.chmod(0o777)  # execnet's copies are written there by the ssh user
+    for key, own in (("f_package", False), ("f_package_function", True)):
+        step(f"({key[0]}) first call importing a {modules}-module package" + own * ", its own")
+        results: dict[str, list] = {n: [] for n in names}
+        for trial in range(trials + 1):  # the first round is the warm-up
+            shift = trial % len(names)
+            for name in names[shift:] + names[:shift]:
+                package = f"slowpkg_{int(own)}_{trial}_{name}"
+                make_package(root, package, modules)
+                answer = workers.workers[name].ask(
+                    "first_import",
+                    name=package,
+                    root=str(root),
+                    remote_dir=str(remote),
+                    own_function=own,
+                )
+                if trial:
+                    results[name].append(answer)
+        out[key] = {
+            n: dict(times(results[n]), modules=modules, round_trips=results[n][-1]["round_trips"])
+            for n in names
+        }
 
     step("(g) %%remote cell")
     got = workers.trials(config["cell"], "cell")
-    out["g_cell"] = {n: times(got[n]) for n in names if got[n][0]["s"] is not None}
+    out["g_cell"] = {
+        n: dict(times(got[n]), round_trips=got[n][-1].get("round_trips"))
+        for n in names
+        if got[n][0]["s"] is not None
+    }
 
     trials, hosts = config["group"]
     step(f"(d) {hosts} hosts: connect + one call")
@@ -300,6 +315,8 @@ def render(results: dict[str, Any]) -> str:
             text = f"{_ms(f['median'])} ({_ms(f['min'])}-{_ms(f['max'])})"
             if floor is not None:
                 text += f", {(f['median'] - floor) / rtt:+.1f} RT"
+            if name != "floor" and f.get("round_trips") is not None:
+                text += f" [{f['round_trips']} counted]"
             cells.append(text)
         floor_text = "-" if floor is None else _ms(floor)
         size = next(iter(figures.values()))

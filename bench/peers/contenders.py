@@ -118,6 +118,11 @@ class Contender:
     def import_package(self, handle: Any, name: str, root: str, remote_dir: str) -> int:
         raise NotImplementedError
 
+    def call_package(self, handle: Any, name: str, root: str, remote_dir: str) -> int:
+        """A first call of a function of the package itself (which imports it); for a peer that
+        calls no function by reference, its way of importing the package."""
+        return self.import_package(handle, name, root, remote_dir)
+
     def import_round_trips(self, handle: Any) -> int | None:
         return None
 
@@ -185,16 +190,20 @@ class Contender:
         handle = self.connect(0)
         try:
             self.call_pid(handle)
+            before = self.import_round_trips(handle)
             start = time.perf_counter()
             value = self.run_cell(handle, names)
             elapsed = time.perf_counter() - start
+            after = self.import_round_trips(handle)
         finally:
             self.close(handle)
         if value is None:
             return {"s": None}
         if value != REMOTE_CELL_VALUE:
             raise RuntimeError(f"{self.name}: the cell gave {value!r}")
-        return {"s": elapsed}
+        # The call's own round trip, and the imports it asked for.
+        trips = None if before is None or after is None else 1 + after - before
+        return {"s": elapsed, "round_trips": trips}
 
     def round_trip(self, size: int, count: int, placement: str | None = None) -> dict[str, Any]:
         payload = b"x" * size
@@ -241,7 +250,11 @@ class Contender:
             raise RuntimeError(f"{self.name}: transferred sizes {sizes}, expected {size}")
         return {"put_s": put_s, "fetch_s": fetch_s, "bytes": size}
 
-    def first_import(self, name: str, root: str, remote_dir: str) -> dict[str, Any]:
+    def first_import(
+        self, name: str, root: str, remote_dir: str, own_function: bool = False
+    ) -> dict[str, Any]:
+        """A first call importing the package ``name``: a function (of a module the remote
+        has) importing it by name, or with ``own_function`` a function of the package itself."""
         # The package is importable here (module forwarders serve it from this process).
         if root not in sys.path:
             sys.path.insert(0, root)
@@ -251,7 +264,10 @@ class Contender:
             self.warm(handle)
             before = self.import_round_trips(handle)
             start = time.perf_counter()
-            modules = self.import_package(handle, name, root, remote_dir)
+            if own_function:
+                modules = self.call_package(handle, name, root, remote_dir)
+            else:
+                modules = self.import_package(handle, name, root, remote_dir)
             elapsed = time.perf_counter() - start
             after = self.import_round_trips(handle)
         finally:
@@ -279,6 +295,9 @@ class CallContender(Contender):
 
     def import_package(self, handle: Any, name: str, root: str, remote_dir: str) -> int:
         return int(handle.call(peers_remote.import_package, name))
+
+    def call_package(self, handle: Any, name: str, root: str, remote_dir: str) -> int:
+        return int(handle.call(importlib.import_module(name).module_count))
 
 
 class TunnelContender(CallContender):
@@ -804,7 +823,9 @@ class Floor(Contender):
             raise RuntimeError(f"floor: transferred sizes {sizes}, expected {size}")
         return {"put_s": put_s, "fetch_s": fetch_s, "bytes": size}
 
-    def first_import(self, name: str, root: str, remote_dir: str) -> dict[str, Any]:
+    def first_import(
+        self, name: str, root: str, remote_dir: str, own_function: bool = False
+    ) -> dict[str, Any]:
         if self.ssh:  # over a slow link: what any call costs (one exchange)
             return {"s": self.one_round_trip(), "modules": 0, "round_trips": 1}
         proc = subprocess.Popen(
