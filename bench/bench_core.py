@@ -7,6 +7,8 @@
     scheduler's choice between these moves the written echo 2x)
 (e) put and fetch MB/s of a large file (SHA-1 checked), vs ``cat`` through a pipe
 (f) first call importing a generated 50-module package: import round trips and time
+(g) a call returning 256 MiB of bytes, vs ``cat`` moving as many through a pipe into memory;
+    and the controller's peak RSS for it (in a process of its own), per byte of the result
 
 Usage: python bench/bench_core.py [--quick]
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -140,6 +143,55 @@ def transfer(size_mb: int) -> dict[str, object]:
     }
 
 
+def large_result(size_mb: int) -> dict[str, object]:
+    """(g) one call returning ``size_mb`` MiB of bytes, in a process of its own (for its peak
+    RSS), against ``cat`` moving as many bytes through a pipe into this process's memory."""
+    proc = subprocess.run(
+        [sys.executable, __file__, "--large-result", str(size_mb)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    ours = json.loads(proc.stdout)
+    size = size_mb * 1024 * 1024
+    where = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.NamedTemporaryFile(dir=where) as source:
+        for _ in range(size_mb):
+            source.write(bytes(1024 * 1024))
+        source.flush()
+        received = bytearray(size)
+        start = time.perf_counter()
+        with subprocess.Popen(["cat", source.name], stdout=subprocess.PIPE) as cat:
+            assert cat.stdout is not None
+            with memoryview(received) as view:
+                got = 0
+                while got < size:
+                    got += cat.stdout.readinto(view[got:]) or size
+        cat_s = time.perf_counter() - start
+    return {
+        "size_mb": size_mb,
+        "chopsticks_nb_s": ours["seconds"],
+        "cat_pipe_s": cat_s,
+        "ratio": ours["seconds"] / cat_s,
+        "peak_rss_growth_mb": ours["rss_growth_mb"],
+        "peak_rss_per_result_byte": ours["rss_growth_mb"] / size_mb,
+    }
+
+
+def _large_result(size_mb: int) -> None:
+    """(g) in its own process: the time and the peak RSS growth of receiving the result."""
+    size = size_mb * 1024 * 1024
+    with Local("bench") as tunnel:
+        tunnel.call(bytes, 10)
+        before = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        start = time.perf_counter()
+        value = tunnel.call(bytes, size)
+        seconds = time.perf_counter() - start
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        assert len(value) == size
+    print(json.dumps({"seconds": seconds, "rss_growth_mb": (peak - before) / 2**20}))
+
+
 def package_import(modules: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         pkg = Path(tmp) / "benchpkg"
@@ -171,6 +223,9 @@ def main() -> None:
     if sys.argv[1:2] == ["--placed"]:
         _placed_round_trip(sys.argv[2], int(sys.argv[3]))
         return
+    if sys.argv[1:2] == ["--large-result"]:
+        _large_result(int(sys.argv[2]))
+        return
     quick = "--quick" in sys.argv
     figures = {
         "a_first_call": first_call(3 if quick else 15),
@@ -179,6 +234,7 @@ def main() -> None:
         "c_placed": placed_round_trips(5 if quick else 100, 1 if quick else 5),
         "e_transfer": transfer(4 if quick else 200),
         "f_package_import": package_import(50),
+        "g_large_result": large_result(16 if quick else 256),
     }
     for name, values in figures.items():
         print(f"{name}: {values}")

@@ -61,6 +61,9 @@ MAX_MESSAGE = 512 * 1024 * 1024  # a result
 MAX_DATA_FRAME = 8 * 1024 * 1024  # output and file data (sent in CHUNK_SIZE pieces)
 MAX_ERROR = 1024 * 1024  # an error record (its message and traceback are cut to fit)
 MAX_REQUEST = 64 * 1024  # the handshake, an import or resource request
+#: Bytes of one relayed child's input (and of its output) that may be under way unacknowledged:
+#: what a relay buffers for a child's stdin, and what the controller buffers of its output.
+CHILD_WINDOW = 256 * 1024
 
 # How a payload is encoded.
 RAW = "raw"  # bytes as they are
@@ -121,6 +124,8 @@ _HANDSHAKE = {
     "cloudpickle": (str, None),
 }
 _ERROR_RECORD = {"type": str, "msg": str, "tb": (str, None), "kind": str}
+_CHILD_START = {"argv": [str], "pump": (str, None)}
+_CHILD_EXIT = {"status": (int, None), "error": (str, None)}
 #: The value of a put's or a fetch's RESULT.
 TRANSFER_RESULT = {"remote_path": str, "size": int, "sha1sum": str}
 
@@ -153,6 +158,19 @@ class Msg(object):
     IMPORT = Message(    25, AGENT,      CODEC,  MAX_REQUEST,    "on_import",     str)  # module
     GET_DATA = Message(  26, AGENT,      CODEC,  MAX_REQUEST,    "on_get_data",   str)  # a path
     FETCH_DATA = Message(27, AGENT,      RAW,    MAX_DATA_FRAME, "on_fetch_data")  # file bytes
+    # -- relaying: commands an agent runs for the controller (relayed tunnels; `id` is the
+    #    child's number). See CHILD_WINDOW, _relays (controller) and _relay_pump (relay).
+    # controller -> agent
+    CHILD_START = Message( 40, CONTROLLER, CODEC, None,       "on_child_start",  _CHILD_START)
+    CHILD_STDIN = Message( 41, CONTROLLER, RAW,   None,       "on_child_stdin")  # bytes for it
+    CHILD_CLOSE = Message( 42, CONTROLLER, RAW,   None,       "on_child_close")  # its stdin: EOF
+    CHILD_SIGNAL = Message(43, CONTROLLER, CODEC, None,       "on_child_signal", int)  # to it
+    CHILD_READ = Message(  44, CONTROLLER, CODEC, None,       "on_child_read",   int)  # credit
+    # agent -> controller
+    CHILD_STDOUT = Message(45, AGENT,      RAW,   CHILD_WINDOW, "on_child_stdout")  # b"": EOF
+    CHILD_STDERR = Message(46, AGENT,      RAW,   CHILD_WINDOW, "on_child_stderr")  # b"": EOF
+    CHILD_WRITTEN = Message(47, AGENT,     CODEC, MAX_REQUEST,  "on_child_written", int)
+    CHILD_EXIT = Message(  48, AGENT,      CODEC, MAX_REQUEST,  "on_child_exit",   _CHILD_EXIT)
     # fmt: on
     # CALL_BLOBS: a call of an importable callable whose large bytes arguments ("blobs") follow
     # its pickle, to be read from the pipe straight into their bytes objects: u32 size of the
@@ -161,6 +179,13 @@ class Msg(object):
     # CALL_CODEC: a connection's first call, when it names an importable callable and its
     # arguments are plain data: (module, qualname, args, kwargs). The agent then need not
     # import _pickle (a good part of a start) until a later call is pickled. (_call_frames.)
+    # CHILD_START: run argv as a child (the command of a relayed tunnel); the first one of a
+    # connection carries the source of _relay_pump, which the agent compiles then: agents that
+    # relay nothing never pay for it. CHILD_STDIN and CHILD_READ (the controller took that
+    # many bytes of the child's output), CHILD_STDOUT/STDERR and CHILD_WRITTEN (that many
+    # bytes went into its stdin) keep either side within CHILD_WINDOW bytes per child. A
+    # child's STDOUT and STDERR end with an empty frame each, then CHILD_EXIT (status, or why
+    # it could not start); the relay never reads the bytes it passes on.
     # MODULES: module records (as a REPLY to IMPORT carries them) sent before a call whose
     # callable's module the agent cannot have, so that it need not ask for them.
 
@@ -1906,10 +1931,18 @@ def _naming(error, path):
     return type(error)(error.errno, error.strerror, path)
 
 
+#: The longest file name (bytes) most file systems take: a temporary name must fit too.
+NAME_MAX = 255
+_PART_NAME_EXTRA = len(".." + "0" * 12 + ".part")  # what the temporary name adds to NAME
+
+
 def _create_part_file(path):
     """A new file ``.NAME.RANDOM.part`` beside ``path``, as tempfile.mkstemp makes it (mode 0600,
-    never an existing file or link), without importing tempfile (slow to import)."""
+    never an existing file or link), without importing tempfile (slow to import). NAME is cut
+    so that the whole fits in NAME_MAX bytes. The controller makes its fetches' files here too."""
     directory, name = os.path.split(path)
+    while len(os.fsencode(name)) > NAME_MAX - _PART_NAME_EXTRA:
+        name = name[:-1]
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     flags |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     attempts = 100
@@ -2018,6 +2051,7 @@ class Agent(object):
         self.wake_reader = _locked()
         self.pipe_returned = _locked()  # released when the busy reader gives the pipe back
         self.wake_r, self.wake_w = os.pipe()  # out of the reader's select: the pipe is taken
+        self.pump = None  # the children run for the controller (a relay's), once there are
 
     # -- outgoing --------------------------------------------------------------------------------
 
@@ -2399,6 +2433,34 @@ class Agent(object):
             self.send_error(req_id, exc)
         finally:
             self.fetches.pop(req_id, None)
+
+    # -- relaying (see Msg.CHILD_START): the pump, sent with the first child, does the work -------
+
+    def on_child_start(self, req_id, args):
+        if self.pump is None:
+            if args["pump"] is None:
+                raise DecodeError("CHILD_START without the pump, which this agent has not got")
+            namespace = {"__name__": "_chopsticks_nb_relay_pump", "__builtins__": __builtins__}
+            exec(compile(args["pump"], "chopsticks_nb/_relay_pump.py", "exec"), namespace)
+            self.pump = namespace["Pump"](self.channel.send, sys.modules[__name__])
+        self.pump.start(req_id, args["argv"])
+
+    def child_pump(self):
+        if self.pump is None:
+            raise DecodeError("a frame for a child, but no child was started")
+        return self.pump
+
+    def on_child_stdin(self, req_id, payload):
+        self.child_pump().write(req_id, payload)
+
+    def on_child_close(self, req_id, payload):
+        self.child_pump().close_input(req_id)
+
+    def on_child_signal(self, req_id, signum):
+        self.child_pump().signal(req_id, signum)
+
+    def on_child_read(self, req_id, count):
+        self.child_pump().credit(req_id, count)
 
 
 # ---------------------------------------------------------------------------------------------

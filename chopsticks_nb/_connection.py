@@ -18,16 +18,18 @@ import math
 import signal
 import threading
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Sequence
+from typing import Any, Callable, NoReturn, Optional, Protocol
 
 from . import _agent, _bootstrap, _call_frames
 from ._agent import AGENT, Msg
+from ._bounded import exception_text, short_repr
 from ._broker import BROKER, TimerHandle, log
 from ._call_frames import PickledCall
 from ._caller_reads import POLL, DeferredInterrupt, StdoutTurns
 from ._modserver import ModuleServer
 from ._process import AgentProcess
-from ._reader import FrameReader
+from ._reader import READ_SIZE, FrameReader
 from ._requests import Operation, RemoteFuture, RequestTable
 from ._writer import ErrorFactory, FrameWriter
 from .errors import (
@@ -42,13 +44,17 @@ from .errors import (
 )
 from .output import OutputHandler
 
-__all__ = ["Connection", "ExitExplainer"]
+__all__ = ["ChildHandlers", "Connection", "ExitExplainer", "close_connections"]
 
 #: Explains why the agent's command exited: (status, stderr tail, after the handshake) -> text.
 ExitExplainer = Callable[[Optional[int], str, bool], str]
 
 #: After stdout's EOF, how long to wait for the exit status and the rest of stderr (25 ms polls).
 EOF_POLLS = 40
+#: How long close() waits for an agent to exit once told to, before signalling it.
+CLOSE_TIMEOUT = 5.0
+#: Bytes of what the command printed before the handshake that an error message shows.
+PRINTED_SHOWN = 300
 #: stderr held back until the handshake (bytes): if the agent does not start, the error says
 #: what the command printed (ssh's "Connection refused"), and it is not shown twice.
 EARLY_STDERR = 64 * 1024
@@ -63,8 +69,23 @@ REQUEST_BYTES = 1024 * 1024
 REQUESTS = (Msg.IMPORT, Msg.GET_DATA)
 
 
+class ChildHandlers(Protocol):
+    """What handles the frames of the commands an agent runs as a relay (see _relays)."""
+
+    def on_stdout(self, child: int, data: memoryview) -> None: ...
+    def on_stderr(self, child: int, data: memoryview) -> None: ...
+    def on_written(self, child: int, count: int) -> None: ...
+    def on_exit(self, child: int, info: dict[str, Any]) -> None: ...
+
+    def relay_ended(self, error: ErrorFactory) -> None:
+        """The relay's connection ended with ``error()``: so do those of its children."""
+
+
 class Connection:
     """Starts an agent through ``argv`` and speaks the protocol with it."""
+
+    #: The first size of the buffer of what the agent sends (it grows for larger frames).
+    input_buffer_size = READ_SIZE
 
     def __init__(
         self,
@@ -96,7 +117,11 @@ class Connection:
         self.requests = RequestTable()
         self.writer = FrameWriter(self._caller_writes)
         self.turns = StdoutTurns(self)
-        self.reader = FrameReader(host, _agent.handlers(self, AGENT), self._on_noise, REQUESTS)
+        self.reader = FrameReader(
+            host, _agent.handlers(self, AGENT), self._on_noise, REQUESTS, self.input_buffer_size
+        )
+        #: The tunnels this agent relays, once it relays any (see _relays).
+        self.relay: ChildHandlers | None = None
         #: Complete frames wait in the reader for a later turn (see REQUESTS_PER_TURN).
         self.backlog = False
         self._backlog_armed = False
@@ -146,19 +171,21 @@ class Connection:
         if self._ended is not None:
             return
         self.turns.begin()
-        BROKER.watch(self.process.stderr, False, self._on_stderr)
+        if self.process.stderr >= 0:  # a relayed agent's stderr comes through its relay
+            BROKER.watch(self.process.stderr, False, self._on_stderr)
         self._timers.append(BROKER.call_later(self.connect_timeout, self._on_connect_timeout))
 
-    def close(self, wait: bool = True, timeout: float = 5.0) -> None:
+    def close(self, wait: bool = True, timeout: float = CLOSE_TIMEOUT) -> None:
         """End the agent: EOF on its stdin, then signals if it lingers. Idempotent."""
-        self._end(lambda: TunnelClosed("the tunnel was closed", self.host), kill=False)
-        if self.process.proc is None:
+        if wait:
+            close_connections([self], timeout)
             return
-        if not wait:
+        self._end_input()
+        if self.process.proc is not None:
             self.process.reap_later(self._close_pipes)
-            return
-        self.process.wait(timeout)
-        self._close_pipes()
+
+    def _end_input(self) -> None:
+        self._end(lambda: TunnelClosed("the tunnel was closed", self.host), kill=False)
 
     def _die(self, error: ErrorFactory) -> None:
         """End the connection from the thread reading it: kill the agent, fail every operation."""
@@ -177,13 +204,18 @@ class Connection:
         self.turns.close()
         BROKER.run_and_wait(self._unwatch_all)
         for operation in self.requests.end(error):
-            operation.fail(error())
+            try:
+                operation.fail(error())
+            except Exception:  # the others must fail too, and this one is failed already
+                log.error("chopsticks_nb: failing an operation of %s", self.host, exc_info=True)
         with contextlib.suppress(concurrent.futures.InvalidStateError):
             self.hello.set_exception(error())
         if self.process.proc is not None:
             self.process.end_input()
             if kill:
                 self.process.signal(signal.SIGKILL)
+        if self.relay is not None:
+            self.relay.relay_ended(error)
 
     def _unwatch_all(self) -> None:
         for timer in self._timers:
@@ -337,31 +369,40 @@ class Connection:
             return
         if self.backlog and self._backlog_armed and on_broker:
             return  # the pipe is readable, but this connection's next turn is _handle_backlog
+        reader = self.reader
         if not self.backlog:
             try:
-                count = self.reader.buffer.read_from(fd)
+                count = reader.buffer.read_from(fd)
             except BlockingIOError:
                 return
             except OSError:
                 count = 0
+            except Exception as exc:  # no memory for the buffer, say
+                self._die_of_protocol_error(f"unexpected {exception_text(exc)} reading a message")
+                return
             if not count:
                 self._on_eof()
                 return
-        self.reader.budget = REQUESTS_PER_TURN if on_broker else math.inf
+        self._handle_frames(on_broker)
+
+    def _handle_frames(self, on_broker: bool) -> None:
+        """Handle the frames read (see read_stdout); end the connection on a bad one."""
+        reader = self.reader
+        reader.budget = REQUESTS_PER_TURN if on_broker else math.inf
         try:
-            self.backlog = self.reader.handle_frames()
+            self.backlog = reader.handle_frames()
             if self.backlog and on_broker and not self._backlog_armed:
                 self._backlog_armed = True
                 BROKER.call_soon(self._handle_backlog)
         except ChopsticksError as exc:
             self._die_of_protocol_error(exc.message)
         except _agent.ShapeError as exc:
-            self._die_of_protocol_error(str(exc))
+            self._die_of_protocol_error(exception_text(exc, with_type=False))
         except _agent.CodecError as exc:
-            self._die_of_protocol_error(f"undecodable message: {exc}")
+            self._die_of_protocol_error(f"undecodable message: {exception_text(exc)}")
         except Exception as exc:  # a bug here or a value no check foresaw: this tunnel only
             log.exception("chopsticks_nb: reading from %s failed", self.host)
-            self._die_of_protocol_error(f"unexpected {type(exc).__name__} reading a message")
+            self._die_of_protocol_error(f"unexpected {exception_text(exc)} reading a message")
 
     # -- the agent's messages (named in the protocol table, _agent.Msg) ---------------------------
 
@@ -379,7 +420,8 @@ class Connection:
 
     # An answer (checked already: a malformed one has ended the connection before its operation
     # leaves the table, so that the end fails it) completes its operation, unless abandoned
-    # meanwhile. Whatever the operation's handler raises, the operation completes.
+    # meanwhile. Out of the table, nothing else would complete it: it completes here, whatever
+    # its handler does.
 
     def on_result(self, req_id: int, value: object) -> None:
         if self.writer.lender.lent:  # the agent has read the request: let its arguments go
@@ -388,21 +430,35 @@ class Connection:
         if operation is not None:
             try:
                 operation.on_result(value)
-            except Exception as exc:  # a transfer's result of the wrong shape, say
+            except BaseException as exc:  # a transfer's result of the wrong shape, say
                 self._failed_handling(operation, exc)
+            if not operation.done:
+                self._failed_handling(operation, None)
 
     def on_error(self, req_id: int, record: dict[str, Any]) -> None:
         operation = self.requests.take(req_id)
         if operation is not None:
             try:
                 operation.on_error(record)
-            except Exception as exc:
+            except BaseException as exc:
                 self._failed_handling(operation, exc)
+            if not operation.done:
+                self._failed_handling(operation, None)
 
-    def _failed_handling(self, operation: Operation, exc: Exception) -> None:
-        message = exc.message if isinstance(exc, ChopsticksError) else str(exc)
+    def _failed_handling(self, operation: Operation, exc: BaseException | None) -> NoReturn:
+        """The handler of an answer raised ``exc`` (an exception whose text may not even be
+        made), or completed nothing (None): the operation fails with ProtocolError, and so does
+        the connection (the reader ends it)."""
+        if exc is None:
+            exc = ProtocolError("an answer left its operation incomplete", self.host)
+        if isinstance(exc, ChopsticksError):
+            message = exc.message
+        elif isinstance(exc, _agent.CodecError):  # a shape check: its text says what
+            message = exception_text(exc, with_type=False)
+        else:
+            message = f"unexpected {exception_text(exc)} handling an answer"
         operation.fail(ProtocolError(message, self.host))
-        raise exc  # the reader ends the connection
+        raise exc
 
     def on_stdout(self, req_id: int, data: memoryview) -> None:
         self._deliver_output("stdout", data, req_id)
@@ -420,6 +476,25 @@ class Connection:
 
     def on_get_data(self, req_id: int, path: str) -> None:
         self._reply(req_id, _agent.encode(self.modserver.data(path)))
+
+    # The frames of the commands this agent runs as a relay (see _relays).
+
+    def on_child_stdout(self, req_id: int, data: memoryview) -> None:
+        self._children().on_stdout(req_id, data)
+
+    def on_child_stderr(self, req_id: int, data: memoryview) -> None:
+        self._children().on_stderr(req_id, data)
+
+    def on_child_written(self, req_id: int, count: int) -> None:
+        self._children().on_written(req_id, count)
+
+    def on_child_exit(self, req_id: int, info: dict[str, Any]) -> None:
+        self._children().on_exit(req_id, info)
+
+    def _children(self) -> ChildHandlers:
+        if self.relay is None:
+            raise ProtocolError("a frame of a relayed command, but nothing is relayed", self.host)
+        return self.relay
 
     def _reply(self, req_id: int, answer: bytes) -> None:
         self.reader.budget -= len(answer) // REQUEST_BYTES
@@ -464,12 +539,16 @@ class Connection:
         if self.process.stderr_eof:
             BROKER.unwatch(self.process.stderr)
         elif data:
-            early = self._early_stderr
-            if early is not None and sum(map(len, early)) + len(data) <= EARLY_STDERR:
-                early.append(data)
-            else:  # too much to hold: show it all as it comes
-                self._early_stderr = None
-                self._deliver_output("stderr", b"".join(early or ()) + data, None)
+            self._stderr_arrived(data)
+
+    def _stderr_arrived(self, data: bytes) -> None:
+        """Broker thread: what the command wrote to stderr, held back until the handshake."""
+        early = self._early_stderr
+        if early is not None and sum(map(len, early)) + len(data) <= EARLY_STDERR:
+            early.append(data)
+        else:  # too much to hold: show it all as it comes
+            self._early_stderr = None
+            self._deliver_output("stderr", b"".join(early or ()) + data, None)
 
     def _release_early_stderr(self) -> None:
         """The handshake is over: show what stderr held before, if the agent started (if not,
@@ -490,9 +569,23 @@ class Connection:
         if not self.hello.done():
             tail = self.process.stderr_tail()
             message = f"no answer from the agent within {self.connect_timeout:g} s"
-            self._die(
-                lambda: ConnectTimeout(message + (f"; stderr: {tail}" if tail else ""), self.host)
-            )
+            message += self._printed() + (f"; stderr: {tail}" if tail else "")
+            self._die(lambda: ConnectTimeout(message, self.host))
+
+    def _printed(self) -> str:
+        """What the command wrote on stdout before any handshake (a login banner, a wrapper's
+        message), escaped and cut, for a message saying why the agent did not start."""
+        noise = self.reader.noise(PRINTED_SHOWN)
+        if not noise:
+            return ""
+        return f"; it printed {short_repr(noise.decode('utf-8', 'backslashreplace'), 400)}"
+
+    def _explain(self, status: int | None, tail: str, started: bool) -> str:
+        try:
+            return self.explain_exit(status, tail, started)
+        except Exception as exc:  # a tunnel's own explanation failed: a plain one
+            log.exception("chopsticks_nb: explaining the exit of %s failed", self.host)
+            return f"the agent's command ended (status {status}; {exception_text(exc)})"
 
     def _on_eof(self) -> None:
         """The agent's stdout closed: wait briefly for its exit status and stderr, then report."""
@@ -509,10 +602,10 @@ class Connection:
             return
         tail = self.process.stderr_tail()
         if not self.hello.done():
-            message = self.explain_exit(status, tail, False)
+            message = self._explain(status, tail, False) + self._printed()
             self._die(lambda: ConnectError(message, self.host))
             return
-        message = self.explain_exit(status, tail, True)
+        message = self._explain(status, tail, True)
         if self.reader.unparsed:
             # The stream stopped inside a frame: a truncated message is outside the protocol,
             # whatever the reason the sender stopped.
@@ -520,3 +613,14 @@ class Connection:
             self._die(lambda: ProtocolError(message, self.host))
         else:
             self._die(lambda: ConnectionLost(message, self.host))
+
+
+def close_connections(connections: Sequence[Connection], timeout: float = CLOSE_TIMEOUT) -> None:
+    """Close connections together: every agent is told to exit (EOF) before any is waited
+    for, so that N agents that linger cost one ``timeout``, not N (see AgentProcess.wait_all)."""
+    for conn in connections:
+        conn._end_input()
+    started = [conn for conn in connections if conn.process.proc is not None]
+    AgentProcess.wait_all([conn.process for conn in started], timeout)
+    for conn in started:
+        conn._close_pipes()

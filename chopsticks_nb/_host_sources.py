@@ -138,7 +138,10 @@ def _ssh_tunnel(host: InventoryHost, options: Mapping[str, Any]) -> SSHTunnel:
 
 
 def _local_tunnel(host: InventoryHost, options: Mapping[str, Any]) -> SubprocessTunnel:
-    settings = {key: value for key, value in options.items() if key not in _SSH_ONLY}
+    # Not through a relay either (via=): for Ansible, "local" is the machine that runs it.
+    settings = {
+        key: value for key, value in options.items() if key not in _SSH_ONLY and key != "via"
+    }
     if host.python is not None:
         settings["python3"] = host.python
     if host.become:

@@ -12,9 +12,12 @@ import fcntl
 import os
 import signal
 import subprocess
+import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Callable
 
+from ._bounded import escape_controls
 from ._broker import BROKER
 from .errors import ConnectError
 
@@ -24,6 +27,7 @@ F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 PIPE_SIZE = 1024 * 1024  # fewer wake-ups for bulk data than the default 64 KiB
 READ_SIZE = 1024 * 1024
 STDERR_TAIL_LINES = 20
+STDERR_LINE_CHARS = 1000  # of each line kept for the tail
 #: Polls of the exit status after a death or a close: 50 ms apart, SIGTERM 40 polls before the
 #: end (8 s), SIGKILL at the end (10 s).
 REAP_POLLS, TERM_AT = 200, 40
@@ -90,18 +94,20 @@ class AgentProcess:
             with contextlib.suppress(OSError):
                 os.killpg(self.proc.pid, signum)
 
-    def wait(self, timeout: float) -> None:
-        """Wait for the exit (after end_input): up to ``timeout``, then SIGTERM, then SIGKILL."""
-        assert self.proc is not None
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.signal(signal.SIGTERM)
-            try:
-                self.proc.wait(1.0)
-            except subprocess.TimeoutExpired:
-                self.signal(signal.SIGKILL)
-                self.proc.wait()
+    @staticmethod
+    def wait_all(processes: Sequence[AgentProcess], timeout: float) -> None:
+        """Wait for the exits (after end_input): up to ``timeout`` in all, then SIGTERM those
+        left, a second more, then SIGKILL. Together, so that N commands that linger cost one
+        timeout, not N."""
+        left = _wait_until(processes, time.monotonic() + timeout)
+        for process in left:
+            process.signal(signal.SIGTERM)
+        left = _wait_until(left, time.monotonic() + 1.0)
+        for process in left:
+            process.signal(signal.SIGKILL)
+        for process in left:
+            assert process.proc is not None
+            process.proc.wait()
 
     def reap_later(self, on_exit: Callable[[], None], polls: int = REAP_POLLS) -> None:
         """Collect the exit status without blocking (no zombie), signalling the command if it
@@ -139,10 +145,23 @@ class AgentProcess:
         if not data:
             self.stderr_eof = True
             return b""
-        text = data.decode("utf-8", "replace")
-        self._stderr_tail.extend(line for line in text.splitlines() if line.strip())
+        lines = data.decode("utf-8", "replace").splitlines()[-STDERR_TAIL_LINES:]
+        self._stderr_tail.extend(line[:STDERR_LINE_CHARS] for line in lines if line.strip())
         return data
 
     def stderr_tail(self) -> str:
-        """The last lines the command wrote to stderr, joined: what explains a failure."""
-        return " | ".join(self._stderr_tail)[-2000:]
+        """The last lines the command wrote to stderr, joined: what explains a failure. Escaped:
+        a remote's text must not drive the terminal that shows the error."""
+        return escape_controls(" | ".join(self._stderr_tail)[-2000:])
+
+
+def _wait_until(processes: Sequence[AgentProcess], deadline: float) -> list[AgentProcess]:
+    """Wait for each process to exit until ``deadline``; those still running."""
+    left = []
+    for process in processes:
+        assert process.proc is not None
+        try:
+            process.proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            left.append(process)
+    return left

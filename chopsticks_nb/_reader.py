@@ -8,7 +8,8 @@ _caller_reads) holds the connection's read lock, so one thread at a time uses a 
 
 A frame of LARGE_FRAME bytes or more is read into memory of its own (a LargeFrame, in place of
 the input buffer until it is whole), which the decoded value may keep: a large numpy array is
-then used where it lies, not copied.
+then used where it lies, not copied. A large result that is one bytes value is read into the
+bytes object it becomes (a BytesInPlace: see _bytes_in_place).
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ from . import (
     _agent,
     _values,  # noqa: F401 - registers the codec's loaders of rich values
 )
-from ._agent import HEADER, MAGIC
+from ._agent import HEADER, MAGIC, Msg
+from ._bounded import short_repr
+from ._bytes_in_place import ENABLED as IN_PLACE
+from ._bytes_in_place import HEAD, BytesInPlace, bytes_value_size
 from .errors import ProtocolError
 
 __all__ = ["FrameReader", "Handlers", "InputBuffer", "LargeFrame"]
@@ -34,6 +38,8 @@ LARGE_FRAME = 1024 * 1024
 #: Noise tolerated on stdout before the handshake (a login shell's banner).
 MAX_NOISE = 64 * 1024
 _HEADER_SIZE = HEADER.size
+#: Bytes of a RESULT frame that show whether it is one bytes value (see _large).
+_RESULT_HEAD = _HEADER_SIZE + HEAD
 
 #: ``{code: (kind, handler, loader)}``: the handler of each kind of frame, called with the
 #: request id and the payload (decoded and checked by ``loader`` if it is a codec payload, else
@@ -65,16 +71,24 @@ class LargeFrame:
     def complete(self) -> bool:
         return self.filled == len(self.memory)
 
+    def take(self, data: bytes | memoryview) -> int:
+        """Copy in what ``data`` holds of the rest of the frame; how many bytes that was."""
+        count = min(len(data), len(self.memory) - self.filled)
+        self.memory[self.filled : self.filled + count] = data[:count]
+        self.filled += count
+        return count
+
 
 class InputBuffer:
     """Bytes read from an agent, parsed where they lie: one reusable buffer, so streaming a
     file costs no allocation per read. Views handed out are valid until the next read. While
     ``large`` is set, reads go there instead, to the end of that frame (see FrameReader)."""
 
-    def __init__(self) -> None:
-        self.data = bytearray(READ_SIZE)
+    def __init__(self, size: int = READ_SIZE) -> None:
+        self.size = size
+        self.data = bytearray(size)
         self.start = self.end = 0
-        self.large: LargeFrame | None = None
+        self.large: LargeFrame | BytesInPlace | None = None
 
     def __len__(self) -> int:
         return self.end - self.start
@@ -92,6 +106,24 @@ class InputBuffer:
             count = os.readv(fd, [view[self.end :]])
         self.end += count
         return count
+
+    def append(self, data: bytes | memoryview) -> None:
+        """Add bytes read elsewhere (a relay passes on a relayed agent's stream): the rest of a
+        large frame first, as read_from would read it. The buffer grows as needed and goes
+        back to its first size once emptied by small pieces."""
+        if self.large is not None and not self.large.complete:
+            data = memoryview(data)[self.large.take(data) :]
+            if not data:
+                return
+        if self.start == self.end:
+            self.start = self.end = 0
+            if len(self.data) > self.size >= len(data):
+                self.data = bytearray(self.size)
+        if len(self.data) - self.end < len(data):
+            needed = self.end - self.start + len(data)
+            self.reserve(needed if needed <= len(self.data) else max(needed, 2 * len(self.data)))
+        self.data[self.end : self.end + len(data)] = data
+        self.end += len(data)
 
     def reserve(self, size: int) -> None:
         """Make room for ``size`` bytes from the current start (moving or growing the buffer)."""
@@ -116,9 +148,10 @@ class FrameReader:
         handlers: Handlers,
         on_noise: Callable[[bytes], None],
         requests: Collection[int] = (),
+        buffer_size: int = READ_SIZE,
     ) -> None:
         self.host = host
-        self.buffer = InputBuffer()
+        self.buffer = InputBuffer(buffer_size)
         self.handlers = handlers
         self.on_noise = on_noise
         self.synced = False
@@ -164,9 +197,11 @@ class FrameReader:
             end = _HEADER_SIZE + length
             if buf.end - buf.start < end:
                 if length >= LARGE_FRAME:
+                    if IN_PLACE and kind is Msg.RESULT and buf.end - buf.start < _RESULT_HEAD:
+                        return False  # the agent writes a large payload apart from its header
                     begin = buf.start + _HEADER_SIZE
                     with memoryview(buf.data)[begin : buf.end] as first:
-                        buf.large = LargeFrame(code, req_id, length, first)
+                        buf.large = self._large(kind, code, req_id, length, first)
                     buf.start = buf.end
                     return False
                 if end > len(buf.data) - buf.start:
@@ -181,12 +216,34 @@ class FrameReader:
                 handler(req_id, payload if loader is None else loader(payload))
         return False
 
+    @staticmethod
+    def _large(
+        kind: _agent.Message, code: int, req_id: int, length: int, first: memoryview
+    ) -> LargeFrame | BytesInPlace:
+        """Where the rest of a large frame is read: into the bytes object it becomes, for a
+        result that is one bytes value (if its head is in), else into memory of its own."""
+        if IN_PLACE and kind is Msg.RESULT and len(first) >= HEAD:
+            size = bytes_value_size(first[:HEAD], length)
+            if size is not None:
+                return BytesInPlace(code, req_id, size, first[HEAD:])
+        return LargeFrame(code, req_id, length, first)
+
     def _handle_large(self) -> None:
         large, self.buffer.large = self.buffer.large, None
         assert large is not None
         _, handler, loader = self.handlers[large.code]
+        if isinstance(large, BytesInPlace):
+            handler(large.req_id, large.value())
+            return
         with memoryview(large.memory) as payload:
             handler(large.req_id, payload if loader is None else loader(payload, True))
+
+    def noise(self, limit: int) -> bytes:
+        """The first ``limit`` bytes read before the handshake, while none has come yet."""
+        buf = self.buffer
+        if self.synced:
+            return b""
+        return bytes(buf.data[buf.start : min(buf.end, buf.start + limit)])
 
     @property
     def unparsed(self) -> int:
@@ -199,8 +256,11 @@ class FrameReader:
         at = buf.data.find(MAGIC, buf.start, buf.end)
         if at < 0:
             if len(buf) > MAX_NOISE:
+                began = self.noise(300).decode("utf-8", "backslashreplace")
                 raise ProtocolError(
-                    "no chopsticks_nb handshake in the first 64 KiB of output", self.host
+                    "no chopsticks_nb handshake in the first 64 KiB of output, which began "
+                    + short_repr(began, 400),
+                    self.host,
                 )
             return False
         noise = bytes(buf.data[buf.start : at])

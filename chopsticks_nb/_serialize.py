@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 from . import _agent
 from ._agent import PICKLE_PROTOCOL
+from ._bounded import short_repr
 from .errors import SerializationError
 
 RemoteInfo = Callable[[], dict[str, Any]]
@@ -174,13 +175,13 @@ def _bytecode_refusal(remote_info: RemoteInfo | None) -> str | None:
     if remote_info is None:
         return "the remote interpreter is unknown"
     info = remote_info()
-    remote = ".".join(map(str, info.get("version", ())[:2]))
+    remote = ".".join(short_repr(part, 40) for part in info.get("version", ())[:2])
     here = "{}.{}".format(*sys.version_info[:2])
     if remote != here:
         return f"bytecode only runs on the Python that made it (remote {remote}, here {here})"
     theirs, ours = info.get("cloudpickle"), cloudpickle.__version__
     if theirs != ours:
-        return f"the remote cloudpickle ({theirs}) is not ours ({ours})"
+        return f"the remote cloudpickle ({short_repr(theirs, 40)}) is not ours ({ours!r})"
     return None
 
 

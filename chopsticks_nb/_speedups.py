@@ -16,6 +16,7 @@ What each one saves is measured in bench/README.md.
 ``compiled``       a Local agent is sent compiled by this very interpreter, and the modules it
                    imports too (_bootstrap, _modserver)
 ``push_modules``   the user's module goes with a call of its function, unasked (_call_frames)
+``bytes_in_place`` a large bytes result is read into the object it becomes (_bytes_in_place)
 =================  ===============================================================================
 """
 
@@ -36,6 +37,7 @@ NAMES = frozenset(
         "codec_first",
         "compiled",
         "push_modules",
+        "bytes_in_place",
     )
 )
 

@@ -16,7 +16,7 @@ from collections import deque
 from typing import Callable, Protocol
 
 from . import _lending
-from ._agent import HEADER, Msg
+from ._agent import CHUNK_SIZE, HEADER, Msg
 from ._broker import BROKER
 from .errors import ChopsticksError, ProtocolError
 
@@ -46,6 +46,9 @@ class Producer(Protocol):
 class FrameWriter:
     """The outgoing queue of one connection. ``caller_writes()`` tells whether the calling
     thread will write what is left itself (it reads its answer and writes as it waits)."""
+
+    #: The size of the frames a producer (a put) makes its stream of.
+    chunk_size = CHUNK_SIZE
 
     def __init__(self, caller_writes: Callable[[], bool]) -> None:
         self.lock = threading.Lock()

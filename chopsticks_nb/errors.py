@@ -31,6 +31,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._bounded import short_text
+
 if TYPE_CHECKING:  # never at run time: the result model imports this module
     from .result import ErrorResult, GroupResult
 
@@ -60,6 +62,8 @@ __all__ = [
 
 #: Remote tracebacks a GroupError's message shows unless told otherwise.
 MAX_TRACEBACKS = 3
+#: Characters of each host's error message a GroupError's message shows.
+MAX_MESSAGE_CHARS = 2000
 
 
 def showable(text: str) -> str:
@@ -185,7 +189,7 @@ def failure_summary(
     more = f" and {len(hosts) - len(named)} more" if len(named) < len(hosts) else ""
     noun = "host" if total == 1 else "hosts"
     lines = [f"{len(hosts)} of {total} {noun} failed: {', '.join(named)}{more}"]
-    lines += [f"  {host}: {failures[host].msg}" for host in named]
+    lines += [f"  {host}: {short_text(failures[host].msg, MAX_MESSAGE_CHARS)}" for host in named]
     with_tb = [(host, error.tb) for host, error in failures.items() if error.tb]
     shown = with_tb[: max(0, max_tracebacks)]
     for host, tb in shown:

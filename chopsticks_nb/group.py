@@ -30,12 +30,13 @@ from ._capture import OutputCapture
 from ._fanout import check_retries, gather
 from ._paths import local_paths, make_parent_dirs, remote_put_paths
 from ._serialize import unsendable_name
+from ._transfer import check_max_size
 from .errors import SerializationError
 from .hosts import expand, is_expression
 from .output import HostOutput
 from .progress import Operation, Watching
 from .result import ErrorResult, GroupResult, OnInterrupt, ProgressCallback
-from .tunnel import BaseTunnel, SSHTunnel
+from .tunnel import BaseTunnel, SSHTunnel, close_together
 
 if TYPE_CHECKING:
     from .slurm import Progress
@@ -54,7 +55,8 @@ class Group:
 
     ``hosts`` may hold tunnels, host names and host ranges (``"web[01-20]"``, ``"db[1-3,7]"``,
     see :mod:`chopsticks_nb.hosts`); each name becomes an :class:`SSHTunnel` made with
-    ``tunnel_options`` (``ssh_config=``, ``user=``, ``control_master=True``...). A string on
+    ``tunnel_options`` (``ssh_config=``, ``user=``, ``control_master=True``, ``via=relay``
+    to reach them through a relay's agent...). A string on
     its own is read the same way: ``Group("web[01-20]")``, and ``Group("db1")`` is a group of
     one (but a single tunnel is refused: write ``Group([tunnel])``). Tunnels are told apart by
     their ``host`` name (results are keyed by it), so two tunnels with the same name are
@@ -271,6 +273,26 @@ class Group:
         left = self._operand(other)
         return NotImplemented if left is None else Group(left) ^ self
 
+    def split(self, relays: Sequence[BaseTunnel]) -> Group:
+        """This group's hosts spread over ``relays``: a new Group of copies of its tunnels (not
+        connected), each going through one of the relays (``tunnel.behind(relay)``), so the
+        controller holds one pipe per relay. Consecutive hosts share a relay, in blocks as
+        even as they divide (``web[001-256]`` over 4 relays: 64 each, in order).
+        """
+        relays = list(relays)
+        if not relays:
+            raise ValueError("split() needs at least one relay")
+        for relay in relays:
+            if not isinstance(relay, BaseTunnel):
+                raise TypeError(f"split() takes tunnels (the relays), not {type(relay).__name__}")
+        count = len(self._tunnels)
+        return Group(
+            [
+                tunnel.behind(relays[index * len(relays) // count])
+                for index, tunnel in enumerate(self._tunnels)
+            ]
+        )
+
     # -- connections --------------------------------------------------------------------------
 
     def connect(
@@ -301,10 +323,10 @@ class Group:
         return result
 
     def close(self) -> None:
-        """Close every tunnel (each can connect again later), then release what the group
-        holds (see :meth:`on_close`)."""
-        for tunnel in self._tunnels:
-            tunnel.close()
+        """Close every tunnel (each can connect again later), all at once (agents that do
+        not exit when told are signalled after 5 s in all, not 5 s each), then release what
+        the group holds (see :meth:`on_close`)."""
+        close_together(self._tunnels)
         callbacks, self._on_close = self._on_close, []
         failure: BaseException | None = None
         for callback in callbacks:
@@ -505,6 +527,7 @@ class Group:
         remote_path: str,
         local_path: str | os.PathLike[str] | None = None,
         *,
+        max_size: int | None = None,
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
         on_interrupt: OnInterrupt = "raise",
@@ -520,15 +543,21 @@ class Group:
         host names with ``/`` or that are ``..`` are refused (ValueError, before anything
         starts). Without ``local_path`` each host's file goes to a new temporary file. Each
         value is a dict with ``local_path``, ``remote_path``, ``size`` and ``sha1sum``.
-        Options as in :meth:`run`.
+        A local path that is a directory fails that host at once. ``max_size`` (bytes; None,
+        the default: no limit) fails a host whose file is larger, keeping nothing of it, as
+        in :meth:`BaseTunnel.fetch <chopsticks_nb.tunnel.BaseTunnel.fetch>`. The other options
+        are those of :meth:`run`.
         """
+        check_max_size(max_size)
         check_retries(retries, retry_delay)
         paths = local_paths(local_path, self.hosts)
         make_parent_dirs(local_path, paths)
         with self._watching("fetch", quiet, progress, output=False) as watching:
             return gather(
                 self._tunnels,
-                lambda tunnel: tunnel.submit_fetch(remote_path, paths[tunnel.host]),
+                lambda tunnel: tunnel.submit_fetch(
+                    remote_path, paths[tunnel.host], max_size=max_size
+                ),
                 timeout=timeout,
                 progress=watching.progress_callback,
                 on_interrupt=on_interrupt,

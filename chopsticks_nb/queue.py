@@ -38,8 +38,10 @@ from collections import deque
 from collections.abc import Generator, Iterator, Sequence
 from typing import Any, Callable, Union
 
+from ._bounded import short_repr
 from ._fanout import Starter, outcome_of, start_safely, stop_future
 from ._paths import local_paths, make_parent_dirs
+from ._transfer import check_max_size
 from .errors import (
     CallCancelled,
     CallTimeout,
@@ -113,7 +115,7 @@ class AsyncResult:
         target = self._host if self._hosts is None else f"{len(self._hosts)} hosts"
         if not self._future.done():
             return f"<AsyncResult {target}: pending>"
-        return f"<AsyncResult {target}: {self._future.result()!r}>"
+        return f"<AsyncResult {target}: {short_repr(self._future.result())}>"
 
     # -- used by Queue ------------------------------------------------------------------------
 
@@ -266,16 +268,21 @@ class Queue:
         target: Target,
         remote_path: str,
         local_path: str | os.PathLike[str] | None = None,
+        *,
+        max_size: int | None = None,
     ) -> AsyncResult:
         """Queue a file copy from every tunnel of ``target``.
 
-        ``local_path`` is a ``{host}`` template as in :meth:`Group.fetch`, checked now.
+        ``local_path`` is a ``{host}`` template as in :meth:`Group.fetch`, checked now, and so
+        is ``max_size``.
         """
+        check_max_size(max_size)
         tunnels, _hosts = _resolve(target)
         paths = local_paths(local_path, [tunnel.host for tunnel in tunnels])
         make_parent_dirs(local_path, paths)
         return self._add(
-            target, lambda tunnel: tunnel.submit_fetch(remote_path, paths[tunnel.host])
+            target,
+            lambda tunnel: tunnel.submit_fetch(remote_path, paths[tunnel.host], max_size=max_size),
         )
 
     def _add(

@@ -18,10 +18,10 @@ import html
 import pprint
 import re
 import statistics
-from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._bounded import short_repr, short_text, whole_repr
 from .hosts import HostRangeError, fold
 
 if TYPE_CHECKING:  # the result model imports this module, not the other way round
@@ -30,7 +30,6 @@ if TYPE_CHECKING:  # the result model imports this module, not the other way rou
     from .result import ErrorResult, GroupResult
 
 __all__ = [
-    "HostLog",
     "diff_html",
     "error_result_html",
     "fold_hosts",
@@ -39,8 +38,6 @@ __all__ = [
     "group_result_html",
     "group_result_markdown",
     "group_result_text",
-    "logs_html",
-    "logs_text",
     "summary",
     "time_summary",
 ]
@@ -58,8 +55,6 @@ MAX_HOSTS_CHARS = 300
 #: Groups of hosts that printed the same output, shown in HTML (text: a few of them).
 MAX_OUTPUT_GROUPS = 20
 MAX_OUTPUT_GROUPS_TEXT = 5
-#: Up to this many hosts' output sections are shown open; beyond, all start collapsed.
-OPEN_SECTIONS = 4
 _STDERR_STYLE = "background:#fdd;"
 _FAILED_STYLE = "color:#b00020;font-weight:bold;"
 _CELL_STYLE = "text-align:left;vertical-align:top;padding:2px 8px;"
@@ -81,17 +76,15 @@ def _escape(text: object) -> str:
 
 def format_value(value: object, limit: int = MAX_VALUE_CHARS, *, pretty: bool = True) -> str:
     """How every view shows a value: its repr, cut at ``limit`` characters; ``pretty`` spreads
-    a longer one over lines (pprint) and says how much was cut, else it stays on one line."""
-    try:
-        text = repr(value)
-    except ValueError:
-        # An int with more digits than sys.get_int_max_str_digits() (4300) cannot be printed,
-        # and a remote may return one (the codec carries ints of any size): the view of the
-        # whole result must not fail for it.
-        size = f"{value.bit_length()}-bit " if isinstance(value, int) else ""
-        return f"<{size}{type(value).__name__} too large to print>"
-    except Exception as exc:  # a broken __repr__ must not break the whole table
-        return f"<unrepresentable {type(value).__name__}: {exc!r}>"
+    a longer one over lines (pprint) and says that it was cut, else it stays on one line.
+
+    A 100 MB bytes value, an int of a million digits (Python refuses its repr), a broken
+    ``__repr__``: the text is bounded before it is built and never fails (see _bounded)."""
+    text = whole_repr(value, limit)
+    if text is None:  # longer than limit, or not the repr itself (an int too long to show)
+        text = short_repr(value, limit)
+        cut = len(text) == limit
+        return f"{text[:-3]}... (more characters)" if pretty and cut else text
     if pretty and _PRETTY_WIDTH < len(text) <= limit:
         with contextlib.suppress(Exception):  # else the plain repr stays
             text = pprint.pformat(value, width=_PRETTY_WIDTH, sort_dicts=False)
@@ -151,6 +144,7 @@ def _group_message(group: ValueGroup) -> str:
 
 
 def _one_line(text: str, limit: int = MAX_VALUE_REPR) -> str:
+    text = text[: 4 * limit]  # a remote's message may be a megabyte: only its start is shown
     if _LINE_BREAK.search(text):
         text = " | ".join(line for line in text.splitlines() if line.strip()) or text
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -261,7 +255,8 @@ def _traceback_details(tb: str, summary_text: str = "remote traceback") -> str:
 
 
 def _error_cell(error: ErrorResult, message: str | None = None) -> str:
-    body = f'<pre style="{_PRE_STYLE}">{_escape(error.msg if message is None else message)}</pre>'
+    text = short_text(error.msg if message is None else message, MAX_VALUE_CHARS)
+    body = f'<pre style="{_PRE_STYLE}">{_escape(text)}</pre>'
     if error.tb:
         body += _traceback_details(error.tb)
     return body
@@ -462,119 +457,3 @@ def _code(text: str) -> str:
     fence = "`" * (longest + 1)
     pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
     return f"{fence}{pad}{text}{pad}{fence}"
-
-
-# -- remote output as it comes (the notebook's live views) -----------------------------------------
-
-
-class HostLog:
-    """The remote output of one host: everything up to ``max_lines`` lines, then only a count
-    of the lines hidden and the last ``tail_lines`` of them (shown when the work is over).
-
-    :meth:`add` returns what of the new text is to be shown live, so a live view and the
-    final transcript always agree. Not thread-safe: callers hold their own lock.
-    """
-
-    def __init__(self, max_lines: int = 500, tail_lines: int = 20) -> None:
-        self.max_lines = max_lines
-        #: (stream, text) pieces shown in full, in arrival order
-        self.head: list[tuple[str, str]] = []
-        #: the last lines past the limit: (stream, line)
-        self.tail: deque[tuple[str, str]] = deque(maxlen=tail_lines)
-        #: complete lines received after the limit was reached
-        self.hidden = 0
-        self._lines = 0
-        self._partial = {"stdout": "", "stderr": ""}
-
-    @property
-    def lines(self) -> int:
-        """Lines received so far (shown or not)."""
-        return self._lines + self.hidden
-
-    def add(self, stream: str, text: str) -> str:
-        """Record ``text``; the part of it to show now (empty once past the limit)."""
-        shown = []
-        for line in text.splitlines(keepends=True):
-            if self._lines < self.max_lines:
-                shown.append(line)
-                if line.endswith(("\n", "\r")):
-                    self._lines += 1
-                continue
-            # Past the limit: keep whole lines for the tail, counting each one hidden.
-            pending = self._partial[stream] + line
-            if pending.endswith(("\n", "\r")):
-                self._partial[stream] = ""
-                self.tail.append((stream, pending))
-                self.hidden += 1
-            else:
-                self._partial[stream] = pending
-        visible = "".join(shown)
-        if visible:
-            if self.head and self.head[-1][0] == stream:
-                self.head[-1] = (stream, self.head[-1][1] + visible)
-            else:
-                self.head.append((stream, visible))
-        return visible
-
-    def finish(self) -> None:
-        """Count the unterminated lines past the limit (the work is over)."""
-        for stream, rest in self._partial.items():
-            if rest:
-                self.tail.append((stream, rest + "\n"))
-                self.hidden += 1
-                self._partial[stream] = ""
-
-    @property
-    def hidden_notice(self) -> str:
-        """``"1234 lines hidden"`` (past the limit), or ``""``."""
-        if not self.hidden:
-            return ""
-        noun = "line" if self.hidden == 1 else "lines"
-        return f"{self.hidden} {noun} hidden"
-
-    def pieces(self) -> Iterable[tuple[str, str]]:
-        """The transcript: the head, a notice of the hidden lines, then the tail."""
-        yield from self.head
-        omitted = self.hidden - len(self.tail)
-        if self.hidden:
-            noun = "line" if self.hidden == 1 else "lines"
-            if omitted:
-                yield "notice", f"... {omitted} of {self.hidden} more {noun} hidden; the last:\n"
-            else:
-                yield "notice", f"... {self.hidden} more {noun}:\n"
-        yield from self.tail
-
-
-def logs_html(logs: Mapping[str, HostLog], title: str = "output") -> str:
-    """Each host's remote output, stderr highlighted, one collapsible section per host."""
-    sections = []
-    writers = [host for host, log in logs.items() if log.lines or log.head]
-    # A few hosts' output reads best open; many hosts' is an index to open one by one.
-    state = " open" if len(writers) <= OPEN_SECTIONS else ""
-    for host, log in logs.items():
-        if host not in writers:
-            continue
-        spans = []
-        for stream, text in log.pieces():
-            if stream == "stderr":
-                spans.append(f'<span style="{_STDERR_STYLE}">{_escape(text)}</span>')
-            elif stream == "notice":
-                spans.append(f"<em>{_escape(text)}</em>")
-            else:
-                spans.append(_escape(text))
-        count = log.lines
-        label = f"{host} {title} ({count} line{'s' if count != 1 else ''})"
-        sections.append(
-            f"<details{state}><summary><code>{_escape(label)}</code></summary>"
-            f'<pre style="{_PRE_STYLE}">{"".join(spans)}</pre></details>'
-        )
-    return f'<div class="chopsticks-nb-output">{"".join(sections)}</div>' if sections else ""
-
-
-def logs_text(logs: Mapping[str, HostLog]) -> str:
-    """The same as plain text: each line prefixed with ``[host]``."""
-    lines = []
-    for host, log in logs.items():
-        text = "".join(piece for _, piece in log.pieces())
-        lines += [f"[{host}] {line}" for line in text.splitlines()]
-    return "\n".join(lines)

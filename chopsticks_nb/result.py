@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from . import render
+from ._bounded import short_repr
 from ._capture import Transcript
 from ._diff import ResultDiff
 from ._grouping import ValueGroup, any_repeats, group_hosts
@@ -115,7 +116,7 @@ class ErrorResult:
         return None
 
     def __repr__(self) -> str:
-        return f"ErrorResult({self.msg!r})"
+        return f"ErrorResult({short_repr(self.msg, render.MAX_VALUE_CHARS)})"
 
     def _repr_html_(self) -> str:
         """HTML for notebooks: status, message, remote traceback collapsed (all escaped)."""

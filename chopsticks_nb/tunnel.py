@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import copy
 import os
 import re
 import shlex
@@ -21,13 +22,13 @@ import subprocess
 import sys
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
-from . import _agent, _bootstrap, _ssh_control, _transfer
+from . import _agent, _bootstrap, _relays, _ssh_control, _transfer
 from ._broker import BROKER
 from ._call_frames import pickle_call
-from ._connection import Connection
+from ._connection import Connection, close_connections
 from ._modserver import ModuleServer
 from ._requests import RemoteFuture
 from .errors import (
@@ -94,9 +95,10 @@ def _put_request(local_path: str, remote_path: str | None, mode: int) -> Request
     return lambda conn: _transfer.put_request(conn, os.fspath(local_path), remote_path, mode)
 
 
-def _fetch_request(remote_path: str, local_path: str | None) -> Requester:
+def _fetch_request(remote_path: str, local_path: str | None, max_size: int | None) -> Requester:
     local = None if local_path is None else os.fspath(local_path)
-    return lambda conn: _transfer.fetch_request(conn, remote_path, local)
+    _transfer.check_max_size(max_size)
+    return lambda conn: _transfer.fetch_request(conn, remote_path, local, max_size)
 
 
 def _failed(host: str, error: ChopsticksError) -> RemoteFuture:
@@ -112,8 +114,13 @@ _OPEN: weakref.WeakSet[Connection] = weakref.WeakSet()
 
 @atexit.register
 def _close_at_exit() -> None:
-    for conn in list(_OPEN):
-        conn.close(wait=not BROKER.in_broker_thread())
+    # The deepest first: a relay ends after the tunnels through it.
+    connections = sorted(_OPEN, key=lambda conn: conn.depth, reverse=True)
+    if BROKER.in_broker_thread():
+        for conn in connections:
+            conn.close(wait=False)
+    else:
+        close_connections(connections)  # together: lingering agents cost 5 s in all
 
 
 def _close_dropped(conn: Connection) -> None:
@@ -134,7 +141,9 @@ class BaseTunnel:
     controller or a cut link leaves no remote process; None turns both off), ``output`` (a
     callable ``(stream, text)`` for remote stdout/stderr; default: ``[host] line``, capped per
     cell in a notebook, see :func:`~chopsticks_nb.output.default_output`), ``serve``/``deny``
-    (top-level packages the import hook may / may not serve).
+    (top-level packages the import hook may / may not serve), ``via`` (a tunnel whose agent
+    runs this tunnel's command and relays its traffic: the controller then holds one pipe per
+    relay, however many tunnels go through it; see :meth:`behind`).
     """
 
     connect_timeout: float = 30.0
@@ -151,8 +160,13 @@ class BaseTunnel:
         output: OutputHandler | None = None,
         serve: Sequence[str] | None = None,
         deny: Sequence[str] = (),
+        via: BaseTunnel | None = None,
     ) -> None:
         self.host = _check_name(host)
+        if via is not None and not isinstance(via, BaseTunnel):
+            raise TypeError(f"via= takes a tunnel (the relay), not {type(via).__name__}")
+        #: The relay: the tunnel whose agent runs this one's command (None: it runs here).
+        self.via = via
         if connect_timeout is not None:
             self.connect_timeout = connect_timeout
         if call_timeout is not None:
@@ -168,6 +182,34 @@ class BaseTunnel:
 
     def __repr__(self) -> str:
         return _repr(self, self.host)
+
+    def behind(self, relay: BaseTunnel | None) -> BaseTunnel:
+        """A copy of this tunnel (not connected) whose command runs on ``relay``'s agent
+        instead (``via=relay``); None: here. The command is built here and runs there as it
+        would here: paths in options (``ssh_config=``, keys in ``ssh_options``) are the relay's.
+        """
+        clone = copy.copy(self)
+        BaseTunnel.__init__(
+            clone,
+            self.host,
+            connect_timeout=self.connect_timeout,
+            call_timeout=self.call_timeout,
+            keepalive=self.keepalive,
+            output=self.output,
+            serve=self._serve,
+            deny=self._deny,
+            via=relay,
+        )
+        clone._check_via()
+        return clone
+
+    def _check_via(self) -> None:
+        """Subclasses refuse options that cannot work through a relay."""
+
+    def _opener_depth(self) -> int:
+        """How deep the process that starts this tunnel's agent is: this one, or the relay's
+        agent (one level deeper than its own relay)."""
+        return _agent.DEPTH if self.via is None else self.via._opener_depth() + 1
 
     # -- connection -----------------------------------------------------------------------------
 
@@ -206,31 +248,43 @@ class BaseTunnel:
                 self._detach()
             import chopsticks_nb
 
-            depth, limit = _agent.DEPTH, chopsticks_nb.DEPTH_LIMIT
+            depth, limit = self._opener_depth(), chopsticks_nb.DEPTH_LIMIT
             if depth >= limit:
-                message = f"tunnels nest {depth} deep here; DEPTH_LIMIT is {limit}"
+                where = "here" if self.via is None else f"at its relay {self.via.host}"
+                message = f"tunnels nest {depth} deep {where}; DEPTH_LIMIT is {limit}"
                 raise DepthLimitExceeded(message, self.host)
             compiled = self._compiled_agent()
-            conn = Connection(
-                self.host,
-                self.cmd_args(),
-                env=self._env(),
-                connect_timeout=self.connect_timeout,
-                keepalive=self.keepalive,
-                depth=_agent.DEPTH,
-                depth_limit=limit,
-                output=self.output,
+            options: dict[str, Any] = {
+                "connect_timeout": self.connect_timeout,
+                "keepalive": self.keepalive,
+                "depth": depth,
+                "depth_limit": limit,
+                "output": self.output,
                 # The far side runs this very interpreter: modules go compiled, as the agent does.
-                modserver=ModuleServer(self._serve, self._deny, compiled=compiled is not None),
-                compiled_agent=compiled,
-                explain_exit=self._weak_explainer(),
-            )
+                "modserver": ModuleServer(self._serve, self._deny, compiled=compiled is not None),
+                "compiled_agent": compiled,
+                "explain_exit": self._weak_explainer(),
+            }
+            if self.via is None:
+                conn = Connection(self.host, self.cmd_args(), env=self._env(), **options)
+            else:
+                relay = self._relay_connection(self.via)
+                conn = _relays.RelayedConnection(self.host, self.cmd_args(), relay=relay, **options)
             conn.start()
             self._conn = conn
             self._finalizer = weakref.finalize(self, _close_dropped, conn)
             self._finalizer.atexit = False  # type: ignore[misc]  # _close_at_exit does, in order
             _OPEN.add(conn)
             return conn
+
+    def _relay_connection(self, via: BaseTunnel) -> Connection:
+        """The relay's live connection (started now if there is none): its errors are this
+        tunnel's, naming the relay."""
+        try:
+            return via._connection()
+        except ChopsticksError as exc:
+            kind = type(exc) if isinstance(exc, ConnectError) else ConnectError
+            raise kind(f"its relay {via.host}: {exc.message}", self.host) from None
 
     def _weak_explainer(self) -> Callable[[int | None, str, bool], str]:
         # The connection must not keep its tunnel alive: garbage collection closes it.
@@ -284,11 +338,16 @@ class BaseTunnel:
 
     def close(self) -> None:
         """Stop the agent; calls in flight fail with TunnelClosed. The tunnel can connect again."""
+        conn = self._take_connection()
+        if conn is not None:
+            close_connections([conn])
+
+    def _take_connection(self) -> Connection | None:
+        """The connection, which the tunnel no longer uses (for closing it)."""
         with self._lock:
             conn = self._conn
             self._detach()
-        if conn is not None:
-            conn.close()
+        return conn
 
     def __enter__(self) -> BaseTunnel:
         self.connect()
@@ -401,16 +460,24 @@ class BaseTunnel:
     ) -> RemoteFuture:
         return self._submit(_put_request(local_path, remote_path, mode))
 
-    def fetch(self, remote_path: str, local_path: str | None = None) -> dict[str, Any]:
+    def fetch(
+        self, remote_path: str, local_path: str | None = None, *, max_size: int | None = None
+    ) -> dict[str, Any]:
         """Copy a remote file here (streamed, any size); without ``local_path``, to a temp file.
 
-        Returns a dict with ``local_path``, ``remote_path``, ``size`` and ``sha1sum``.
+        Returns a dict with ``local_path``, ``remote_path``, ``size`` and ``sha1sum``. The file
+        appears whole or not at all. ``max_size`` (bytes; None, the default: no limit) stops a
+        fetch whose file turns out larger, with TransferError, keeping nothing of it: a
+        remote you do not trust could otherwise fill your disk. A ``local_path`` that is a
+        directory raises TransferError at once.
         """
-        result: dict[str, Any] = self._run(_fetch_request(remote_path, local_path))
+        result: dict[str, Any] = self._run(_fetch_request(remote_path, local_path, max_size))
         return result
 
-    def submit_fetch(self, remote_path: str, local_path: str | None = None) -> RemoteFuture:
-        return self._submit(_fetch_request(remote_path, local_path))
+    def submit_fetch(
+        self, remote_path: str, local_path: str | None = None, *, max_size: int | None = None
+    ) -> RemoteFuture:
+        return self._submit(_fetch_request(remote_path, local_path, max_size))
 
     # -- set operations: a tunnel acts as a group of one ------------------------------------------
     # With a Group on the right, these give way (NotImplemented) to the Group's reflected
@@ -436,6 +503,21 @@ class BaseTunnel:
 
     def __xor__(self, other: BaseTunnel) -> chopsticks_nb.Group:
         return self._as_group() ^ other if isinstance(other, BaseTunnel) else NotImplemented
+
+
+def close_together(tunnels: Iterable[BaseTunnel]) -> None:
+    """Close tunnels together: every agent is told to exit before any is waited for, so that
+    agents that do not exit when told cost one close timeout (5 s), not one each. A tunnel
+    class with a ``close`` of its own is closed by it."""
+    connections = []
+    for tunnel in tunnels:
+        if type(tunnel).close is not BaseTunnel.close:
+            tunnel.close()
+            continue
+        conn = tunnel._take_connection()
+        if conn is not None:
+            connections.append(conn)
+    close_connections(connections)
 
 
 class SubprocessTunnel(BaseTunnel):
@@ -477,8 +559,9 @@ class Local(SubprocessTunnel):
 
     def _compiled_agent(self) -> bytes | None:
         # This very interpreter: send the agent compiled (stage 1 checks the bytecode magic).
-        # Not for Sudo: sudo runs what the sudoers policy says, maybe another Python.
-        return _bootstrap.compiled_agent_for(self.python3)
+        # Not for Sudo: sudo runs what the sudoers policy says, maybe another Python; nor on a
+        # relay, which runs the interpreter of that name there.
+        return None if self.via is not None else _bootstrap.compiled_agent_for(self.python3)
 
 
 class Sudo(SubprocessTunnel):
@@ -568,6 +651,14 @@ class SSHTunnel(SubprocessTunnel):
             if control_persist < 1:
                 raise ValueError(f"control_persist must be 1 second or more, not {control_persist}")
             self.control_persist = control_persist
+        self._check_via()
+
+    def _check_via(self) -> None:
+        if self.control_master and self.via is not None:
+            raise ValueError(
+                "control_master=True cannot go through a relay (via=): the socket's directory "
+                "is chosen on this machine, and ssh runs on the relay"
+            )
 
     def __repr__(self) -> str:
         return _repr(self, self.destination)

@@ -2,7 +2,8 @@
 
 No figure is checked against a target (a timed assertion on this shared machine would only be
 noise): the test checks that every measure came back, against its floors, and that the 1 MB
-round trip was measured with both ends on one vCPU and on two.
+round trip was measured with both ends on one vCPU and on two. Memory is checked: the peak
+RSS of receiving a large result is at most 1.5 bytes per byte of it.
 """
 
 from __future__ import annotations
@@ -48,3 +49,7 @@ def test_quick_run_measures_every_figure() -> None:
         assert placed["ratio"]["median"] > 0, placement
     assert figures["e_transfer"]["put_mb_s"] > 0 and figures["e_transfer"]["fetch_mb_s"] > 0
     assert figures["f_package_import"]["import_round_trips"] >= 1
+    large = figures["g_large_result"]
+    assert large["chopsticks_nb_s"] > 0 and large["cat_pipe_s"] > 0
+    # Memory is no timing: a bytes result is held once (read in place), not twice.
+    assert 0 < large["peak_rss_per_result_byte"] <= 1.5, large

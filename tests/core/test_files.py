@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -12,8 +13,11 @@ from pathlib import Path
 import pytest
 import remote_funcs as rf
 
-from chopsticks_nb import errors
+from chopsticks_nb import _agent, errors
 from chopsticks_nb._agent import CHUNK_SIZE
+from chopsticks_nb.group import Group
+from chopsticks_nb.queue import Queue
+from chopsticks_nb.result import ErrorResult
 from chopsticks_nb.tunnel import Local
 from fixtures.pythons import RemotePython
 
@@ -69,6 +73,20 @@ def test_fetch_of_missing_file_is_a_transfer_error_and_leaves_nothing(tmp_path: 
     ):
         tunnel.fetch(str(tmp_path / "absent"), str(tmp_path / "dest"))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_fetch_without_a_local_path_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    with Local("files") as tunnel:
+        with pytest.raises(errors.TransferError, match="FileNotFoundError"):
+            tunnel.fetch(str(tmp_path / "absent"))
+        with pytest.raises(errors.TransferError, match="max_size"):
+            tunnel.fetch(__file__, max_size=10)
+        fetched = tunnel.fetch(__file__)["local_path"]
+    assert [p.name for p in (tmp_path / "tmp").iterdir()] == [os.path.basename(fetched)]
 
 
 def test_put_into_missing_directory_fails_cleanly(tmp_path: Path) -> None:
@@ -189,3 +207,117 @@ def test_agent_exits_by_itself_after_a_failed_put(tmp_path: Path) -> None:
     proc = tunnel._conn.proc
     tunnel.close()
     assert proc.returncode == 0
+
+
+# -- user mistakes and long names ----------------------------------------------------------------
+
+
+def test_fetch_onto_a_directory_fails_that_host_at_once_leaving_nothing(tmp_path: Path) -> None:
+    """A local path that is an existing directory: TransferError for that host at once (no
+    fetch started, no temporary file, the directory untouched); the tunnel is not harmed
+    (same agent), and a group's other hosts fetch as usual."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "inside").write_bytes(b"kept")
+    source = tmp_path / "source"
+    write_random(source, 1000)
+    group = Group([Local("a"), Local("b")])
+    try:
+        pids = group.call(os.getpid)
+        result = group.fetch(str(source), str(tmp_path / "{host}"), timeout=60)
+        assert isinstance(result["a"], ErrorResult), result
+        assert isinstance(result["a"].exception, errors.TransferError)
+        assert "is a directory" in result["a"].msg
+        assert (tmp_path / "b").read_bytes() == source.read_bytes()
+        tunnel = group["a"]
+        with pytest.raises(errors.TransferError, match=r"^a: cannot fetch to .*: it is a dir"):
+            tunnel.fetch(str(source), str(tmp_path / "a"))
+        assert group.call(os.getpid) == pids
+    finally:
+        group.close()
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "a",
+        "a/inside",
+        "b",
+        "source",
+    ]
+
+
+@pytest.mark.parametrize("name_bytes", [200, 236, 237, 250, 255])
+def test_put_and_fetch_of_a_long_file_name(tmp_path: Path, name_bytes: int) -> None:
+    """A file name near the 255-byte limit (multi-byte characters included): its temporary
+    name, which adds 19 bytes, is shortened on both ends, and the files arrive whole."""
+    name = ("é" * name_bytes)[: name_bytes // 2] + "x" * (name_bytes % 2)
+    assert len(os.fsencode(name)) == name_bytes
+    source = tmp_path / "source"
+    write_random(source, 3 * CHUNK_SIZE)
+    (tmp_path / "remote").mkdir()
+    (tmp_path / "local").mkdir()
+    with Local("names") as tunnel:
+        put = tunnel.put(str(source), str(tmp_path / "remote" / name))
+        fetched = tunnel.fetch(put["remote_path"], str(tmp_path / "local" / name))
+    assert fetched["sha1sum"] == put["sha1sum"]
+    assert (tmp_path / "local" / name).read_bytes() == source.read_bytes()
+    assert [p.name for p in (tmp_path / "remote").iterdir()] == [name]
+    assert [p.name for p in (tmp_path / "local").iterdir()] == [name]
+
+
+def test_temporary_names_of_long_names_stay_unique_and_beside_the_target(tmp_path: Path) -> None:
+    target = str(tmp_path / ("n" * 255))
+    made = [_agent._create_part_file(target) for _ in range(50)]
+    try:
+        names = {os.path.basename(tmp) for _, tmp in made}
+        assert len(names) == 50
+        assert all(os.path.dirname(tmp) == str(tmp_path) for _, tmp in made)
+        assert all(len(os.fsencode(name)) <= 255 and name.endswith(".part") for name in names)
+    finally:
+        for fd, tmp in made:
+            os.close(fd)
+            os.unlink(tmp)
+
+
+# -- max_size ------------------------------------------------------------------------------------
+
+
+def test_fetch_larger_than_max_size_fails_keeping_nothing(tmp_path: Path) -> None:
+    """max_size: a file up to it is fetched; a larger one fails with TransferError naming the
+    limit, the destination keeps its old contents, no temporary file is left, and the tunnel
+    stays usable. The limit is checked as the bytes arrive (the remote's claims are not
+    trusted)."""
+    source = tmp_path / "source"
+    write_random(source, 3 * CHUNK_SIZE)
+    size = 3 * CHUNK_SIZE
+    dest = tmp_path / "dest"
+    dest.write_bytes(b"old")
+    with Local("capped") as tunnel:
+        assert tunnel.fetch(str(source), str(dest), max_size=size)["size"] == size
+        dest.write_bytes(b"old")
+        for limit in (0, CHUNK_SIZE, size - 1):
+            with pytest.raises(errors.TransferError, match=rf"larger than max_size \({limit} "):
+                tunnel.fetch(str(source), str(dest), max_size=limit)
+            assert sorted(p.name for p in tmp_path.iterdir()) == ["dest", "source"]
+            assert dest.read_bytes() == b"old"
+        assert tunnel.call(os.getpid) > 0
+        with pytest.raises(ValueError, match="max_size"):
+            tunnel.fetch(str(source), str(dest), max_size=-1)
+
+
+def test_group_and_queue_fetch_take_max_size(tmp_path: Path) -> None:
+    small, big = tmp_path / "small", tmp_path / "big"
+    write_random(small, 100)
+    write_random(big, 1000)
+    group = Group([Local("g1"), Local("g2")])
+    try:
+        result = group.fetch(str(small), str(tmp_path / "s-{host}"), max_size=100)
+        assert result.ok, result
+        result = group.fetch(str(big), str(tmp_path / "b-{host}"), max_size=999)
+        assert all("max_size" in error.msg for _, error in result.failures()), result
+        assert len(dict(result.failures())) == 2
+        queue = Queue()
+        queued = queue.fetch(group, str(big), str(tmp_path / "q-{host}"), max_size=999)
+        queue.run()
+        assert len(dict(queued.value.failures())) == 2
+        with pytest.raises(ValueError, match="max_size"):
+            group.fetch(str(big), str(tmp_path / "x-{host}"), max_size="1k")  # type: ignore[arg-type]
+    finally:
+        group.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big", "s-g1", "s-g2", "small"]

@@ -202,9 +202,7 @@ def test_a_group_looks_up_and_scans_each_module_once(served: Path) -> None:
     assert (RECORDS.lookups - lookups, RECORDS.scans - scans) == (12, 12)
 
 
-def test_a_put_right_behind_a_call_still_importing_a_module(
-    tmp_path: Path, served: Path
-) -> None:
+def test_a_put_right_behind_a_call_still_importing_a_module(tmp_path: Path, served: Path) -> None:
     """importlib holds its global lock while a finder looks: the agent's import hook must not
     wait for the controller with it held, or the put's handler (importing tempfile) would stop
     until the answer came, and the answer would never be read."""

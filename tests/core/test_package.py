@@ -100,7 +100,8 @@ def test_imports_point_down() -> None:
     """The core never imports the notebook layer, the notebook layer imports no private module,
     tunnel.py never imports group.py (not even for typing), and errors.py and render.py name
     the result model only for type checkers (result.py imports them; render.py imports only
-    the host ranges, to fold host lists)."""
+    the host ranges, to fold host lists, and both import _bounded, which imports nothing of
+    the package)."""
     for path in sorted(PACKAGE.rglob("*.py")):
         name = path.relative_to(PACKAGE).as_posix()
         imported = [module for module, _ in _imports(path)]
@@ -112,7 +113,11 @@ def test_imports_point_down() -> None:
             assert not notebook, f"{name} imports {notebook}"
     tunnel = [module for module, _ in _imports(PACKAGE / "tunnel.py")]
     assert not [m for m in tunnel if m.startswith("chopsticks_nb.group")]
-    for name, allowed in (("errors.py", ()), ("render.py", ("chopsticks_nb.hosts",))):
+    for name, allowed in (
+        ("errors.py", ("chopsticks_nb._bounded",)),
+        ("render.py", ("chopsticks_nb.hosts", "chopsticks_nb._bounded")),
+        ("_bounded.py", ()),
+    ):
         core = [m for m in _runtime_imports(PACKAGE / name) if m.startswith("chopsticks_nb.")]
         assert not [m for m in core if not m.startswith(allowed)], f"{name} imports {core}"
 

@@ -56,6 +56,22 @@ def test_call_exception_import_and_files(remote_python: RemotePython, tmp_path: 
     assert put["sha1sum"] == fetched["sha1sum"] == hashlib.sha1(source.read_bytes()).hexdigest()
 
 
+def test_a_relay_on_every_version(remote_python: RemotePython, tmp_path: Path) -> None:
+    """The relay's side (the pump, compiled there from the controller's source) runs on every
+    supported Python: an agent of that version behind a relay of that version answers calls,
+    a large argument and a put."""
+    python = str(remote_python.path)
+    source = tmp_path / "data"
+    source.write_bytes(os.urandom(700_000))
+    relay = Local(f"relay{remote_python.version}", python3=python)
+    with relay, Local(f"behind{remote_python.version}", python3=python, via=relay) as tunnel:
+        assert tunnel.call(rf.version)[:2] == relay.call(rf.version)[:2]
+        data = source.read_bytes()
+        assert tunnel.call(rf.echo, data) == [[data], {}]
+        put = tunnel.put(str(source), str(tmp_path / "remote"))
+    assert put["sha1sum"] == hashlib.sha1(source.read_bytes()).hexdigest()
+
+
 def test_python2_is_refused_with_a_clear_message(remote_pythons: RemotePythons) -> None:
     python2 = remote_pythons.path("2.7")
     with pytest.raises(

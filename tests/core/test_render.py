@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 
 from chopsticks_nb.errors import ConnectError, RemoteException
 from chopsticks_nb.group import Group
-from chopsticks_nb.render import HostLog, group_result_html, logs_html, logs_text
+from chopsticks_nb.render import group_result_html
 from chopsticks_nb.result import ErrorResult, GroupResult
 from chopsticks_nb.tunnel import Local
 
@@ -52,27 +52,23 @@ SAFE_TAGS = {
 
 
 def test_remote_values_errors_tracebacks_and_output_are_escaped() -> None:
-    """A host returning, raising and printing markup: nothing of it becomes a tag."""
-    logs = {HOSTILE: HostLog(), "plain": HostLog()}
+    """A host returning, raising and printing markup: nothing of it becomes a tag (the result
+    shows what the hosts printed too)."""
     group = Group([Local(HOSTILE), Local("plain")])
     try:
         result = group.exec(
             f"import sys\nprint({HOSTILE!r}); print({HOSTILE!r}, file=sys.stderr)\n{HOSTILE!r}",
-            output=lambda host, stream, text: logs[host].add(stream, text),
+            output=lambda host, stream, text: None,
         )
         failed = group.exec(f"raise ValueError({HOSTILE!r})")
     finally:
         group.close()
     assert result.ok, result
-    for fragment in (
-        result._repr_html_(),
-        failed._repr_html_(),
-        failed[HOSTILE]._repr_html_(),
-        logs_html(logs),
-    ):
+    for fragment in (result._repr_html_(), failed._repr_html_(), failed[HOSTILE]._repr_html_()):
         assert tags_of(fragment) <= SAFE_TAGS, fragment
         assert "<script>" not in fragment and "<img" not in fragment
-    assert html.escape(HOSTILE) in logs_html(logs)
+    assert result.output(HOSTILE).count(HOSTILE) == 2  # printed to stdout and to stderr
+    assert html.escape(HOSTILE) in result._repr_html_()
     # The escaped text still reads as what the host sent.
     assert HOSTILE in html.unescape(re.sub(r"<[^>]+>", "", failed._repr_html_()))
 
@@ -108,19 +104,3 @@ def test_long_values_are_cut_with_a_notice() -> None:
 def test_text_repr_stays_the_terminal_view() -> None:
     result = GroupResult({"a": 1, "b": ErrorResult("ValueError: no")})
     assert repr(result) == "GroupResult({'a': 1, 'b': ErrorResult('ValueError: no')})"
-
-
-def test_host_log_keeps_the_head_counts_the_rest_and_keeps_the_tail() -> None:
-    log = HostLog(max_lines=3, tail_lines=2)
-    shown = log.add("stdout", "1\n2\n") + log.add("stderr", "3\n4\n5") + log.add("stderr", "\n6\n")
-    assert shown == "1\n2\n3\n"
-    assert log.lines == 6 and log.hidden == 3 and log.hidden_notice == "3 lines hidden"
-    log.add("stdout", "7 no newline")
-    log.finish()
-    assert [piece for _, piece in log.pieces()][-3:] == [
-        "... 2 of 4 more lines hidden; the last:\n",
-        "6\n",
-        "7 no newline\n",
-    ]
-    assert logs_text({"h": log}).splitlines()[0] == "[h] 1"
-    assert '<span style="background:#fdd;">3\n</span>' in logs_html({"h": log})

@@ -11,6 +11,7 @@ import pytest
 import traitlets
 from IPython.core.interactiveshell import InteractiveShell
 from nbhelpers import run
+from security.hostile import HONEST_HELLO, HostileTunnel
 
 from chopsticks_nb import HostPicker
 from chopsticks_nb.group import Group
@@ -134,6 +135,21 @@ def test_check_shows_reachability_and_python_version(picker: HostPicker, tmp_pat
     result = picker.check()
     assert list(result) == ["web1", "web2"]  # only the hosts shown
     assert picker._status["db2"].value == ""
+
+
+def test_a_malformed_handshake_fails_that_host_only() -> None:
+    # A handshake field of the wrong type once broke check() for every host of the picker.
+    hostile = HostileTunnel("odd", "wrong_hello", hello={**HONEST_HELLO, "version": "3.11"})
+    picker = HostPicker([Local("fine"), hostile])
+    try:
+        result = picker.check(timeout=30)
+        assert result["fine"]["version"][0] == 3
+        assert isinstance(result["odd"], ErrorResult)
+        assert "malformed HELLO field 'version'" in result["odd"].msg
+        assert "✓ Python 3." in picker._status["fine"].value
+        assert "✗" in picker._status["odd"].value
+    finally:
+        picker.close()
 
 
 def test_picker_over_ssh_config_is_a_remote_target(

@@ -1,6 +1,7 @@
 """Many real sshd hosts on loopback addresses, for the scale test and bench/bench_scale.py.
 
-Host ``hNN`` is 127.0.0.(FIRST+NN-1), all on one free port. sshd takes at most 16
+Host ``hNN`` is 127.0.0.(FIRST+NN-1), and past 127.0.0.254 on to 127.0.1.1 and up (all of
+127/8 is on ``lo``), all on one free port. sshd takes at most 16
 ``ListenAddress`` lines, so every 16 hosts share one sshd process; each host is still a
 distinct address with its own TCP connections, sessions and agents. The sshds daemonise (they
 are not children of the caller) and are stopped by pid from their pid files.
@@ -46,15 +47,22 @@ class ManyHosts:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
+def host_address(index: int) -> str:
+    """The loopback address of host number ``index`` (from 0)."""
+    n = FIRST + index
+    if n <= 254:
+        return f"127.0.0.{n}"
+    n -= 255
+    return f"127.0.{1 + n // 254}.{1 + n % 254}"
+
+
 def start_many_hosts(count: int) -> ManyHosts:
     """Start ``count`` hosts (needs root, openssh-server; makes the test user if needed)."""
-    if count > 255 - FIRST:
-        raise ValueError(f"at most {255 - FIRST} hosts")
     ensure_user(TEST_USER)
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="chopsticks-nb-many-"))
     base.chmod(0o755)
-    addresses = {f"h{i + 1:02d}": f"127.0.0.{FIRST + i}" for i in range(count)}
+    addresses = {f"h{i + 1:02d}": host_address(i) for i in range(count)}
     port = free_port(list(addresses.values()), 2400)
     hosts = ManyHosts(base, base / "ssh_config", port, addresses)
     try:

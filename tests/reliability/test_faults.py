@@ -26,6 +26,7 @@ from chopsticks_nb import errors
 from chopsticks_nb.errors import GroupInterrupted
 from chopsticks_nb.group import Group
 from chopsticks_nb.result import ErrorResult
+from chopsticks_nb.tunnel import Local
 from fixtures.interrupts import sigint_after
 from fixtures.netns import NetnsHosts
 from fixtures.system import process_alive, wait_until
@@ -126,6 +127,56 @@ def check_faults_and_healing(hosts: NetnsHosts, group: Group, names: list[str]) 
     assert after.ok, after
     assert all(after[name][0] != before[name][0] for name in names[1:])
     assert after["net1"] == before["net1"]  # the healthy host kept its agent
+
+
+def test_a_relay_cut_off_fails_its_tunnels_within_the_bound_and_heals(hosts: NetnsHosts) -> None:
+    """Injects: net1 as a relay for two agents on its host (``Local`` behind it), beside a
+    direct tunnel to net2, all with keepalive=1; 1 s into a 4 s call on the three, every ssh
+    packet of net1 dropped. Asserts: net2's result arrives; both relayed calls fail with
+    ConnectionLost naming the relay within 10 s of the cut; the relay's agent and the agents
+    behind it exit by themselves within 10 s; once the cut is undone the same tunnels
+    reconnect (through a new relay agent) and answer."""
+    relay = hosts.tunnel("net1", keepalive=1)
+    behind = [
+        Local(f"on-net1-{i}", python3="/usr/bin/python3", keepalive=1, via=relay) for i in (1, 2)
+    ]
+    group = Group([*behind, hosts.tunnel("net2", keepalive=1)])
+    try:
+        with ExitStack() as undo:
+            before = group.call(remote_ops.pid_and_parent)
+            assert before.ok, before
+            relay_agent = relay.remote_info["pid"]
+            assert {before[t.host][1] for t in behind} == {relay_agent}
+            orphans = [relay_agent, *(before[t.host][0] for t in behind)]
+            faulted: dict[str, float] = {}
+
+            def inject() -> None:
+                undo.enter_context(hosts.cut("net1"))
+                faulted["net1"] = time.perf_counter()
+
+            started = time.perf_counter()
+            injector = at(1.0, inject)
+            result = group.run(remote_ops.sleep, (4,), timeout=30)
+            injector.join()
+            assert result["net2"] == 4
+            for tunnel in behind:
+                outcome = result[tunnel.host]
+                assert isinstance(outcome, ErrorResult), outcome
+                assert isinstance(outcome.exception, errors.ConnectionLost), outcome
+                assert outcome.exception.host == tunnel.host
+                assert "lost its relay net1" in outcome.msg, outcome.msg
+                detected = started + result.timings[tunnel.host] - faulted["net1"]
+                print(f"{tunnel.host}: {outcome.msg!r} after {detected:.2f} s")
+                assert 0 < detected < CUT_LINK_BOUND
+            for pid in orphans:
+                left = faulted["net1"] + ORPHAN_BOUND - time.perf_counter()
+                wait_until(lambda pid=pid: not process_alive(pid), timeout=max(0.0, left))
+        after = group.call(remote_ops.pid_and_parent)
+        assert after.ok, after
+        assert relay.remote_info["pid"] != relay_agent
+    finally:
+        group.close()
+        relay.close()
 
 
 def test_connect_faults_fail_only_their_host_and_heal(hosts: NetnsHosts, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from jupyter_client.manager import KernelManager
+from security.hostile import HostileTunnel
 
 from chopsticks_nb.group import Group
 from chopsticks_nb.tunnel import Local, SSHTunnel
@@ -62,6 +63,22 @@ def test_close_leaves_nothing(netns_hosts: NetnsHosts) -> None:
                timeout=1)  # fmt: skip
 
 
+def test_close_tells_every_lingering_agent_before_signalling_any(tmp_path: Path) -> None:
+    """Injects: four remotes that do not exit when their stdin closes (hostile_agent's "deaf":
+    it notes the EOF, then waits for a signal, as a hung host or a wrapper keeping its session
+    does). Asserts: Group.close() closes every stdin (EOF) before it signals any (SIGTERM, once
+    the close timeout is over), so N such remotes cost one timeout, not N; all are gone."""
+    logs = [tmp_path / f"deaf{n}.log" for n in range(4)]
+    group = Group([HostileTunnel(log.stem, "deaf", log=str(log)) for log in logs])
+    assert group.call(os.getpid).ok
+    pids = [t._conn.proc.pid for t in group if t._conn and t._conn.proc]
+    group.close()
+    events = [dict(line.split() for line in log.read_text().splitlines()) for log in logs]
+    assert all(set(e) == {"eof", "term"} for e in events), events
+    assert max(float(e["eof"]) for e in events) < min(float(e["term"]) for e in events)
+    assert not any(process_alive(pid) for pid in pids)
+
+
 def test_group_exit_and_garbage_collection_leave_nothing(netns_hosts: NetnsHosts) -> None:
     """Injects: leaving a ``with Group(...)`` block; then dropping the last reference to
     another group without closing it. Asserts: after each, every agent (remote and local) and
@@ -83,6 +100,7 @@ sys.path[:0] = {paths!r}
 from chopsticks_nb.tunnel import Local
 from fixtures.netns import NetnsTunnel
 from reliability import remote_ops
+from security.hostile import HostileTunnel
 tunnels = [NetnsTunnel(n, namespace={switch!r}, ssh_config={config!r}) for n in ("net1", "net2")]
 tunnels.append(Local("local"))
 pids = [t.call(remote_ops.pid_and_parent)[0] for t in tunnels] + [t._conn.proc.pid for t in tunnels]

@@ -7,11 +7,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from chopsticks_nb._agent import PROTOCOL_VERSION
 from chopsticks_nb.tunnel import SubprocessTunnel
 
-__all__ = ["HOSTILE_AGENT", "HostileTunnel"]
+__all__ = ["HONEST_HELLO", "HOSTILE_AGENT", "HostileTunnel"]
 
 HOSTILE_AGENT = Path(__file__).with_name("hostile_agent.py")
+
+#: A handshake of the right shape (as a real agent's).
+HONEST_HELLO = {
+    "protocol": PROTOCOL_VERSION,
+    "version": [3, 11, 0],
+    "implementation": "cpython",
+    "pid": 1,
+    "executable": "/usr/bin/python3",
+    "platform": "linux",
+    "hostname": "hostile",
+    "depth": 1,
+    "cloudpickle": None,
+}
 
 
 class HostileTunnel(SubprocessTunnel):

@@ -19,11 +19,13 @@ import pickle
 import random
 import re
 import select
+import signal
 import sys
 import time
 from typing import Any, Callable
 
 from chopsticks_nb._agent import (
+    CHILD_WINDOW,
     DATETIME_PARTS,
     HEADER,
     MAGIC,
@@ -339,11 +341,14 @@ def raw_after_hello(wire: Wire, args: Args) -> None:
 
 def wrong_hello(wire: Wire, args: Args) -> None:
     """A handshake with a HELLO payload given as a codec value in ``args["hello"]``, or as
-    its encoding in hex (``{"hex": ...}``: values JSON cannot carry)."""
+    its encoding in hex (``{"hex": ...}``) or built (``{"encoded": spec}``, see encoded):
+    values JSON cannot carry; then answer every call with None."""
     hello = args["hello"]
+    payload = bytes.fromhex(hello["hex"]) if "hex" in hello else encoded(hello)
     wire.write(MAGIC)
-    wire.send(Msg.HELLO, 0, bytes.fromhex(hello["hex"]) if "hex" in hello else encode(hello))
-    linger()
+    wire.send(Msg.HELLO, 0, payload)
+    while True:
+        wire.send(Msg.RESULT, wire.next_call(), encode(None))
 
 
 def probe_requests(wire: Wire, args: Args) -> None:
@@ -363,7 +368,8 @@ def probe_requests(wire: Wire, args: Args) -> None:
 def fetch_reply(wire: Wire, args: Args) -> None:
     """Answer each FETCH with ``args["data"]`` (see payload_of) in chunks, then a RESULT whose
     size and sha1 may lie (``args["size"]``, ``args["sha1"]``; the true ones when absent), or
-    the codec value ``args["result"]`` instead of a transfer result."""
+    the codec value ``args["result"]`` instead of a transfer result (``{"encoded": spec}``:
+    the encoding given as payload_of takes it, for values JSON cannot carry)."""
     data = payload_of(args["data"])
     while True:
         _, req_id, _ = wire.expect(Msg.FETCH)
@@ -374,7 +380,55 @@ def fetch_reply(wire: Wire, args: Args) -> None:
             "size": args.get("size", len(data)),
             "sha1sum": args.get("sha1", hashlib.sha1(data).hexdigest()),
         }
-        wire.send(Msg.RESULT, req_id, encode(args.get("result", result)))
+        wire.send(Msg.RESULT, req_id, encoded(args.get("result", result)))
+
+
+def encoded(value: Any) -> bytes:
+    """The codec encoding of a JSON value, or of ``{"encoded": spec}``: payload_of(spec)."""
+    if isinstance(value, dict) and set(value) == {"encoded"}:
+        return payload_of(value["encoded"])
+    return encode(value)
+
+
+def error_reply(wire: Wire, args: Args) -> None:
+    """Answer every CALL with the ERROR record ``args["record"]`` (see encoded)."""
+    payload = encoded(args["record"])
+    while True:
+        wire.send(Msg.ERROR, wire.next_call(), payload)
+
+
+def deaf(wire: Wire, args: Args) -> None:
+    """Answer calls with None, and when the controller closes stdin, do not exit: note the
+    time in ``args["log"]`` (a line ``eof T``), and on SIGTERM note it too (``term T``) and
+    exit: a remote that ignores EOF, as a hung host or a wrapper that keeps the session does."""
+    log = args["log"]
+
+    def note(event: str) -> None:
+        with open(log, "a") as f:
+            f.write(f"{event} {time.time()!r}\n")
+
+    def on_term(signum: int, frame: object) -> None:
+        note("term")
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        while True:
+            wire.send(Msg.RESULT, wire.next_call(), encode(None))
+    except EOFError:
+        note("eof")
+    while True:
+        time.sleep(60)
+
+
+def banner(wire: Wire, args: Args) -> None:
+    """Never start the agent: print ``args["stdout"]`` and ``args["stderr"]`` (hex), then exit
+    with status ``args["exit"]``, or stay if it is absent (a login banner, a wrapper's message)."""
+    wire.write(bytes.fromhex(args.get("stdout", "")))
+    os.write(2, bytes.fromhex(args.get("stderr", "")))
+    if "exit" in args:
+        sys.exit(args["exit"])
+    linger()
 
 
 def import_flood(wire: Wire, args: Args) -> None:
@@ -428,9 +482,12 @@ def replay(wire: Wire, args: Args) -> None:
 
 def well_behaved(wire: Wire, args: Args) -> None:
     """Answer every CALL with RESULT ``args["value"]`` (a positive control), or with the
-    encoded value ``{"hex": ...}`` (values JSON cannot carry)."""
+    encoded value ``{"hex": ...}`` or ``{"encoded": spec}`` (values JSON cannot carry)."""
     value = args.get("value")
-    payload = bytes.fromhex(value["hex"]) if isinstance(value, dict) else encode(value)
+    if isinstance(value, dict) and "hex" in value:
+        payload = bytes.fromhex(value["hex"])
+    else:
+        payload = encoded(value)
     while True:
         req_id = wire.next_call()
         wire.send(Msg.RESULT, req_id, payload)
@@ -440,6 +497,82 @@ def well_behaved_crafted(wire: Wire, args: Args) -> None:
     """Answer every CALL with the crafted value ``args["crafted"]`` of ``args["size"]`` bytes."""
     payload = payload_of({"crafted": args["crafted"], "size": args["size"]})
     well_behaved(wire, {"value": {"hex": payload.hex()}})
+
+
+def unread(wire: Wire, args: Args) -> None:
+    """Answer the handshake, then read nothing more, for ``args["seconds"]`` or until the
+    controller closes the pipe (a hang-up, seen without reading)."""
+    poller = select.poll()
+    poller.register(0, select.POLLHUP)
+    deadline = time.monotonic() + args.get("seconds", 30)
+    while time.monotonic() < deadline:
+        if poller.poll(100):
+            return
+
+
+def hostile_relay(wire: Wire, args: Args) -> None:
+    """Play a relay that misbehaves once asked to start its first child (``args["misdeed"]``):
+    output for a child never started (``unstarted``), more output than the window allows
+    (``overflow``), an output frame over the size limit (``oversized``), an acknowledgement of
+    input never sent (``overack``), an exit record of the wrong shape (``bad_exit``), or the
+    child's agent forged: a handshake, then a pickle that would create ``args["marker"]`` as
+    the answer to its first call (``forged``)."""
+    _, child, start = wire.expect(Msg.CHILD_START)
+    misdeed = args["misdeed"]
+    if misdeed == "unstarted":
+        wire.send(Msg.CHILD_STDOUT, child + 5, b"x")
+    elif misdeed == "overflow":  # no acknowledgement can come between: nothing was taken
+        wire.send(Msg.CHILD_STDOUT, child, b"\0" * (CHILD_WINDOW // 4 - 1))
+        wire.send(Msg.CHILD_STDOUT, child, b"\0" * (CHILD_WINDOW * 3 // 4 + 2))
+    elif misdeed == "oversized":
+        wire.send(Msg.CHILD_STDOUT, child, b"\0" * (CHILD_WINDOW + 1))
+    elif misdeed == "overack":
+        wire.send(Msg.CHILD_WRITTEN, child, encode(10**9))
+    elif misdeed == "bad_exit":
+        wire.send(Msg.CHILD_EXIT, child, encode({"status": "killed", "error": None}))
+    elif misdeed == "forged":
+        forge_child(wire, child, decode(start), args["marker"])
+    linger()
+
+
+def forge_child(wire: Wire, child: int, start: Any, marker: str) -> None:
+    """Answer for the child's agent: its handshake, then a pickle as its first call's answer."""
+    info = {**HONEST_HELLO, "pid": os.getpid(), "depth": 2}
+    wire.send(Msg.CHILD_STDOUT, child, MAGIC + frame(Msg.HELLO, 0, encode(info)))
+    stage1 = start["argv"][-1]
+    skip = int(re.search(r"\bn=(\d+);", stage1).group(1))  # type: ignore[union-attr]
+    stream = b""
+    while True:  # the child's stdin: the agent, CONFIG, then frames; answer its first call
+        kind, _, payload = wire.read_frame()
+        if kind != Msg.CHILD_STDIN:
+            continue
+        stream += payload
+        while len(stream) - skip >= HEADER.size:
+            code, req_id, length = HEADER.unpack_from(stream, skip)
+            if len(stream) - skip < HEADER.size + length:
+                break
+            skip += HEADER.size + length
+            if code in CALLS:
+                bomb = pickle.dumps(Bomb(marker), protocol=2)
+                wire.send(Msg.CHILD_STDOUT, child, frame(Msg.RESULT, req_id, bomb))
+                return
+
+
+def frame(kind: int, req_id: int, payload: bytes) -> bytes:
+    return HEADER.pack(kind, req_id, len(payload)) + payload
+
+
+HONEST_HELLO = {
+    "protocol": PROTOCOL_VERSION,
+    "version": list(sys.version_info[:3]),
+    "implementation": sys.implementation.name,
+    "pid": 1,
+    "executable": sys.executable,
+    "platform": sys.platform,
+    "hostname": "hostile",
+    "depth": 1,
+    "cloudpickle": None,
+}
 
 
 SCENARIOS: dict[str, Callable[[Wire, Args], None]] = {
@@ -456,11 +589,16 @@ SCENARIOS: dict[str, Callable[[Wire, Args], None]] = {
         request_flood,
         replay,
         well_behaved,
+        error_reply,
+        deaf,
+        banner,
         well_behaved_crafted,
+        unread,
+        hostile_relay,
     )
 }
 #: Scenarios that write their own handshake (or none).
-OWN_HANDSHAKE = {"pickle_everywhere", "wrong_hello", "replay"}
+OWN_HANDSHAKE = {"pickle_everywhere", "wrong_hello", "replay", "banner"}
 
 
 def main() -> None:

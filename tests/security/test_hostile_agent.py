@@ -35,7 +35,7 @@ from chopsticks_nb._writer import MAX_UNREAD_REPLIES
 from chopsticks_nb.group import Group
 from chopsticks_nb.result import ErrorResult
 from chopsticks_nb.tunnel import Local
-from security.hostile import HostileTunnel
+from security.hostile import HONEST_HELLO, HostileTunnel
 
 #: Memory this process may gain while one hostile tunnel runs, on top of what the hostile
 #: tunnel legitimately made us hold: the bytes it actually sent, decoded at up to
@@ -104,18 +104,6 @@ def test_a_pickle_from_the_agent_is_never_loaded(honest: Group, tmp_path: Path, 
 
 # -- malformed messages ------------------------------------------------------------------------
 
-#: A handshake of the right shape (as a real agent's).
-HONEST_HELLO = {
-    "protocol": PROTOCOL_VERSION,
-    "version": [3, 11, 0],
-    "implementation": "cpython",
-    "pid": 1,
-    "executable": "/usr/bin/python3",
-    "platform": "linux",
-    "hostname": "hostile",
-    "depth": 1,
-    "cloudpickle": None,
-}
 
 SETS = {"prefix": "01" + "08" + (1_000_000).to_bytes(4, "big").hex(), "repeat": "0b00000000",
         "times": 1_000_000}  # fmt: skip
@@ -145,6 +133,11 @@ CASES: dict[str, tuple[str, dict[str, Any], int, str]] = {
     "claims-500MiB-sends-64KiB": (
         "frame_header", {"length": 500 * 2**20, "send": 65536, "hold": 1.0}, 65536,
         "ended inside a message"),
+    "bytes-claims-500MiB-sends-64KiB": (
+        "raw_after_hello", {"data": {
+            "prefix": (HEADER.pack(Msg.RESULT, 1, 500 * 2**20 + 6) + b"\x01\x07"
+                       + (500 * 2**20).to_bytes(4, "big")).hex(),
+            "repeat": "78", "times": 65536}}, 65536, "ended inside a message"),
     "output-frame-over-limit": (
         "raw_after_hello", {"data": HEADER.pack(Msg.STDOUT, 1, MAX_DATA_FRAME + 1).hex(),
                             "linger": True}, 0, "exceeds the"),
@@ -337,7 +330,8 @@ def test_a_result_too_large_to_print_does_not_break_the_result_repr() -> None:
         group.close()
     assert result["bigint"] == big and result["biglist"] == [big]
     text = repr(result)
-    assert "<16610-bit int too large to print>" in text and "<list too large to print>" in text
+    assert "'bigint': <int of about 5001 digits>" in text
+    assert "'biglist': [<int of about 5001 digits>]" in text
 
 
 def test_categories_crafted_to_collide_in_pandas_hash_tables_are_checked_by_sorting(
@@ -353,3 +347,29 @@ def test_categories_crafted_to_collide_in_pandas_hash_tables_are_checked_by_sort
     outcome, _ = run_beside_honest(honest, hostile)
     assert type(outcome).__name__ == "Categorical", outcome
     assert len(outcome.categories) == 400_000
+
+
+@pytest.mark.parametrize("exits", [False, True], ids=["waits", "exits"])
+def test_what_a_remote_printed_instead_of_starting_is_shown(exits: bool) -> None:
+    """Injects: a remote that prints a banner holding terminal escape sequences on stdout and a
+    line on stderr, and never starts the agent: it waits (past the connect timeout) or exits
+    with status 1 (a login banner, a wrapper's message). Asserts: ConnectTimeout, or
+    ConnectError, whose message shows what it printed on both, escaped (no raw escape
+    character reaches the message)."""
+    args: dict[str, Any] = {
+        "stdout": b"Welcome to \x1b[2Jevil\r\n".hex(),
+        "stderr": b"motd: \x1b]0;pwned\x07 hi\n".hex(),
+    }
+    if exits:
+        args["exit"] = 1
+    tunnel = HostileTunnel("noisy", "banner", connect_timeout=2, **args)
+    try:
+        with pytest.raises(errors.ConnectError) as caught:
+            tunnel.connect()
+    finally:
+        tunnel.close()
+    text = str(caught.value)
+    assert isinstance(caught.value, errors.ConnectTimeout) is not exits, text
+    assert "it printed 'Welcome to \\x1b[2Jevil\\r\\n'" in text
+    assert "motd: \\x1b]0;pwned\\x07 hi" in text
+    assert "\x1b" not in text and "\x07" not in text

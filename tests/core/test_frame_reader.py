@@ -1,0 +1,119 @@
+"""The frame reader's input: a large frame costs a linear amount of copying, and a large bytes
+result is held once.
+
+A real pipe carries large RESULT frames, written in 64 KiB pieces as an agent's pipe delivers
+them; the reader reads them as the broker would. Growing the input buffer from the bytes
+received (not from its capacity) reallocated it on nearly every read: receiving 256 MiB took
+12 s. A large frame must cost a bounded number of resizes (none: it goes to memory of its own).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Callable
+
+import pytest
+
+from chopsticks_nb._agent import HEADER, MAGIC, Msg, encode, payload_loader
+from chopsticks_nb._reader import FrameReader
+
+
+def frames(*values: tuple[int, Any]) -> bytes:
+    """The agent's output: MAGIC, then a RESULT frame per (request id, value)."""
+    stream = [MAGIC]
+    for req_id, value in values:
+        payload = encode(value)
+        stream += [HEADER.pack(Msg.RESULT, req_id, len(payload)), payload]
+    return b"".join(stream)
+
+
+def read_through_a_pipe(stream: bytes, after_each_read: Callable[[FrameReader], None]) -> list[Any]:
+    """Feed ``stream`` through a real pipe in 64 KiB writes to a FrameReader; the (request id,
+    value) pairs it handled."""
+    received: list[tuple[int, Any]] = []
+    handler = (Msg.RESULT, lambda i, v: received.append((i, v)), payload_loader(Msg.RESULT))
+    reader = FrameReader("big", {Msg.RESULT: handler}, lambda _: None)
+    read_fd, write_fd = os.pipe()
+
+    def write() -> None:
+        with memoryview(stream) as view:
+            for start in range(0, len(view), 65536):
+                os.write(write_fd, view[start : start + 65536])
+        os.close(write_fd)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        while reader.read_from(read_fd):
+            reader.handle_frames()
+            after_each_read(reader)
+    finally:
+        writer.join()
+        os.close(read_fd)
+    return received
+
+
+def test_a_large_frame_grows_the_buffer_a_logarithmic_number_of_times() -> None:
+    value = "v" * (48 * 2**20)  # not bytes: see the next test
+    stream = frames((7, value), (8, 5))
+    capacities = [0]
+
+    def note(reader: FrameReader) -> None:
+        if len(reader.buffer.data) != capacities[-1]:
+            capacities.append(len(reader.buffer.data))
+
+    assert read_through_a_pipe(stream, note) == [(7, value), (8, 5)]
+    assert len(capacities) <= 10, str(capacities)
+    assert max(capacities) <= len(stream) + 2**20  # never more than the frame needs
+
+
+@pytest.mark.speedup("bytes_in_place")
+def test_a_large_bytes_result_is_read_into_the_object_it_becomes() -> None:
+    """A 32 MiB bytes result, followed by a small one in the same stream: both arrive, the large
+    one read by a BytesInPlace (not into memory of its own, then copied out by the codec: held
+    twice), and nothing past its end (the next frame is read as usual). The memory this saves
+    is measured in a process of its own by bench_core.py (g), which tests/bench holds to 1.5
+    bytes per byte of the result."""
+    value = os.urandom(32 * 2**20)
+    stream = frames((7, value), (8, b"small"))
+    readers: set[str] = set()
+
+    def note(reader: FrameReader) -> None:
+        if reader.buffer.large is not None:
+            readers.add(type(reader.buffer.large).__name__)
+
+    assert read_through_a_pipe(stream, note) == [(7, value), (8, b"small")]
+    assert readers == {"BytesInPlace"}
+
+
+@pytest.mark.speedup("bytes_in_place")
+def test_a_large_bytes_result_whose_header_arrives_alone_is_read_in_place() -> None:
+    """An agent writes a large payload apart from its header, so on a busy machine the reader
+    can find the header alone: it must wait for the value's head rather than read the frame
+    into memory of its own (a bytes result then held twice: seen in CI under load)."""
+    value = os.urandom(8 * 2**20)
+    payload = encode(value)
+    pieces = [MAGIC + HEADER.pack(Msg.RESULT, 7, len(payload))]
+    pieces += [payload[start : start + 65536] for start in range(0, len(payload), 65536)]
+    received: list[tuple[int, Any]] = []
+    handler = (Msg.RESULT, lambda i, v: received.append((i, v)), payload_loader(Msg.RESULT))
+    reader = FrameReader("big", {Msg.RESULT: handler}, lambda _: None)
+    readers: set[str] = set()
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    try:
+        for piece in pieces:
+            os.write(write_fd, piece)
+            try:
+                while reader.read_from(read_fd):
+                    reader.handle_frames()
+            except BlockingIOError:
+                pass
+            if reader.buffer.large is not None:
+                readers.add(type(reader.buffer.large).__name__)
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+    assert received == [(7, value)]
+    assert readers == {"BytesInPlace"}
