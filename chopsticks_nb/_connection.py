@@ -25,6 +25,7 @@ from . import _agent, _bootstrap, _call_frames
 from ._agent import AGENT, Msg
 from ._bounded import exception_text, short_repr
 from ._broker import BROKER, TimerHandle, log
+from ._bytes_in_place import ENABLED as BYTES_IN_PLACE
 from ._call_frames import PickledCall
 from ._caller_reads import POLL, DeferredInterrupt, StdoutTurns
 from ._modserver import ModuleServer
@@ -159,6 +160,7 @@ class Connection:
             "host": self.host,
             "idle_timeout": self._idle_timeout(),
             "poll": POLL,
+            "bytes_in_place": BYTES_IN_PLACE,
         }
         self.writer.queue(_bootstrap.first_bytes(config, self.compiled_agent))
         BROKER.call_soon(self._register)

@@ -16,7 +16,8 @@ What each one saves is measured in bench/README.md.
 ``compiled``       a Local agent is sent compiled by this very interpreter, and the modules it
                    imports too (_bootstrap, _modserver)
 ``push_modules``   the user's module goes with a call of its function, unasked (_call_frames)
-``bytes_in_place`` a large bytes result is read into the object it becomes (_bytes_in_place)
+``bytes_in_place`` a large bytes result is written uncopied and read into the object it becomes
+                   (_agent.encode_result, _bytes_in_place)
 =================  ===============================================================================
 """
 
