@@ -24,7 +24,7 @@ from chopsticks_nb._agent import (
     encode_result,
     payload_loader,
 )
-from chopsticks_nb._reader import FrameReader
+from chopsticks_nb._reader import FIRST_SIZE, READ_SIZE, FrameReader, InputBuffer
 from chopsticks_nb.tunnel import Local
 
 
@@ -147,3 +147,23 @@ def test_a_large_bytes_result_from_an_agent_arrives_whole_and_the_next_call_afte
         assert tunnel.call(bytes, value) == value
         assert tunnel.call(bytes, value[:-1]) == value[:-1]
         assert tunnel.call(len, b"next") == 4
+
+
+def test_an_input_buffer_starts_small_and_takes_its_full_size_once_a_read_fills_it() -> None:
+    """A buffer is zeroed when made: 1 MiB for every connection was 0.6 ms and 1 MiB of RSS
+    each (128 hosts: 128 MiB) for calls that never need it. A stream still gets full reads."""
+    buffer = InputBuffer()
+    assert len(buffer.data) == FIRST_SIZE < READ_SIZE
+    read_fd, write_fd = os.pipe()
+    try:
+        os.write(write_fd, b"a" * 100)
+        assert buffer.read_from(read_fd) == 100 and len(buffer.data) == FIRST_SIZE
+        os.write(write_fd, b"b" * (FIRST_SIZE - 100))
+        assert buffer.read_from(read_fd) == FIRST_SIZE - 100
+        assert len(buffer.data) == READ_SIZE
+        assert bytes(buffer.data[buffer.start : buffer.end]) == b"a" * 100 + b"b" * (
+            FIRST_SIZE - 100
+        )
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
