@@ -43,9 +43,14 @@ def timed(func: Callable[[], Any], repeat: int) -> list[float]:
 
 
 def bare_starts(n: int, python: str = sys.executable) -> float:
-    """Seconds to start and reap ``n`` bare ``python -c pass`` at once: the floor of connecting."""
+    """Seconds to start and reap ``n`` bare ``python -c pass`` at once: the floor of connecting.
+
+    Each in a session of its own, as a Local agent is: with the kernel's scheduler autogroups
+    (on here), a new session is a scheduling group of its own, so under other load N sessions
+    get N shares of the CPU where N processes of one session get one (32 starts: 760 against
+    270 ms in one minute of 2026-12-04, the machine busy with other suites)."""
     start = time.perf_counter()
-    procs = [subprocess.Popen([python, "-c", "pass"]) for _ in range(n)]
+    procs = [subprocess.Popen([python, "-c", "pass"], start_new_session=True) for _ in range(n)]
     for proc in procs:
         proc.wait()
     return time.perf_counter() - start

@@ -5,7 +5,8 @@
 (c) 1 MB bytes argument round trip, vs a raw pipe echo of 1 MB, written and lent (vmsplice,
     as chopsticks_nb sends it); and again with both ends on one vCPU, then on two (the
     scheduler's choice between these moves the written echo 2x)
-(e) put and fetch MB/s of a large file (SHA-1 checked), vs ``cat`` through a pipe
+(e) put and fetch MB/s of a large file (SHA-1 checked), vs ``cat`` through a pipe each way,
+    five rounds interleaved
 (f) first call importing a generated 50-module package: import round trips and time
 (g) a call returning 256 MiB of bytes, vs ``cat`` moving as many through a pipe into memory;
     and the controller's peak RSS for it (in a process of its own), per byte of the result
@@ -15,6 +16,7 @@ Usage: python bench/bench_core.py [--quick]
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import resource
@@ -32,6 +34,8 @@ from _placement import Placement
 
 from chopsticks_nb._lending import LARGE as LEND_FROM
 from chopsticks_nb.tunnel import Local
+
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
 def first_call(repeat: int) -> dict[str, object]:
@@ -115,32 +119,76 @@ def _placed_round_trip(placement: str, count: int) -> None:
     print(json.dumps({"ours": ours, "floor": floor, "floor_lent": floor_lent}))
 
 
-def transfer(size_mb: int) -> dict[str, object]:
+def transfer(size_mb: int, repeats: int) -> dict[str, object]:
+    """(e) ``repeats`` rounds of put, fetch and their floors, interleaved on one connection.
+
+    The floors are what bench_peers.py's floor does: Python writes the file in 1 MB chunks into
+    ``cat > target`` through a 1 MB pipe (put), and reads ``cat source`` through one, writing
+    the file (fetch). ``cat < source > target`` alone is also timed, as a reference only: GNU
+    cat copies file to file with ``copy_file_range``, in the kernel, through no pipe at all."""
     # On tmpfs where there is one: the measure is the transfer, not the disk's writeback.
     where = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    keys = ("put", "fetch", "cat_put", "cat_fetch", "cat_copy")
+    seconds: dict[str, list[float]] = {key: [] for key in keys}
     with tempfile.TemporaryDirectory(dir=where) as tmp:
-        source = Path(tmp) / "source"
+        source, target = Path(tmp) / "source", Path(tmp) / "target"
         with open(source, "wb") as f:
             for _ in range(size_mb):
                 f.write(os.urandom(1024 * 1024))
         with Local("bench") as tunnel:
-            start = time.perf_counter()
-            tunnel.put(str(source), str(Path(tmp) / "remote"))
-            put_s = time.perf_counter() - start
-            start = time.perf_counter()
-            tunnel.fetch(str(Path(tmp) / "remote"), str(Path(tmp) / "back"))
-            fetch_s = time.perf_counter() - start
-        start = time.perf_counter()
-        with open(source, "rb") as src, open(Path(tmp) / "catted", "wb") as dst:
-            subprocess.run(["cat"], stdin=src, stdout=dst, check=True)
-        cat_s = time.perf_counter() - start
+            tunnel.call(len, b"")
+            for _ in range(repeats):
+                for key in keys:
+                    target.unlink(missing_ok=True)
+                    start = time.perf_counter()
+                    if key == "put":
+                        tunnel.put(str(source), str(target))
+                    elif key == "fetch":
+                        tunnel.fetch(str(source), str(target))
+                    else:
+                        _cat(key, source, target)
+                    seconds[key].append(time.perf_counter() - start)
+    rates = {key: [size_mb / s for s in samples] for key, samples in seconds.items()}
     return {
         "directory": where or tempfile.gettempdir(),
         "size_mb": size_mb,
-        "put_mb_s": size_mb / put_s,
-        "fetch_mb_s": size_mb / fetch_s,
-        "cat_pipe_mb_s": size_mb / cat_s,
+        "put_mb_s": median_spread(rates["put"]),
+        "fetch_mb_s": median_spread(rates["fetch"]),
+        "cat_pipe_put_mb_s": median_spread(rates["cat_put"]),
+        "cat_pipe_fetch_mb_s": median_spread(rates["cat_fetch"]),
+        "cat_copy_file_range_mb_s": median_spread(rates["cat_copy"]),
+        # Each round's own ratio: the floor moves with the machine from round to round.
+        "put_of_floor": median_spread([a / b for a, b in zip(rates["put"], rates["cat_put"])]),
+        "fetch_of_floor": median_spread(
+            [a / b for a, b in zip(rates["fetch"], rates["cat_fetch"])]
+        ),
     }
+
+
+def _cat(key: str, source: Path, target: Path) -> None:
+    chunk = 1024 * 1024
+    if key == "cat_copy":
+        with open(source, "rb") as src, open(target, "wb") as dst:
+            subprocess.run(["cat"], stdin=src, stdout=dst, check=True)
+    elif key == "cat_put":
+        with open(target, "wb") as out:
+            cat = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=out)
+        assert cat.stdin is not None
+        fcntl.fcntl(cat.stdin.fileno(), F_SETPIPE_SZ, chunk)
+        with open(source, "rb", buffering=0) as f:
+            while data := f.read(chunk):
+                cat.stdin.write(data)
+        cat.stdin.close()
+        cat.wait()
+    else:
+        cat = subprocess.Popen(["cat", str(source)], stdout=subprocess.PIPE)
+        assert cat.stdout is not None
+        fcntl.fcntl(cat.stdout.fileno(), F_SETPIPE_SZ, chunk)
+        with open(target, "wb", buffering=0) as out:
+            while data := cat.stdout.read(chunk):
+                out.write(data)
+        cat.wait()
+        cat.stdout.close()
 
 
 def large_result(size_mb: int) -> dict[str, object]:
@@ -232,7 +280,7 @@ def main() -> None:
         "b_round_trip": round_trip(200 if quick else 5000, 8),
         "c_1mb_argument": round_trip(5 if quick else 100, 1024 * 1024),
         "c_placed": placed_round_trips(5 if quick else 100, 1 if quick else 5),
-        "e_transfer": transfer(4 if quick else 200),
+        "e_transfer": transfer(4 if quick else 200, 1 if quick else 5),
         "f_package_import": package_import(50),
         "g_large_result": large_result(16 if quick else 256),
     }

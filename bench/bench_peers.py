@@ -281,7 +281,12 @@ def make_package(root: Path, name: str, modules: int) -> None:
     for i in range(modules):
         (package / f"m{i}.py").write_text(f'"""Module {i} of {name}."""\nVALUE = {i}\n')
     imports = "".join(f"from . import m{i}\n" for i in range(modules))
-    (package / "__init__.py").write_text(imports)
+    count = (
+        "\n\ndef module_count():\n"
+        "    import sys\n\n"
+        f"    return sum(1 for m in list(sys.modules) if m.split('.')[0] == {name!r})\n"
+    )
+    (package / "__init__.py").write_text(imports + count)
 
 
 def run_local(workers: Workers, config: dict[str, Any], tmp: Path) -> dict[str, Any]:

@@ -6,7 +6,9 @@ held it twice (a 256 MiB result took 512 MiB of RSS). Once the frame's first byt
 a value (the codec's version, the BYTES opcode and a length that fills the frame), the rest of
 it is read into an ``io.BytesIO`` instead, whose ``getvalue()`` hands over the buffer it
 wrote into, uncopied: the value is held once. Its buffer grows as the bytes arrive (doubling,
-up to the length), never ahead of them, as the input buffer does. Switch: ``bytes_in_place``
+up to the length), never ahead of them, as the input buffer does. The agent, for its part,
+writes such a value after its encoding's six-byte head rather than joining the two (a copy of
+the whole value into fresh memory: 0.25 s of a 256 MiB result). Switch: ``bytes_in_place``
 (see _speedups); figures in bench/README.md.
 """
 
@@ -16,13 +18,14 @@ import io
 import os
 
 from . import _speedups
-from ._agent import CODEC_VERSION, U32, Op
+from ._agent import CODEC_VERSION, LARGE_BYTES, U32, Op
 
 __all__ = ["ENABLED", "LARGE", "BytesInPlace", "bytes_value_size"]
 
 ENABLED = _speedups.enabled("bytes_in_place")
-#: A RESULT holding one bytes value at least this large is read in place.
-LARGE = 4 * 1024 * 1024
+#: A RESULT holding one bytes value at least this large is read in place (and the agent writes
+#: it after its encoding's head, uncopied: _agent.encode_result).
+LARGE = LARGE_BYTES
 #: Bytes of a codec payload before the value's own: version, opcode, u32 length.
 HEAD = 2 + U32.size
 _GROW_FROM = 1024 * 1024

@@ -11,13 +11,17 @@ case of an importable callable with plain-data arguments more cheaply:
   agent reads each from the pipe straight into its bytes object: one copy, not three.
 - ``codec_first``: a connection's first such call goes in the codec (Msg.CALL_CODEC), so the
   agent starts without importing _pickle (a good part of a start).
+
+A fourth, ``push_modules``, sends the user's own modules that a call names before the call
+(Msg.MODULES), so that the agent need not ask for them: a round trip less on a slow link
+(the connection does it, with what ``pickle_call`` says the call names).
 """
 
 from __future__ import annotations
 
 import contextlib
 import pickle
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 from . import _agent, _lending, _speedups
 from ._agent import PICKLE_PROTOCOL, U32, Msg
@@ -28,10 +32,19 @@ __all__ = ["PickledCall", "first_frame", "pickle_call"]
 BY_NAME = _speedups.enabled("by_name")
 BLOBS = _speedups.enabled("blobs")
 CODEC_FIRST = _speedups.enabled("codec_first")
+PUSH_MODULES = _speedups.enabled("push_modules")
 
-#: A pickled call: the kind of its frame, the pieces of its payload, and for a call by name with
-#: plain arguments (module, qualname, args, kwargs), which a first call sends in the codec.
-PickledCall = tuple[int, list[bytes], Optional[tuple[str, str, tuple[Any, ...], dict[str, Any]]]]
+#: A pickled call: the kind of its frame, the pieces of its payload, for a call by name with
+#: plain arguments (module, qualname, args, kwargs), which a first call sends in the codec, and
+#: the modules the agent imports to run it (see ModuleServer.push): the callable's module for a
+#: call by name (the very string, so that the connection's check of it is one set lookup), else
+#: those the pickle names.
+PickledCall = tuple[
+    int,
+    list[bytes],
+    Optional[tuple[str, str, tuple[Any, ...], dict[str, Any]]],
+    Union[str, frozenset[str]],
+]
 
 _PLAIN = frozenset((type(None), bool, int, float, str, bytes))
 #: A bytes argument as large as the pieces the writer lends the pipe goes after the pickle.
@@ -54,8 +67,9 @@ def pickle_call(
         if shape == _PLAIN_LARGE and BLOBS:
             return _blob_call(name, args, kwargs)
         plain = (*name, args, kwargs)
-        return Msg.CALL, [pickle.dumps(plain, PICKLE_PROTOCOL)], plain
-    return Msg.CALL, dumps((func, args, kwargs), host, remote_info), None
+        return Msg.CALL, [pickle.dumps(plain, PICKLE_PROTOCOL)], plain, name[0]
+    chunks = dumps((func, args, kwargs), host, remote_info)
+    return Msg.CALL, chunks, None, chunks.modules
 
 
 def first_frame(call: PickledCall) -> tuple[int, list[bytes]]:
@@ -77,7 +91,7 @@ def _blob_call(name: tuple[str, str], args: tuple[Any, ...], kwargs: dict[str, A
             blobs.append(arg)
             places.append((index, len(arg)))
     pickled = pickle.dumps((*name, tuple(rest), kwargs, tuple(places)), PICKLE_PROTOCOL)
-    return Msg.CALL_BLOBS, [U32.pack(len(pickled)), pickled, *blobs], None
+    return Msg.CALL_BLOBS, [U32.pack(len(pickled)), pickled, *blobs], None, name[0]
 
 
 def _args_shape(args: tuple[Any, ...]) -> int:

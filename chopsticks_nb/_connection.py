@@ -26,6 +26,7 @@ from . import _agent, _bootstrap, _call_frames
 from ._agent import AGENT, Msg
 from ._bounded import exception_text
 from ._broker import BROKER, TimerHandle, log
+from ._bytes_in_place import ENABLED as BYTES_IN_PLACE
 from ._call_frames import PickledCall
 from ._caller_reads import POLL, DeferredInterrupt, StdoutTurns
 from ._exit_report import ExitExplainer, ExitReport
@@ -115,6 +116,8 @@ class Connection:
         )
         self._ended: ErrorFactory | None = None
         self._first_call = True
+        #: What calls named as their modules (PickledCall), each pushed once (_push_modules).
+        self._modules_seen: set[str | frozenset[str]] = set()
         self._stdout_eof = False
         self._timers: list[TimerHandle] = []
         self._decoders = {
@@ -151,6 +154,7 @@ class Connection:
             "host": self.host,
             "idle_timeout": self._idle_timeout(),
             "poll": POLL,
+            "bytes_in_place": BYTES_IN_PLACE,
         }
         self.writer.queue(_bootstrap.first_bytes(config, self.compiled_agent))
         BROKER.call_soon(self._register)
@@ -304,10 +308,25 @@ class Connection:
         return operation.value
 
     def _call_frame(self, call: PickledCall) -> tuple[int, list[bytes]]:
+        if call[3] not in self._modules_seen:  # one lookup per call: most name modules seen
+            self._push_modules(call[3])
         if self._first_call:
             self._first_call = False
             return _call_frames.first_frame(call)
         return call[0], call[1]
+
+    def _push_modules(self, modules: str | frozenset[str]) -> None:
+        """Send the user's modules among those a call names (see PickledCall) that the agent
+        has not got (see ModuleServer.push), before the call that imports them."""
+        self._modules_seen.add(modules)
+        if not _call_frames.PUSH_MODULES:
+            return
+        records = []
+        for name in (modules,) if isinstance(modules, str) else modules:
+            records += self.modserver.push(name)
+        if records:
+            with contextlib.suppress(ChopsticksError):  # the call's own frame reports the end
+                self.writer.send(Msg.MODULES, 0, _agent.encode(records))
 
     def _send_request(self, operation: Operation, kind: int, payload: bytes | list[bytes]) -> None:
         self.requests.add(operation)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import ast
 import fnmatch
 import logging
+import marshal
 import os
 import re
 import stat
@@ -48,6 +49,7 @@ from importlib.machinery import (
     SourceFileLoader,
     SourcelessFileLoader,
 )
+from importlib.util import MAGIC_NUMBER
 from types import ModuleType
 from typing import Any, Optional
 
@@ -104,14 +106,20 @@ class ModuleRecord:
     #: A regular package's directories with links resolved: what it opens to resource reads.
     real_path: tuple[str, ...] = ()
 
-    def as_message(self) -> dict[str, object]:
-        return {
+    def as_message(self, compiled: bool = False) -> dict[str, object]:
+        message: dict[str, object] = {
             "name": self.name,
             "origin": self.origin,
             "is_pkg": self.is_pkg,
             "path": list(self.path),
             "source": self.source,
         }
+        if compiled and self.source is not None:
+            code = RECORDS.code(self)
+            if code is not None:
+                message["code"] = code
+                message["magic"] = MAGIC_NUMBER
+        return message
 
 
 @dataclass(frozen=True)
@@ -131,12 +139,25 @@ class Miss:
 
 class ModuleServer:
     """The import service of one connection: what it sent, which package directories that
-    opened to resource reads, and which names it did not find."""
+    opened to resource reads, and which names it did not find.
 
-    def __init__(self, allow: Collection[str] | None = None, deny: Collection[str] = ()) -> None:
+    ``compiled``: the far side runs this very interpreter (see _bootstrap.compiled_agent_for),
+    so modules go with their code compiled here, and it need not compile them (the ``compiled``
+    speed-up).
+    """
+
+    def __init__(
+        self,
+        allow: Collection[str] | None = None,
+        deny: Collection[str] = (),
+        *,
+        compiled: bool = False,
+    ) -> None:
         self.allow = None if allow is None else frozenset(allow)
         self.deny = frozenset(deny)
+        self.compiled = compiled
         self.sent: set[str] = set()
+        self.pushed: set[str] = set()  # the names push() looked at
         #: The directories of the regular packages served: as found -> with links resolved.
         self.package_dirs: dict[str, str] = {}
         self.misses: dict[str, Miss] = {}
@@ -150,6 +171,30 @@ class ModuleServer:
         record = self._record(name, search)
         if record is None:
             return []
+        return self._bundle(record, search)
+
+    def push(self, name: str) -> list[dict[str, object]]:
+        """What to send before a call of a callable from module ``name``, so that the agent
+        need not ask (a round trip): ``name`` and its parent packages with what importing them
+        imports, those not sent yet; [] unless ``name`` is the user's own code. An installed
+        module (site-packages) is left to the remote's own copy, and asked for only if it
+        has none: the remote is likely to have installed it too."""
+        if name in self.pushed:
+            return []
+        self.pushed.add(name)
+        search = Search()
+        records: list[dict[str, object]] = []
+        for prefix in _with_parents(name):
+            if prefix in self.sent:
+                continue
+            record = self._record(prefix, search)
+            if record is None or (record.origin is not None and _is_installed(record.origin)):
+                return records
+            records += self._bundle(record, search)
+        return records
+
+    def _bundle(self, record: ModuleRecord, search: Search) -> list[dict[str, object]]:
+        """``record`` and the modules it imports that were not sent yet, as sent."""
         bundle = [record]
         size = len(record.source or b"")
         queue = sorted(record.imports)
@@ -173,7 +218,7 @@ class ModuleServer:
             if sent.is_pkg and sent.source is not None:
                 dirs = zip(map(os.path.normpath, sent.path), sent.real_path)
                 self.package_dirs.update(dirs)
-        return [r.as_message() for r in bundle]
+        return [r.as_message(self.compiled) for r in bundle]
 
     def data(self, path: object) -> bytes | None:
         """A resource file's bytes if the rules above let a remote read it, else None."""
@@ -286,6 +331,13 @@ def _mtime_ns(path: str) -> int:
 _STDLIB = os.path.realpath(os.path.dirname(os.__file__))
 
 
+def _is_installed(origin: str) -> bool:
+    """Whether the module file ``origin`` was installed (a site-packages directory), rather
+    than lying among the user's own files."""
+    parts = os.path.realpath(origin).split(os.sep)
+    return "site-packages" in parts or "dist-packages" in parts
+
+
 def _is_stdlib(origin: str) -> bool:
     real = os.path.realpath(origin)
     if "site-packages" in real or "dist-packages" in real:
@@ -328,6 +380,7 @@ class RecordCache:
         self.limit = limit
         self._records: dict[str, tuple[tuple[str, ...], ModuleRecord | None]] = {}
         self._files: dict[tuple[str, int, int, str, bool], tuple[bytes, frozenset[str]]] = {}
+        self._code: dict[tuple[str, int, int, str], bytes] = {}
         self.lookups = 0  # names looked up in directories or sys.modules (not from the cache)
         self.scans = 0  # files read and parsed
 
@@ -370,9 +423,27 @@ class RecordCache:
             _bounded(self._files, self.limit)[key] = found
         return found
 
+    def code(self, record: ModuleRecord) -> bytes | None:
+        """The code of a file's record compiled here, marshalled (as its loader there would
+        compile it); None if it is not from a file here, or does not compile."""
+        if record.stamp is None or record.source is None:
+            return None
+        key = (*record.stamp, record.origin or "")
+        found = self._code.get(key)
+        if found is None:
+            try:
+                code = compile(
+                    record.source, record.origin or record.name, "exec", dont_inherit=True
+                )
+            except (SyntaxError, ValueError, Warning):  # a warning made an error here
+                return None  # the remote compiles it and reports the error where it imports
+            found = _bounded(self._code, self.limit)[key] = marshal.dumps(code)
+        return found
+
     def clear(self) -> None:
         self._records.clear()
         self._files.clear()
+        self._code.clear()
 
 
 def _bounded(entries: dict[Any, Any], limit: int) -> dict[Any, Any]:

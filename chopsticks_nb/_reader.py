@@ -33,6 +33,8 @@ from .errors import ProtocolError
 __all__ = ["FrameReader", "Handlers", "InputBuffer", "LargeFrame"]
 
 READ_SIZE = 1024 * 1024
+#: An input buffer's size until a read fills it.
+FIRST_SIZE = 64 * 1024
 #: Frames this large are read into memory of their own (see LargeFrame).
 LARGE_FRAME = 1024 * 1024
 #: Noise tolerated on stdout before the handshake (a login shell's banner).
@@ -86,7 +88,9 @@ class InputBuffer:
 
     def __init__(self, size: int = READ_SIZE) -> None:
         self.size = size
-        self.data = bytearray(size)
+        # Small until a read fills it (a stream: then ``size``). A buffer is zeroed when made,
+        # and 1 MiB of it was 0.6 ms and 1 MiB of RSS of every connection (128 hosts: 128 MiB).
+        self.data = bytearray(min(size, FIRST_SIZE))
         self.start = self.end = 0
         self.large: LargeFrame | BytesInPlace | None = None
 
@@ -98,13 +102,15 @@ class InputBuffer:
             return self.large.read_from(fd)
         if self.start == self.end:
             self.start = self.end = 0
-            if len(self.data) > 2 * READ_SIZE:
-                self.data = bytearray(READ_SIZE)  # give back what one huge frame took
-        elif len(self.data) - self.end < READ_SIZE // 4:
+            if len(self.data) > 2 * self.size:
+                self.data = bytearray(self.size)  # give back what one huge frame took
+        elif len(self.data) - self.end < len(self.data) // 4:
             self.reserve(len(self.data) - self.start)
         with memoryview(self.data) as view:
             count = os.readv(fd, [view[self.end :]])
         self.end += count
+        if self.end == len(self.data) < self.size:
+            self.reserve(self.size)
         return count
 
     def append(self, data: bytes | memoryview) -> None:

@@ -37,21 +37,25 @@ RemoteInfo = Callable[[], dict[str, Any]]
 class Chunks(list[bytes]):
     """A pickle as the pieces the pickler wrote: with protocol 4 a large ``bytes`` value
     arrives as a piece of its own, the caller's object itself, so a 1 MB value is sent with
-    ``writev`` and never copied here."""
+    ``writev`` and never copied here. ``modules``: the modules it names (the remote imports
+    them to load it)."""
 
     write = list.append
+    modules: frozenset[str] = frozenset()
 
 
 def dumps(obj: object, host: str, remote_info: RemoteInfo | None = None) -> Chunks:
     """Pickle ``obj``, shipping notebook and ``__main__`` functions and classes as source."""
     chunks = Chunks()
+    pickler = _SourcePickler(chunks, host, remote_info)
     try:
-        _SourcePickler(chunks, host, remote_info).dump(obj)
+        pickler.dump(obj)
     except SerializationError:
         raise
     except (pickle.PicklingError, TypeError, AttributeError, ValueError) as exc:
         culprit = _culprit(obj, host, remote_info) or str(exc)
         raise SerializationError(f"cannot send {_describe(obj)}: {culprit}", host) from None
+    chunks.modules = frozenset(pickler.modules)
     return chunks
 
 
@@ -129,16 +133,24 @@ class _SourcePickler(pickle.Pickler):
         super().__init__(file, protocol=PICKLE_PROTOCOL)
         self.host = host
         self.remote_info = remote_info
+        self.modules: set[str] = set()  # named by reference: the remote imports them
 
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, types.ModuleType):
+            self.modules.add(obj.__name__)
             return _reduce_module(obj, self.host)
         if isinstance(obj, types.MethodType):
             return getattr, (obj.__self__, obj.__func__.__name__)
-        if isinstance(obj, types.FunctionType) and _needs_value(obj):
-            return _reduce_function(obj) or self._by_bytecode(obj)
-        if isinstance(obj, type) and obj.__module__ != "builtins" and _needs_value(obj):
-            return _reduce_class(obj) or self._by_bytecode(obj)
+        if isinstance(obj, types.FunctionType):
+            if _needs_value(obj):
+                return _reduce_function(obj) or self._by_bytecode(obj)
+            self.modules.add(obj.__module__)
+            return NotImplemented
+        if isinstance(obj, type) and obj.__module__ != "builtins":
+            if _needs_value(obj):
+                return _reduce_class(obj) or self._by_bytecode(obj)
+            self.modules.add(obj.__module__)
+            return NotImplemented
         wrapped = getattr(obj, "__wrapped__", None)
         if isinstance(wrapped, types.FunctionType) and callable(obj) and _needs_value(obj):
             return _reduce_decorated(wrapped) or self._by_bytecode(obj)

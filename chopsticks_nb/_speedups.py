@@ -13,8 +13,11 @@ What each one saves is measured in bench/README.md.
 ``by_name``        importable callables and plain arguments skip the source pickler (_call_frames)
 ``blobs``          large bytes arguments follow the pickle, read straight into place (_call_frames)
 ``codec_first``    a connection's first call goes in the codec: the agent starts without pickle
-``compiled``       a Local agent is sent compiled by this very interpreter (_bootstrap)
-``bytes_in_place`` a large bytes result is read into the object it becomes (_bytes_in_place)
+``compiled``       a Local agent is sent compiled by this very interpreter, and the modules it
+                   imports too (_bootstrap, _modserver)
+``push_modules``   the user's module goes with a call of its function, unasked (_call_frames)
+``bytes_in_place`` a large bytes result is written uncopied and read into the object it becomes
+                   (_agent.encode_result, _bytes_in_place)
 =================  ===============================================================================
 """
 
@@ -34,6 +37,7 @@ NAMES = frozenset(
         "blobs",
         "codec_first",
         "compiled",
+        "push_modules",
         "bytes_in_place",
     )
 )

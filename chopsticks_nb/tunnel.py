@@ -275,14 +275,16 @@ class BaseTunnel:
                 where = "here" if self.via is None else f"at its relay {self.via.host}"
                 message = f"tunnels nest {depth} deep {where}; DEPTH_LIMIT is {limit}"
                 raise DepthLimitExceeded(message, self.host)
+            compiled = self._compiled_agent()
             options: dict[str, Any] = {
                 "connect_timeout": self.connect_timeout,
                 "keepalive": self.keepalive,
                 "depth": depth,
                 "depth_limit": limit,
                 "output": self.output,
-                "modserver": ModuleServer(self._serve, self._deny),
-                "compiled_agent": self._compiled_agent(),
+                # The far side runs this very interpreter: modules go compiled, as the agent does.
+                "modserver": ModuleServer(self._serve, self._deny, compiled=compiled is not None),
+                "compiled_agent": compiled,
                 "explain_exit": self._weak_explainer(),
             }
             if self.via is None:

@@ -44,6 +44,32 @@ def _version(dist: str) -> str:
         return "?"
 
 
+#: A notebook cell defining functions, and a ``%%remote`` cell using them (measured by ``cell``).
+NOTEBOOK_CELL = """\
+def scale(value, factor=3):
+    return value * factor
+
+
+def summary(values):
+    scaled = [scale(v) for v in values]
+    return {"n": len(scaled), "total": sum(scaled), "largest": max(scaled)}
+"""
+REMOTE_CELL = "data = list(range(100))\nsummary(data)"
+REMOTE_CELL_VALUE = {"n": 100, "total": 14850, "largest": 297}
+
+
+def notebook_names() -> dict[str, Any]:
+    """The functions of NOTEBOOK_CELL as a notebook defines them: in ``__main__``, with their
+    source only in ``linecache`` under a made-up file name (as IPython keeps a cell's)."""
+    import linecache
+
+    filename = "<ipython-input-1-bench>"
+    linecache.cache[filename] = (len(NOTEBOOK_CELL), None, NOTEBOOK_CELL.splitlines(True), filename)
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    exec(compile(NOTEBOOK_CELL, filename, "exec"), namespace)
+    return {"scale": namespace["scale"], "summary": namespace["summary"]}
+
+
 def _time_calls(call: Callable[[bytes], object], payload: bytes, count: int) -> list[float]:
     """Seconds each of ``count`` calls ``call(payload)`` takes, one sample a call."""
     samples = []
@@ -92,7 +118,17 @@ class Contender:
     def import_package(self, handle: Any, name: str, root: str, remote_dir: str) -> int:
         raise NotImplementedError
 
+    def call_package(self, handle: Any, name: str, root: str, remote_dir: str) -> int:
+        """A first call of a function of the package itself (which imports it); for a peer that
+        calls no function by reference, its way of importing the package."""
+        return self.import_package(handle, name, root, remote_dir)
+
     def import_round_trips(self, handle: Any) -> int | None:
+        return None
+
+    def run_cell(self, handle: Any, names: dict[str, Any]) -> Any:
+        """Run REMOTE_CELL with ``names`` bound, as ``%%remote`` does; None where the peer has
+        no way to run source text remotely."""
         return None
 
     def warm(self, handle: Any) -> None:
@@ -147,6 +183,28 @@ class Contender:
         self.close(handle)
         return {"s": elapsed}
 
+    def cell(self) -> dict[str, Any]:
+        """A ``%%remote`` cell using functions defined in the notebook, on a connection warmed
+        by one call: its time, or None where the peer cannot run source."""
+        names = notebook_names()
+        handle = self.connect(0)
+        try:
+            self.call_pid(handle)
+            before = self.import_round_trips(handle)
+            start = time.perf_counter()
+            value = self.run_cell(handle, names)
+            elapsed = time.perf_counter() - start
+            after = self.import_round_trips(handle)
+        finally:
+            self.close(handle)
+        if value is None:
+            return {"s": None}
+        if value != REMOTE_CELL_VALUE:
+            raise RuntimeError(f"{self.name}: the cell gave {value!r}")
+        # The call's own round trip, and the imports it asked for.
+        trips = None if before is None or after is None else 1 + after - before
+        return {"s": elapsed, "round_trips": trips}
+
     def round_trip(self, size: int, count: int, placement: str | None = None) -> dict[str, Any]:
         payload = b"x" * size
         with Placement(placement) as place:
@@ -192,7 +250,11 @@ class Contender:
             raise RuntimeError(f"{self.name}: transferred sizes {sizes}, expected {size}")
         return {"put_s": put_s, "fetch_s": fetch_s, "bytes": size}
 
-    def first_import(self, name: str, root: str, remote_dir: str) -> dict[str, Any]:
+    def first_import(
+        self, name: str, root: str, remote_dir: str, own_function: bool = False
+    ) -> dict[str, Any]:
+        """A first call importing the package ``name``: a function (of a module the remote
+        has) importing it by name, or with ``own_function`` a function of the package itself."""
         # The package is importable here (module forwarders serve it from this process).
         if root not in sys.path:
             sys.path.insert(0, root)
@@ -202,7 +264,10 @@ class Contender:
             self.warm(handle)
             before = self.import_round_trips(handle)
             start = time.perf_counter()
-            modules = self.import_package(handle, name, root, remote_dir)
+            if own_function:
+                modules = self.call_package(handle, name, root, remote_dir)
+            else:
+                modules = self.import_package(handle, name, root, remote_dir)
             elapsed = time.perf_counter() - start
             after = self.import_round_trips(handle)
         finally:
@@ -230,6 +295,9 @@ class CallContender(Contender):
 
     def import_package(self, handle: Any, name: str, root: str, remote_dir: str) -> int:
         return int(handle.call(peers_remote.import_package, name))
+
+    def call_package(self, handle: Any, name: str, root: str, remote_dir: str) -> int:
+        return int(handle.call(importlib.import_module(name).module_count))
 
 
 class TunnelContender(CallContender):
@@ -284,6 +352,9 @@ class ChopsticksNB(TunnelContender):
 
     def import_round_trips(self, handle: Any) -> int | None:
         return int(handle._conn.modserver.requests)
+
+    def run_cell(self, handle: Any, names: dict[str, Any]) -> Any:
+        return handle.exec(REMOTE_CELL, names)
 
 
 class Chopsticks(TunnelContender):
@@ -418,6 +489,13 @@ class Execnet(Contender):
                 if data is None:
                     break
                 out.write(data)
+
+    def run_cell(self, handle: Any, names: dict[str, Any]) -> Any:
+        # execnet runs source text: the notebook's definitions go along as text, and the
+        # cell's last line is sent back on the channel.
+        *body, last = REMOTE_CELL.splitlines()
+        source = "\n".join([NOTEBOOK_CELL, *body, f"channel.send({last})"])
+        return handle.remote_exec(source).receive()
 
     def import_package(self, handle: Any, name: str, root: str, remote_dir: str) -> int:
         rsync = self.execnet.RSync(os.path.join(root, name), verbose=False)
@@ -593,12 +671,14 @@ class Floor(Contender):
 
     def first_call(self) -> dict[str, Any]:
         start = time.perf_counter()
-        subprocess.run(self.argv(0, "-c", "pass"), check=True)
+        subprocess.run(self.argv(0, "-c", "pass"), check=True, start_new_session=True)
         return {"s": time.perf_counter() - start}
 
     def group(self, count: int) -> dict[str, Any]:
         start = time.perf_counter()
-        procs = [subprocess.Popen(self.argv(i, "-c", "pass")) for i in range(count)]
+        # A session each, as chopsticks_nb starts its commands (see _common.bare_starts).
+        argvs = [self.argv(i, "-c", "pass") for i in range(count)]
+        procs = [subprocess.Popen(argv, start_new_session=True) for argv in argvs]
         for proc in procs:
             proc.wait()
         return {"s": time.perf_counter() - start, "close_s": 0.0}
@@ -635,7 +715,38 @@ class Floor(Contender):
             _stop(proc)
         return {"samples": samples}
 
+    def one_round_trip(self) -> float:
+        """Seconds of one small exchange over a session already open: over a slow link, what
+        a call costs at the least (the floor of (f) and of a cell there)."""
+        proc = subprocess.Popen(
+            self.argv(0, "-c", ECHO_SERVER, "8"), stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        assert proc.stdin and proc.stdout
+        w, r = proc.stdin.fileno(), proc.stdout.fileno()
+        message = (8).to_bytes(4, "big") + b"x" * 8
+
+        def echo() -> None:
+            os.write(w, message)
+            got = 0
+            while got < len(message):
+                got += len(os.read(r, len(message) - got))
+
+        try:
+            echo()  # the session is open and the echo running
+            start = time.perf_counter()
+            echo()
+            return time.perf_counter() - start
+        finally:
+            _stop(proc)
+
+    def cell(self) -> dict[str, Any]:
+        if not self.ssh:
+            return {"s": None}
+        return {"s": self.one_round_trip()}
+
     def transfer(self, source: str, workdir: str) -> dict[str, Any]:
+        if self.ssh:
+            return self.ssh_transfer(source, workdir)
         target = os.path.join(workdir, "remote-floor")
         back = os.path.join(workdir, "back-floor")
         size = os.path.getsize(source)
@@ -665,7 +776,60 @@ class Floor(Contender):
             os.unlink(path)
         return {"put_s": put_s, "fetch_s": fetch_s, "bytes": size}
 
-    def first_import(self, name: str, root: str, remote_dir: str) -> dict[str, Any]:
+    def ssh_transfer(self, source: str, workdir: str) -> dict[str, Any]:
+        """``cat`` through ssh each way, timed from the moment the remote command runs (the
+        contenders' connect is not timed either): ``sh -c 'echo; exec cat > TARGET'``, and
+        ``sh -c 'echo; read x; exec cat SOURCE'`` started by a line sent when the clock starts."""
+        target = os.path.join(workdir, "remote-floor")
+        back = os.path.join(workdir, "back-floor")
+        size = os.path.getsize(source)
+        chunk = 1024 * 1024
+        put = f"echo; exec cat > {shlex.quote(target)}"
+        proc = subprocess.Popen(
+            [*self.ssh_argv(0), shlex.join(["sh", "-c", put])],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert proc.stdin and proc.stdout
+        proc.stdout.readline()
+        start = time.perf_counter()
+        with open(source, "rb", buffering=0) as f:
+            while data := f.read(chunk):
+                proc.stdin.write(data)
+        proc.stdin.close()
+        proc.wait()
+        put_s = time.perf_counter() - start
+        proc.stdout.close()
+        fetch = f"echo; read x; exec cat {shlex.quote(target)}"
+        proc = subprocess.Popen(
+            [*self.ssh_argv(0), shlex.join(["sh", "-c", fetch])],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert proc.stdin and proc.stdout
+        proc.stdout.readline()
+        start = time.perf_counter()
+        proc.stdin.write(b"\n")
+        proc.stdin.flush()
+        with open(back, "wb", buffering=0) as out:
+            while data := proc.stdout.read(chunk):
+                out.write(data)
+        proc.wait()
+        fetch_s = time.perf_counter() - start
+        proc.stdin.close()
+        proc.stdout.close()
+        sizes = (os.path.getsize(target), os.path.getsize(back))
+        for path in (target, back):
+            os.unlink(path)
+        if sizes != (size, size):
+            raise RuntimeError(f"floor: transferred sizes {sizes}, expected {size}")
+        return {"put_s": put_s, "fetch_s": fetch_s, "bytes": size}
+
+    def first_import(
+        self, name: str, root: str, remote_dir: str, own_function: bool = False
+    ) -> dict[str, Any]:
+        if self.ssh:  # over a slow link: what any call costs (one exchange)
+            return {"s": self.one_round_trip(), "modules": 0, "round_trips": 1}
         proc = subprocess.Popen(
             [self.python, "-c", IMPORT_SERVER],
             stdin=subprocess.PIPE,

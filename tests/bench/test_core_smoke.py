@@ -47,7 +47,10 @@ def test_quick_run_measures_every_figure() -> None:
         )
         assert [len(samples) for samples in measured] == [1, 1, 1], placement
         assert placed["ratio"]["median"] > 0, placement
-    assert figures["e_transfer"]["put_mb_s"] > 0 and figures["e_transfer"]["fetch_mb_s"] > 0
+    transfer = figures["e_transfer"]
+    for key in ("put", "fetch", "cat_pipe_put", "cat_pipe_fetch", "cat_copy_file_range"):
+        assert transfer[f"{key}_mb_s"]["median"] > 0, key
+    assert transfer["put_of_floor"]["median"] > 0 and transfer["fetch_of_floor"]["median"] > 0
     assert figures["f_package_import"]["import_round_trips"] >= 1
     large = figures["g_large_result"]
     assert large["chopsticks_nb_s"] > 0 and large["cat_pipe_s"] > 0

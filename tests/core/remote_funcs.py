@@ -167,6 +167,7 @@ def agent_module_state():
         "source": agent.SOURCE is not None,
         "source_zlib": agent.SOURCE_ZLIB is not None,
         "argv": list(sys.argv),
+        "zlib": "zlib" in sys.modules,  # only to decompress the source, to compile it there
     }
 
 

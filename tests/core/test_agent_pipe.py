@@ -139,7 +139,7 @@ def test_an_agent_left_in_the_middle_of_a_large_argument_exits(tmp_path: Path) -
         tunnel.call(os.getpid)
         conn = tunnel._conn
         assert conn is not None and conn.proc is not None
-        kind, pieces, _ = pickle_call(len, (b"x" * (1 << 20),), {}, "blob-eof")
+        kind, pieces, *_ = pickle_call(len, (b"x" * (1 << 20),), {}, "blob-eof")
         frame = b"".join(frame_pieces(kind, 99, pieces, align=True))
         os.write(conn.process.stdin, frame[: len(frame) // 2])
         start = time.monotonic()

@@ -202,15 +202,16 @@ def test_a_group_looks_up_and_scans_each_module_once(served: Path) -> None:
     assert (RECORDS.lookups - lookups, RECORDS.scans - scans) == (12, 12)
 
 
-def test_a_put_right_behind_a_call_still_importing_its_module(tmp_path: Path) -> None:
+def test_a_put_right_behind_a_call_still_importing_a_module(tmp_path: Path, served: Path) -> None:
     """importlib holds its global lock while a finder looks: the agent's import hook must not
     wait for the controller with it held, or the put's handler (importing tempfile) would stop
     until the answer came, and the answer would never be read."""
     (tmp_path / "source").write_bytes(b"data")
+    (served / "imported_later.py").write_text("def total():\n    return 3\n")
     with Local("put-import") as tunnel:
-        call = tunnel.submit(rf.echo, "imported")  # the agent asks for remote_funcs first
+        call = tunnel.submit(rf.import_and_sum, "imported_later")  # the agent asks for it
         put = tunnel.put(str(tmp_path / "source"), str(tmp_path / "copy"))
-        assert call.result() == [["imported"], {}]
+        assert call.result() == 3
     assert put["size"] == 4 and (tmp_path / "copy").read_bytes() == b"data"
 
 

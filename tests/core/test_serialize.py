@@ -116,7 +116,7 @@ def test_importable_functions_still_go_by_reference() -> None:
 )
 def test_a_large_bytes_argument_is_sent_without_a_copy(func: Any) -> None:
     big = bytes(range(256)) * 4096
-    kind, pieces, _ = pickle_call(func, (big,), {}, "h")
+    kind, pieces, *_ = pickle_call(func, (big,), {}, "h")
     assert any(piece is big for piece in pieces)
     # After the pickle, for the agent to read straight into its bytes, when the pickle is
     # plain data (the callable by name); inside it otherwise.
