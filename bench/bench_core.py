@@ -19,7 +19,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -195,7 +194,7 @@ def large_result(size_mb: int) -> dict[str, object]:
     """(g) one call returning ``size_mb`` MiB of bytes, in a process of its own (for its peak
     RSS), against ``cat`` moving as many bytes through a pipe into this process's memory."""
     proc = subprocess.run(
-        [sys.executable, __file__, "--large-result", str(size_mb)],
+        [sys.executable, str(Path(__file__).with_name("large_result.py")), str(size_mb)],
         capture_output=True,
         text=True,
         check=True,
@@ -221,23 +220,9 @@ def large_result(size_mb: int) -> dict[str, object]:
         "chopsticks_nb_s": ours["seconds"],
         "cat_pipe_s": cat_s,
         "ratio": ours["seconds"] / cat_s,
-        "peak_rss_growth_mb": ours["rss_growth_mb"],
-        "peak_rss_per_result_byte": ours["rss_growth_mb"] / size_mb,
+        "peak_rss_growth_mb": ours["peak_rss_growth_mib"],
+        "peak_rss_per_result_byte": ours["peak_rss_growth_mib"] / size_mb,
     }
-
-
-def _large_result(size_mb: int) -> None:
-    """(g) in its own process: the time and the peak RSS growth of receiving the result."""
-    size = size_mb * 1024 * 1024
-    with Local("bench") as tunnel:
-        tunnel.call(bytes, 10)
-        before = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        start = time.perf_counter()
-        value = tunnel.call(bytes, size)
-        seconds = time.perf_counter() - start
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        assert len(value) == size
-    print(json.dumps({"seconds": seconds, "rss_growth_mb": (peak - before) / 2**20}))
 
 
 def package_import(modules: int) -> dict[str, object]:
@@ -270,9 +255,6 @@ def _import(name: str) -> int:
 def main() -> None:
     if sys.argv[1:2] == ["--placed"]:
         _placed_round_trip(sys.argv[2], int(sys.argv[3]))
-        return
-    if sys.argv[1:2] == ["--large-result"]:
-        _large_result(int(sys.argv[2]))
         return
     quick = "--quick" in sys.argv
     figures = {

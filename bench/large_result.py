@@ -4,8 +4,8 @@ Usage: python bench/large_result.py SIZE_MIB [CHECKOUT]
 
 Runs in this process a Local call returning SIZE_MIB MiB of bytes, with the chopsticks_nb of
 CHECKOUT (default: this one), and prints the seconds it took and the controller's peak RSS
-growth (ru_maxrss, so run it once per process). bench_core.py (g) measures the same against
-``cat``; this script exists to measure an older checkout the same way (bench/README.md).
+growth (ru_maxrss, so run it once per process). bench_core.py (g) runs it and sets it against
+``cat``; given CHECKOUT, it measures an older checkout the same way (bench/README.md).
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ print(
         {
             "checkout": str(checkout),
             "size_mib": size_mib,
-            "seconds": round(seconds, 2),
-            "peak_rss_growth_mib": round((peak - before) / 2**20),
+            "seconds": seconds,
+            "peak_rss_growth_mib": (peak - before) / 2**20,
         }
     )
 )
