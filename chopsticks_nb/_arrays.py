@@ -11,14 +11,12 @@ gets its own copy. numpy is imported when the first array comes, not before.
 
 from __future__ import annotations
 
-import importlib
 import re
-import sys
 from typing import Any
 
 from . import _agent
-from ._agent import DecodeError, MissingModule, Tag
-from ._values import INT, expect
+from ._agent import DecodeError, Tag
+from ._values import INT, expect, optional_module
 
 __all__ = ["build_array", "build_scalar", "numpy", "parse_dtype"]
 
@@ -41,16 +39,7 @@ SHARE_FROM = 64 * 1024
 
 def numpy() -> Any:
     """numpy, imported now if it was not; MissingModule if it is not installed here."""
-    module = sys.modules.get("numpy")
-    if module is not None:
-        return module
-    try:
-        return importlib.import_module("numpy")
-    except ImportError as exc:
-        raise MissingModule(
-            f"it holds a numpy array, and numpy cannot be imported here ({exc}): "
-            "install numpy on this machine (pip install numpy) to receive it"
-        ) from None
+    return optional_module("numpy", "a numpy array")
 
 
 def parse_dtype(text: str) -> Any:

@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import importlib
 import re
-import sys
 from typing import Any
 
 from . import _agent
-from ._agent import DecodeError, MissingModule, Tag
+from ._agent import DecodeError, Tag
 from ._arrays import numpy
-from ._values import INT, expect, one, zoneinfo_type
+from ._values import INT, expect, one, optional_module, zoneinfo_type
 
 __all__ = [
     "build_pd_categorical",
@@ -52,16 +50,7 @@ _MASKED = {
 
 def pandas() -> Any:
     """pandas, imported now if it was not; MissingModule if it is not installed here."""
-    module = sys.modules.get("pandas")
-    if module is not None:
-        return module
-    try:
-        return importlib.import_module("pandas")
-    except ImportError as exc:
-        raise MissingModule(
-            f"it holds a pandas object, and pandas cannot be imported here ({exc}): "
-            "install pandas on this machine (pip install pandas) to receive it"
-        ) from None
+    return optional_module("pandas", "a pandas object")
 
 
 def _charge(decoder: Any, objects: int = 1) -> Any:

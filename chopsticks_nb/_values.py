@@ -17,6 +17,7 @@ import datetime
 import importlib
 import os
 import re
+import sys
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # imported by their builders, when such a value first comes
@@ -157,6 +158,21 @@ def zone(decoder: Any, key: object) -> Any:
         )
     found = _zones[key] = zoneinfo.ZoneInfo(key)  # at most one per file there
     return found
+
+
+def optional_module(name: str, holding: str) -> Any:
+    """The module ``name`` (numpy, pandas), imported now if it was not; MissingModule, saying
+    what to install, if it is not installed here. ``holding``: what the value holds."""
+    module = sys.modules.get(name)
+    if module is not None:
+        return module
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise MissingModule(
+            f"it holds {holding}, and {name} cannot be imported here ({exc}): "
+            f"install {name} on this machine (pip install {name}) to receive it"
+        ) from None
 
 
 def _zone(decoder: Any, state: Any) -> Any:
