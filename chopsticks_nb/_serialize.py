@@ -73,11 +73,15 @@ def _culprit(obj: object, host: str, remote_info: RemoteInfo | None) -> str | No
             dumps(part, host, remote_info)
         except SerializationError as exc:
             why = exc.message.split(": ", 1)[-1]
-            kind = type(part).__qualname__
-            if type(part).__module__ != "builtins":
-                kind = f"{type(part).__module__}.{kind}"
-            return f"{what}, a {kind}, cannot be pickled: {why}"
+            return f"{what}, a {_type_name(part)}, cannot be pickled: {why}"
     return None
+
+
+def _type_name(value: object) -> str:
+    """``value``'s type as a user names it: ``lock``, ``_thread.lock``, ``mymod.Thing``."""
+    kind = type(value).__qualname__
+    module = type(value).__module__
+    return kind if module == "builtins" else f"{module}.{kind}"
 
 
 def unsendable_name(
@@ -94,9 +98,7 @@ def unsendable_name(
             dumps(value, host, remote_info)
         except SerializationError as exc:
             why = exc.message.split(": ", 1)[-1]
-            kind = type(value).__qualname__
-            if type(value).__module__ != "builtins":
-                kind = f"{type(value).__module__}.{kind}"
+            kind = _type_name(value)
             return SerializationError(
                 f"cannot send {name!r} ({kind}) from the notebook: {why}", host
             )
