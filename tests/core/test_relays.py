@@ -200,7 +200,7 @@ def test_retries_go_through_a_new_relay_agent_after_the_relay_was_killed(tmp_pat
         group.close()
         relay.close()
     # The host that killed the relay is lost; the other may have answered just before.
-    answered = {host: value for host, value in once.successful()}
+    answered = dict(once.successful())
     assert set(answered.values()) <= {new_relay}, once
     lost = [host for host in once if host not in answered]
     assert lost, once
