@@ -6,17 +6,20 @@
     as chopsticks_nb sends it); and again with both ends on one vCPU, then on two (the
     scheduler's choice between these moves the written echo 2x)
 (e) put and fetch MB/s of a large file (SHA-1 checked), vs ``cat`` through a pipe each way,
-    five rounds interleaved
+    and the fetch also vs that pipe's reader computing SHA-1 as it writes (what the receiving
+    end of any checked fetch must do at least); five rounds interleaved
 (f) first call importing a generated 50-module package: import round trips and time
 (g) a call returning 256 MiB of bytes, vs ``cat`` moving as many through a pipe into memory;
     and the controller's peak RSS for it (in a process of its own), per byte of the result
 
-Usage: python bench/bench_core.py [--quick]
+Usage: python bench/bench_core.py [--quick] [--only a b c e f g]
 """
 
 from __future__ import annotations
 
+import argparse
 import fcntl
+import hashlib
 import json
 import os
 import subprocess
@@ -24,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -123,11 +127,12 @@ def transfer(size_mb: int, repeats: int) -> dict[str, object]:
 
     The floors are what bench_peers.py's floor does: Python writes the file in 1 MB chunks into
     ``cat > target`` through a 1 MB pipe (put), and reads ``cat source`` through one, writing
-    the file (fetch). ``cat < source > target`` alone is also timed, as a reference only: GNU
-    cat copies file to file with ``copy_file_range``, in the kernel, through no pipe at all."""
+    the file (fetch); and the same fetch hashing what it reads with SHA-1 (the checked floor).
+    ``cat < source > target`` alone is also timed, as a reference only: GNU cat copies file to
+    file with ``copy_file_range``, in the kernel, through no pipe at all."""
     # On tmpfs where there is one: the measure is the transfer, not the disk's writeback.
     where = "/dev/shm" if os.path.isdir("/dev/shm") else None
-    keys = ("put", "fetch", "cat_put", "cat_fetch", "cat_copy")
+    keys = ("put", "fetch", "cat_put", "cat_fetch", "cat_fetch_sha1", "cat_copy")
     seconds: dict[str, list[float]] = {key: [] for key in keys}
     with tempfile.TemporaryDirectory(dir=where) as tmp:
         source, target = Path(tmp) / "source", Path(tmp) / "target"
@@ -155,11 +160,18 @@ def transfer(size_mb: int, repeats: int) -> dict[str, object]:
         "fetch_mb_s": median_spread(rates["fetch"]),
         "cat_pipe_put_mb_s": median_spread(rates["cat_put"]),
         "cat_pipe_fetch_mb_s": median_spread(rates["cat_fetch"]),
+        "cat_pipe_fetch_sha1_mb_s": median_spread(rates["cat_fetch_sha1"]),
         "cat_copy_file_range_mb_s": median_spread(rates["cat_copy"]),
         # Each round's own ratio: the floor moves with the machine from round to round.
         "put_of_floor": median_spread([a / b for a, b in zip(rates["put"], rates["cat_put"])]),
         "fetch_of_floor": median_spread(
             [a / b for a, b in zip(rates["fetch"], rates["cat_fetch"])]
+        ),
+        "fetch_of_checked_floor": median_spread(
+            [a / b for a, b in zip(rates["fetch"], rates["cat_fetch_sha1"])]
+        ),
+        "checked_floor_of_floor": median_spread(
+            [a / b for a, b in zip(rates["cat_fetch_sha1"], rates["cat_fetch"])]
         ),
     }
 
@@ -183,8 +195,11 @@ def _cat(key: str, source: Path, target: Path) -> None:
         cat = subprocess.Popen(["cat", str(source)], stdout=subprocess.PIPE)
         assert cat.stdout is not None
         fcntl.fcntl(cat.stdout.fileno(), F_SETPIPE_SZ, chunk)
+        sha1 = hashlib.sha1() if key == "cat_fetch_sha1" else None
         with open(target, "wb", buffering=0) as out:
             while data := cat.stdout.read(chunk):
+                if sha1 is not None:
+                    sha1.update(data)
                 out.write(data)
         cat.wait()
         cat.stdout.close()
@@ -256,19 +271,26 @@ def main() -> None:
     if sys.argv[1:2] == ["--placed"]:
         _placed_round_trip(sys.argv[2], int(sys.argv[3]))
         return
-    quick = "--quick" in sys.argv
-    figures = {
-        "a_first_call": first_call(3 if quick else 15),
-        "b_round_trip": round_trip(200 if quick else 5000, 8),
-        "c_1mb_argument": round_trip(5 if quick else 100, 1024 * 1024),
-        "c_placed": placed_round_trips(5 if quick else 100, 1 if quick else 5),
-        "e_transfer": transfer(4 if quick else 200, 1 if quick else 5),
-        "f_package_import": package_import(50),
-        "g_large_result": large_result(16 if quick else 256),
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, few repeats")
+    parser.add_argument("--only", nargs="+", choices=list("abcefg"), help="these measures only")
+    args = parser.parse_args()
+    quick, only = args.quick, set(args.only or "abcefg")
+    measures: dict[str, Callable[[], dict[str, object]]] = {
+        "a_first_call": lambda: first_call(3 if quick else 15),
+        "b_round_trip": lambda: round_trip(200 if quick else 5000, 8),
+        "c_1mb_argument": lambda: round_trip(5 if quick else 100, 1024 * 1024),
+        "c_placed": lambda: placed_round_trips(5 if quick else 100, 1 if quick else 5),
+        "e_transfer": lambda: transfer(4 if quick else 200, 1 if quick else 5),
+        "f_package_import": lambda: package_import(50),
+        "g_large_result": lambda: large_result(16 if quick else 256),
     }
+    figures = {name: measure() for name, measure in measures.items() if name[0] in only}
     for name, values in figures.items():
         print(f"{name}: {values}")
-    print("written to", write_results("core-quick" if quick else "core", figures))
+    suffix = ("-quick" if quick else "") + ("-" + "".join(sorted(only)) if args.only else "")
+    written = "core" + suffix
+    print("written to", write_results(written, figures))
 
 
 if __name__ == "__main__":

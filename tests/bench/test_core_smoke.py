@@ -48,11 +48,27 @@ def test_quick_run_measures_every_figure() -> None:
         assert [len(samples) for samples in measured] == [1, 1, 1], placement
         assert placed["ratio"]["median"] > 0, placement
     transfer = figures["e_transfer"]
-    for key in ("put", "fetch", "cat_pipe_put", "cat_pipe_fetch", "cat_copy_file_range"):
+    keys = ("put", "fetch", "cat_pipe_put", "cat_pipe_fetch", "cat_pipe_fetch_sha1")
+    for key in (*keys, "cat_copy_file_range"):
         assert transfer[f"{key}_mb_s"]["median"] > 0, key
-    assert transfer["put_of_floor"]["median"] > 0 and transfer["fetch_of_floor"]["median"] > 0
+    for ratio in ("put_of_floor", "fetch_of_floor", "fetch_of_checked_floor"):
+        assert transfer[ratio]["median"] > 0, ratio
     assert figures["f_package_import"]["import_round_trips"] >= 1
     large = figures["g_large_result"]
     assert large["chopsticks_nb_s"] > 0 and large["cat_pipe_s"] > 0
     # Memory is no timing: a bytes result is held once (read in place), not twice.
     assert 0 < large["peak_rss_per_result_byte"] <= 1.5, large
+
+
+@pytest.mark.timeout(60)
+def test_only_runs_the_measures_named_into_results_of_their_own() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_core.py"), "--quick", "--only", "e", "f"],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    written = ROOT / "bench" / "results" / "core-quick-ef.json"
+    assert set(json.loads(written.read_text())["figures"]) == {"e_transfer", "f_package_import"}
