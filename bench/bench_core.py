@@ -155,6 +155,10 @@ def transfer(size_mb: int, repeats: int) -> dict[str, object]:
                         _cat(key, source, target)
                     seconds[key].append(time.perf_counter() - start)
     rates = {key: [size_mb / s for s in samples] for key, samples in seconds.items()}
+
+    def per_round(key: str, floor: str) -> dict[str, float]:
+        return median_spread([a / b for a, b in zip(rates[key], rates[floor])])
+
     return {
         "directory": where or tempfile.gettempdir(),
         "size_mb": size_mb,
@@ -165,16 +169,10 @@ def transfer(size_mb: int, repeats: int) -> dict[str, object]:
         "cat_pipe_fetch_sha1_mb_s": median_spread(rates["cat_fetch_sha1"]),
         "cat_copy_file_range_mb_s": median_spread(rates["cat_copy"]),
         # Each round's own ratio: the floor moves with the machine from round to round.
-        "put_of_floor": median_spread([a / b for a, b in zip(rates["put"], rates["cat_put"])]),
-        "fetch_of_floor": median_spread(
-            [a / b for a, b in zip(rates["fetch"], rates["cat_fetch"])]
-        ),
-        "fetch_of_checked_floor": median_spread(
-            [a / b for a, b in zip(rates["fetch"], rates["cat_fetch_sha1"])]
-        ),
-        "checked_floor_of_floor": median_spread(
-            [a / b for a, b in zip(rates["cat_fetch_sha1"], rates["cat_fetch"])]
-        ),
+        "put_of_floor": per_round("put", "cat_put"),
+        "fetch_of_floor": per_round("fetch", "cat_fetch"),
+        "fetch_of_checked_floor": per_round("fetch", "cat_fetch_sha1"),
+        "checked_floor_of_floor": per_round("cat_fetch_sha1", "cat_fetch"),
     }
 
 

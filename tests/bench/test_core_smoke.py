@@ -19,17 +19,21 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.timeout(120)
-def test_quick_run_measures_every_figure() -> None:
-    assert len(os.sched_getaffinity(0)) >= 2, "the placed (c) needs two vCPUs"
+def run_bench_core(*args: str, timeout: float) -> None:
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bench_core.py"), "--quick"],
+        [sys.executable, str(ROOT / "bench" / "bench_core.py"), *args],
         capture_output=True,
         text=True,
-        timeout=110,
+        timeout=timeout,
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+
+
+@pytest.mark.timeout(120)
+def test_quick_run_measures_every_figure() -> None:
+    assert len(os.sched_getaffinity(0)) >= 2, "the placed (c) needs two vCPUs"
+    run_bench_core("--quick", timeout=110)
     figures = json.loads((ROOT / "bench" / "results" / "core-quick.json").read_text())["figures"]
 
     for name, floor in (
@@ -62,13 +66,6 @@ def test_quick_run_measures_every_figure() -> None:
 
 @pytest.mark.timeout(60)
 def test_only_runs_the_measures_named_into_results_of_their_own() -> None:
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bench_core.py"), "--quick", "--only", "e", "f"],
-        capture_output=True,
-        text=True,
-        timeout=50,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    run_bench_core("--quick", "--only", "e", "f", timeout=50)
     written = ROOT / "bench" / "results" / "core-quick-ef.json"
     assert set(json.loads(written.read_text())["figures"]) == {"e_transfer", "f_package_import"}
